@@ -1,0 +1,385 @@
+# cython: language_level=3
+"""Pooling kernels: forward and backward, float32 and float64.
+
+Every kernel works on a stack of P independent planes, ``x`` of shape
+``(P, H, W)`` with ``P = N * C``, and runs them in parallel with ``prange``
+(plain serial loops when built without OpenMP).  No two planes share an output
+element, so the parallel loops need no locks and no reductions.
+
+The callers (``minicnn/layers/pooling.py``) validate everything first: shapes,
+dtypes, contiguity, window sizes.  The loops trust their inputs, which is what
+makes ``boundscheck=False`` safe.
+
+Window geometry (PyTorch's, ``ceil_mode=False``): output row ``oh`` covers input
+rows ``oh * sh - ph ... oh * sh - ph + kh - 1``, clipped to ``[0, H)``; with
+``ph <= kh // 2`` and ``H >= 1`` every clipped window holds at least one element.
+
+Max and min pooling store, per output element, the position of the chosen
+element inside its (unclipped) window, ``argmax = i * kw + j``, as uint8 when
+``kh * kw <= 256`` and int32 otherwise.  The chosen element follows PyTorch's
+CPU rule ``if (v > best) || isnan(v)``: the first maximum in row-major order on
+ties, the last NaN when the window holds NaN.
+"""
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.stdint cimport int32_t, uint8_t
+from libc.string cimport memset
+
+ctypedef fused index_t:
+    uint8_t
+    int32_t
+
+
+cdef inline bint _wins(floating v, floating best, bint minimum) noexcept nogil:
+    """True when ``v`` replaces ``best`` (PyTorch's rule; ``v != v`` is isnan)."""
+    if minimum:
+        return v < best or v != v
+    return v > best or v != v
+
+
+# ---------------------------------------------------------------- max / min --
+
+cdef inline void _extreme_plane(
+    const floating* x, floating* y, index_t* argmax,
+    Py_ssize_t H, Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW,
+    int kh, int kw, int sh, int sw, int ph, int pw, bint minimum,
+) noexcept nogil:
+    """Any window: one plane (H, W) -> y, argmax (OH, OW)."""
+    cdef Py_ssize_t oh, ow, i, j, h0, w0, hs, he, ws, we
+    cdef floating best, v
+    cdef index_t pos
+    for oh in range(OH):
+        h0 = oh * sh - ph
+        hs = h0 if h0 > 0 else 0
+        he = h0 + kh if h0 + kh < H else H
+        for ow in range(OW):
+            w0 = ow * sw - pw
+            ws = w0 if w0 > 0 else 0
+            we = w0 + kw if w0 + kw < W else W
+            best = x[hs * W + ws]
+            pos = <index_t>((hs - h0) * kw + (ws - w0))
+            for i in range(hs, he):
+                for j in range(ws, we):
+                    v = x[i * W + j]
+                    if _wins(v, best, minimum):
+                        best = v
+                        pos = <index_t>((i - h0) * kw + (j - w0))
+            y[oh * OW + ow] = best
+            argmax[oh * OW + ow] = pos
+
+
+cdef inline void _extreme_plane_2x2(
+    const floating* x, floating* y, index_t* argmax,
+    Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW, bint minimum,
+) noexcept nogil:
+    """2x2 windows, stride 2, no padding: the reference network's case."""
+    cdef Py_ssize_t oh, ow
+    cdef const floating* r0
+    cdef const floating* r1
+    cdef floating* yr
+    cdef index_t* ar
+    cdef floating best, v
+    cdef index_t pos
+    for oh in range(OH):
+        r0 = x + 2 * oh * W
+        r1 = r0 + W
+        yr = y + oh * OW
+        ar = argmax + oh * OW
+        for ow in range(OW):
+            best = r0[2 * ow]
+            pos = 0
+            v = r0[2 * ow + 1]
+            if _wins(v, best, minimum):
+                best = v
+                pos = 1
+            v = r1[2 * ow]
+            if _wins(v, best, minimum):
+                best = v
+                pos = 2
+            v = r1[2 * ow + 1]
+            if _wins(v, best, minimum):
+                best = v
+                pos = 3
+            yr[ow] = best
+            ar[ow] = pos
+
+
+def extreme_forward(
+    const floating[:, :, ::1] x, floating[:, :, ::1] y, index_t[:, :, ::1] argmax,
+    int kh, int kw, int sh, int sw, int ph, int pw, bint minimum,
+):
+    """Max (or min) pooling forward.
+
+    Shape: x (P, H, W) -> y (P, OH, OW), argmax (P, OH, OW) positions in window.
+    """
+    cdef Py_ssize_t P = x.shape[0], H = x.shape[1], W = x.shape[2]
+    cdef Py_ssize_t OH = y.shape[1], OW = y.shape[2], p
+    cdef bint fast = kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0
+    if P == 0 or OH == 0 or OW == 0:
+        return
+    for p in prange(P, nogil=True, schedule="static"):
+        if fast:
+            _extreme_plane_2x2(&x[p, 0, 0], &y[p, 0, 0], &argmax[p, 0, 0], W, OH, OW, minimum)
+        else:
+            _extreme_plane(&x[p, 0, 0], &y[p, 0, 0], &argmax[p, 0, 0],
+                           H, W, OH, OW, kh, kw, sh, sw, ph, pw, minimum)
+
+
+cdef inline void _scatter_plane(
+    const floating* dy, const index_t* argmax, floating* dx,
+    Py_ssize_t H, Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW,
+    int kw, int sh, int sw, int ph, int pw,
+) noexcept nogil:
+    """Any window: dx (H, W), zeroed here, += dy at each window's argmax."""
+    cdef Py_ssize_t oh, ow, o
+    cdef int pos
+    memset(dx, 0, H * W * sizeof(floating))
+    for oh in range(OH):
+        for ow in range(OW):
+            o = oh * OW + ow
+            pos = argmax[o]
+            dx[(oh * sh - ph + pos // kw) * W + ow * sw - pw + pos % kw] += dy[o]
+
+
+cdef inline void _scatter_plane_2x2(
+    const floating* dy, const index_t* argmax, floating* dx,
+    Py_ssize_t H, Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW,
+) noexcept nogil:
+    """2x2 windows, stride 2, no padding: writes every element of dx once."""
+    cdef Py_ssize_t oh, ow
+    cdef floating* d0
+    cdef floating* d1
+    cdef const floating* g
+    cdef const index_t* a
+    for oh in range(OH):
+        d0 = dx + 2 * oh * W
+        d1 = d0 + W
+        g = dy + oh * OW
+        a = argmax + oh * OW
+        for ow in range(OW):
+            d0[2 * ow] = g[ow] if a[ow] == 0 else 0
+            d0[2 * ow + 1] = g[ow] if a[ow] == 1 else 0
+            d1[2 * ow] = g[ow] if a[ow] == 2 else 0
+            d1[2 * ow + 1] = g[ow] if a[ow] == 3 else 0
+        if W % 2:
+            d0[W - 1] = 0
+            d1[W - 1] = 0
+    if H % 2:
+        memset(dx + (H - 1) * W, 0, W * sizeof(floating))
+
+
+def extreme_backward(
+    const floating[:, :, ::1] dy, const index_t[:, :, ::1] argmax, floating[:, :, ::1] dx,
+    int kh, int kw, int sh, int sw, int ph, int pw,
+):
+    """Max (or min) pooling backward: every element of dx is written.
+
+    Shape: dy, argmax (P, OH, OW) -> dx (P, H, W).
+    """
+    cdef Py_ssize_t P = dx.shape[0], H = dx.shape[1], W = dx.shape[2]
+    cdef Py_ssize_t OH = dy.shape[1], OW = dy.shape[2], p
+    cdef bint fast = kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0
+    if P == 0 or H == 0 or W == 0:
+        return
+    for p in prange(P, nogil=True, schedule="static"):
+        if fast:
+            _scatter_plane_2x2(&dy[p, 0, 0], &argmax[p, 0, 0], &dx[p, 0, 0], H, W, OH, OW)
+        else:
+            _scatter_plane(&dy[p, 0, 0], &argmax[p, 0, 0], &dx[p, 0, 0],
+                           H, W, OH, OW, kw, sh, sw, ph, pw)
+
+
+# ------------------------------------------------------------------ average --
+
+cdef inline void _average_plane(
+    const floating* x, floating* y,
+    Py_ssize_t H, Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW,
+    int kh, int kw, int sh, int sw, int ph, int pw, bint count_include_pad,
+) noexcept nogil:
+    cdef Py_ssize_t oh, ow, i, j, h0, w0, hs, he, ws, we
+    cdef double total
+    for oh in range(OH):
+        h0 = oh * sh - ph
+        hs = h0 if h0 > 0 else 0
+        he = h0 + kh if h0 + kh < H else H
+        for ow in range(OW):
+            w0 = ow * sw - pw
+            ws = w0 if w0 > 0 else 0
+            we = w0 + kw if w0 + kw < W else W
+            total = 0
+            for i in range(hs, he):
+                for j in range(ws, we):
+                    total = total + x[i * W + j]
+            if count_include_pad:
+                y[oh * OW + ow] = <floating>(total / (kh * kw))
+            else:
+                y[oh * OW + ow] = <floating>(total / ((he - hs) * (we - ws)))
+
+
+cdef inline void _average_plane_2x2(
+    const floating* x, floating* y, Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW,
+) noexcept nogil:
+    cdef Py_ssize_t oh, ow
+    cdef const floating* r0
+    cdef const floating* r1
+    cdef floating* yr
+    for oh in range(OH):
+        r0 = x + 2 * oh * W
+        r1 = r0 + W
+        yr = y + oh * OW
+        for ow in range(OW):
+            yr[ow] = ((r0[2 * ow] + r0[2 * ow + 1]) + (r1[2 * ow] + r1[2 * ow + 1])) * <floating>0.25
+
+
+def average_forward(
+    const floating[:, :, ::1] x, floating[:, :, ::1] y,
+    int kh, int kw, int sh, int sw, int ph, int pw, bint count_include_pad,
+):
+    """Average pooling forward (zero padding).
+
+    Shape: x (P, H, W) -> y (P, OH, OW).  The divisor is kh * kw when
+    count_include_pad, else the number of input elements in the window.
+    """
+    cdef Py_ssize_t P = x.shape[0], H = x.shape[1], W = x.shape[2]
+    cdef Py_ssize_t OH = y.shape[1], OW = y.shape[2], p
+    cdef bint fast = kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0
+    if P == 0 or OH == 0 or OW == 0:
+        return
+    for p in prange(P, nogil=True, schedule="static"):
+        if fast:
+            _average_plane_2x2(&x[p, 0, 0], &y[p, 0, 0], W, OH, OW)
+        else:
+            _average_plane(&x[p, 0, 0], &y[p, 0, 0], H, W, OH, OW,
+                           kh, kw, sh, sw, ph, pw, count_include_pad)
+
+
+cdef inline void _spread_plane(
+    const floating* dy, floating* dx,
+    Py_ssize_t H, Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW,
+    int kh, int kw, int sh, int sw, int ph, int pw, bint count_include_pad,
+) noexcept nogil:
+    """Any window: dx (H, W), zeroed here, += dy / divisor over each window."""
+    cdef Py_ssize_t oh, ow, i, j, h0, w0, hs, he, ws, we
+    cdef floating g
+    memset(dx, 0, H * W * sizeof(floating))
+    for oh in range(OH):
+        h0 = oh * sh - ph
+        hs = h0 if h0 > 0 else 0
+        he = h0 + kh if h0 + kh < H else H
+        for ow in range(OW):
+            w0 = ow * sw - pw
+            ws = w0 if w0 > 0 else 0
+            we = w0 + kw if w0 + kw < W else W
+            if count_include_pad:
+                g = dy[oh * OW + ow] / (kh * kw)
+            else:
+                g = dy[oh * OW + ow] / ((he - hs) * (we - ws))
+            for i in range(hs, he):
+                for j in range(ws, we):
+                    dx[i * W + j] += g
+
+
+cdef inline void _spread_plane_2x2(
+    const floating* dy, floating* dx,
+    Py_ssize_t H, Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW,
+) noexcept nogil:
+    cdef Py_ssize_t oh, ow
+    cdef floating* d0
+    cdef floating* d1
+    cdef const floating* g
+    cdef floating q
+    for oh in range(OH):
+        d0 = dx + 2 * oh * W
+        d1 = d0 + W
+        g = dy + oh * OW
+        for ow in range(OW):
+            q = g[ow] * <floating>0.25
+            d0[2 * ow] = q
+            d0[2 * ow + 1] = q
+            d1[2 * ow] = q
+            d1[2 * ow + 1] = q
+        if W % 2:
+            d0[W - 1] = 0
+            d1[W - 1] = 0
+    if H % 2:
+        memset(dx + (H - 1) * W, 0, W * sizeof(floating))
+
+
+def average_backward(
+    const floating[:, :, ::1] dy, floating[:, :, ::1] dx,
+    int kh, int kw, int sh, int sw, int ph, int pw, bint count_include_pad,
+):
+    """Average pooling backward: every element of dx is written.
+
+    Shape: dy (P, OH, OW) -> dx (P, H, W).
+    """
+    cdef Py_ssize_t P = dx.shape[0], H = dx.shape[1], W = dx.shape[2]
+    cdef Py_ssize_t OH = dy.shape[1], OW = dy.shape[2], p
+    cdef bint fast = kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0
+    if P == 0 or H == 0 or W == 0:
+        return
+    for p in prange(P, nogil=True, schedule="static"):
+        if fast:
+            _spread_plane_2x2(&dy[p, 0, 0], &dx[p, 0, 0], H, W, OH, OW)
+        else:
+            _spread_plane(&dy[p, 0, 0], &dx[p, 0, 0], H, W, OH, OW,
+                          kh, kw, sh, sw, ph, pw, count_include_pad)
+
+
+# ------------------------------------------------------------------- global --
+
+def global_average_forward(const floating[:, ::1] x, floating[::1] y):
+    """Mean of each plane.  Shape: x (P, H*W) -> y (P,)."""
+    cdef Py_ssize_t P = x.shape[0], L = x.shape[1], p, i
+    cdef double total
+    if L == 0:
+        return
+    for p in prange(P, nogil=True, schedule="static"):
+        total = 0
+        for i in range(L):
+            total = total + x[p, i]
+        y[p] = <floating>(total / L)
+
+
+def global_average_backward(const floating[::1] dy, floating[:, ::1] dx):
+    """Shape: dy (P,) -> dx (P, H*W), every element dy[p] / (H*W)."""
+    cdef Py_ssize_t P = dx.shape[0], L = dx.shape[1], p, i
+    cdef floating g
+    if L == 0:
+        return
+    for p in prange(P, nogil=True, schedule="static"):
+        g = dy[p] / L
+        for i in range(L):
+            dx[p, i] = g
+
+
+def global_max_forward(const floating[:, ::1] x, floating[::1] y, int32_t[::1] argmax):
+    """Maximum of each plane and its flat position (first on ties, last NaN).
+
+    Shape: x (P, H*W) -> y (P,), argmax (P,).
+    """
+    cdef Py_ssize_t P = x.shape[0], L = x.shape[1], p, i
+    cdef floating best, v
+    cdef int32_t pos
+    if L == 0:
+        return
+    for p in prange(P, nogil=True, schedule="static"):
+        best = x[p, 0]
+        pos = 0
+        for i in range(1, L):
+            v = x[p, i]
+            if _wins(v, best, False):
+                best = v
+                pos = <int32_t>i
+        y[p] = best
+        argmax[p] = pos
+
+
+def global_max_backward(const floating[::1] dy, const int32_t[::1] argmax, floating[:, ::1] dx):
+    """Shape: dy, argmax (P,) -> dx (P, H*W), zero but dy[p] at argmax[p]."""
+    cdef Py_ssize_t P = dx.shape[0], L = dx.shape[1], p
+    if L == 0:
+        return
+    for p in prange(P, nogil=True, schedule="static"):
+        memset(&dx[p, 0], 0, L * sizeof(floating))
+        dx[p, argmax[p]] = dy[p]

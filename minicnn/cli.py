@@ -1,0 +1,133 @@
+"""The ``minicnn`` command: train | ablate | plot | summary | data fetch.
+
+Exit status: 0 done, 2 bad input (config, arguments, data), 1 anything else.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import pathlib
+import sys
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse's own exit status is already 2; keep one format
+        self.print_usage(sys.stderr)
+        print(f"minicnn: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="minicnn", description="Small, fast CNN training for pooling studies on MNIST.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train one config and write its run folder")
+    t.add_argument("config", help="YAML config, e.g. configs/max_pool.yaml")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key by its dotted path, e.g. train.epochs=1")
+    t.add_argument("--out", help="run folder (default runs/NAME-DATE-TIME)")
+    t.add_argument("--data-dir", help="folder with the four MNIST IDX files")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+
+    a = sub.add_parser("ablate", help="run an experiment grid (configs x seeds)")
+    a.add_argument("experiment", help="experiment YAML, e.g. experiments/pooling_ablation.yaml")
+    a.add_argument("--jobs", type=int, default=1, help="runs in parallel (default 1)")
+    a.add_argument("--resume", action="store_true", help="skip finished runs, continue interrupted ones")
+    a.add_argument("--quick", action="store_true", help="smoke test: 1 epoch, 2,000 training images, 1 seed")
+    a.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key in every run")
+    a.add_argument("--out", help="experiment folder (default: the experiment's `out`)")
+    a.add_argument("--data-dir", help="folder with the four MNIST IDX files")
+
+    pl = sub.add_parser("plot", help="draw the figures of a run or experiment folder")
+    pl.add_argument("folder")
+
+    s = sub.add_parser("summary", help="print the model table of a config")
+    s.add_argument("config")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+
+    d = sub.add_parser("data", help="manage the MNIST cache")
+    d.add_argument("action", choices=["fetch"], help="fetch: download, verify and cache MNIST")
+    d.add_argument("--data-dir", help="folder with the four MNIST IDX files")
+    return p
+
+
+def _train(args) -> None:
+    from minicnn.config import load_config
+    from minicnn.train import fit
+
+    config = load_config(args.config, args.set)
+    if args.resume and not args.out:
+        raise_user("--resume needs --out, the run folder to continue")
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = pathlib.Path(args.out or f"runs/{config.name}-{stamp}")
+    print(f"run folder: {out}", file=sys.stderr)
+    try:
+        summary = fit(config, out, data_dir=args.data_dir, resume=args.resume)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; the last finished epoch is saved in {out}/checkpoint.npz. Continue with:\n"
+              f"  minicnn train {args.config} --out {out} --resume"
+              + "".join(f" --set {s}" for s in args.set), file=sys.stderr)
+        sys.exit(130)
+    verdict = "DIVERGED" if summary["diverged"] else "done"
+    print(f"{verdict}: test accuracy {100 * summary['test_accuracy']:.2f}% after {summary['epochs']} epochs, "
+          f"{summary['images_per_second']:.0f} images/s; {out}/summary.json")
+
+
+def _ablate(args) -> None:
+    from minicnn.experiment import run_experiment
+
+    if args.jobs < 1:
+        raise_user(f"--jobs must be at least 1, got {args.jobs}")
+    run_experiment(args.experiment, jobs=args.jobs, resume=args.resume, quick=args.quick,
+                   overrides=args.set, out=args.out, data_dir=args.data_dir)
+
+
+def _plot(args) -> None:
+    from minicnn.plots import plot_folder
+
+    for path in plot_folder(args.folder):
+        print(path)
+
+
+def _summary(args) -> None:
+    from minicnn.config import build_model, load_config
+
+    config = load_config(args.config, args.set)
+    print(f"{config.name} ({config.file})")
+    print(build_model(config).summary())
+
+
+def _data(args) -> None:
+    from minicnn.data import fetch
+
+    print(fetch(args.data_dir))
+
+
+def raise_user(message: str):
+    from minicnn.errors import UserError
+
+    raise UserError(message)
+
+
+COMMANDS = {"train": _train, "ablate": _ablate, "plot": _plot, "summary": _summary, "data": _data}
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    from minicnn.data import DataError
+    from minicnn.errors import UserError
+
+    try:
+        COMMANDS[args.command](args)
+    except (UserError, DataError) as e:
+        print(f"minicnn: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""Element-wise and per-row activations."""
+from __future__ import annotations
+
+import numpy as np
+
+from minicnn.layers.base import Layer, check_array, check_grad, require_forward
+
+
+class ReLU(Layer):
+    """max(x, 0).  Shape: any (N, ...) -> the same."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._cache = None
+
+    def forward(self, x, training=True):
+        x = check_array(x, "ReLU", None)
+        y = np.maximum(x, 0)
+        self._cache = y if training else None
+        return y
+
+    def backward(self, dy):
+        y = require_forward(self._cache, "ReLU")
+        dy = check_grad(dy, "ReLU", y.shape, y.dtype)
+        return dy * (y > 0)
+
+
+class Softmax(Layer):
+    """Row-wise softmax over features.  Shape: (N, K) -> (N, K), rows sum to 1.
+
+    Training folds it into the cross-entropy loss (see minicnn.losses), so this
+    layer's own backward is only used when it is trained on its own.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._cache = None
+
+    def output_shape(self, input_shape):
+        if len(input_shape) != 1:
+            raise ValueError(f"Softmax: expects (K,) features per example, got shape {tuple(input_shape)}")
+        return tuple(input_shape)
+
+    def window(self, input_shape):
+        return None
+
+    def forward(self, x, training=True):
+        x = check_array(x, "Softmax", 2)
+        y = softmax(x)
+        self._cache = y if training else None
+        return y
+
+    def backward(self, dy):
+        y = require_forward(self._cache, "Softmax")
+        dy = check_grad(dy, "Softmax", y.shape, y.dtype)
+        return y * (dy - np.sum(dy * y, axis=1, keepdims=True))
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    """Stable row-wise softmax of (N, K) logits."""
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    e /= e.sum(axis=1, keepdims=True)
+    return e

@@ -1,0 +1,85 @@
+"""The layer contract and the input checks every layer shares."""
+from __future__ import annotations
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+class Layer:
+    """Base class.  Subclasses set ``params``/``grads`` and override the hooks.
+
+    ``forward(x, training=True) -> y`` and ``backward(dy) -> dx`` work on
+    batches; ``output_shape`` and ``macs`` work on per-example shapes (no batch
+    axis), so a model can be checked and summarised without running it.
+    ``window`` gives the spatial (kernel, stride) for receptive-field
+    arithmetic, or None for a layer that leaves the spatial domain.
+    """
+
+    def __init__(self) -> None:
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+
+    def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(input_shape)
+
+    def macs(self, input_shape: tuple[int, ...]) -> int:
+        """Multiply-accumulates per example in forward."""
+        return 0
+
+    def window(self, input_shape: tuple[int, ...]):
+        """((kh, kw), (sh, sw)) seen by the receptive-field arithmetic."""
+        return (1, 1), (1, 1)
+
+    def _describe(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._describe()})"
+
+
+def pair(value, name: str, layer: str) -> tuple[int, int]:
+    """An int or an (h, w) pair of ints -> (h, w); anything else is a TypeError."""
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        h, w = value
+    else:
+        h = w = value
+    for v in (h, w):
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+            raise TypeError(f"{layer}: {name} must be an int or a pair of ints, got {value!r}")
+    return int(h), int(w)
+
+
+def check_array(x, layer: str, ndim: int | None, name: str = "input") -> np.ndarray:
+    """Validate a float array of ``ndim`` dims (None: any, at least 1); return it C-contiguous."""
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{layer}: {name} must be a numpy array, got {type(x).__name__}")
+    if x.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{layer}: {name} dtype must be float32 or float64, got {x.dtype}")
+    if (x.ndim != ndim) if ndim is not None else x.ndim < 1:
+        raise ValueError(
+            f"{layer}: {name} must have {ndim or 'at least 1'} dimensions, got {x.ndim} (shape {x.shape})"
+        )
+    return np.ascontiguousarray(x)
+
+
+def check_grad(dy, layer: str, expected_shape: tuple[int, ...], dtype) -> np.ndarray:
+    """Validate the upstream gradient against the last forward's output."""
+    dy = check_array(dy, layer, len(expected_shape), "gradient")
+    if dy.shape != tuple(expected_shape):
+        raise ValueError(
+            f"{layer}: gradient shape {dy.shape} does not match the forward output {tuple(expected_shape)}"
+        )
+    return dy.astype(dtype, copy=False)
+
+
+def require_forward(cache, layer: str):
+    if cache is None:
+        raise RuntimeError(f"{layer}: backward called before forward(training=True)")
+    return cache

@@ -1,0 +1,59 @@
+"""Fully connected layer."""
+from __future__ import annotations
+
+import numpy as np
+
+from minicnn.layers.base import Layer, check_array, check_grad, require_forward
+from minicnn.layers.init import he_normal
+
+
+class Dense(Layer):
+    """y = x @ W + b.
+
+    Params: W (in_features, out_features), b (out_features,).
+    Shape: (N, in_features) -> (N, out_features).
+    """
+
+    def __init__(self, in_features, out_features, *, dtype=np.float64, rng=None) -> None:
+        super().__init__()
+        for name, v in (("in_features", in_features), ("out_features", out_features)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
+                raise ValueError(f"Dense: {name} must be a positive int, got {v!r}")
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.params = {
+            "W": he_normal((self.in_features, self.out_features), self.in_features, dtype, rng),
+            "b": np.zeros(self.out_features, dtype=dtype),
+        }
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        self._cache = None
+
+    def _describe(self) -> str:
+        return f"{self.in_features}, {self.out_features}"
+
+    def output_shape(self, input_shape):
+        if tuple(input_shape) != (self.in_features,):
+            raise ValueError(
+                f"Dense: expects ({self.in_features},) features per example, got shape "
+                f"{tuple(input_shape)}" + (" (add a flatten layer before it)" if len(input_shape) > 1 else ""))
+        return (self.out_features,)
+
+    def macs(self, input_shape):
+        return self.in_features * self.out_features
+
+    def window(self, input_shape):
+        return None
+
+    def forward(self, x, training=True):
+        x = check_array(x, "Dense", 2)
+        self.output_shape(x.shape[1:])
+        y = x @ self.params["W"].astype(x.dtype, copy=False)
+        y += self.params["b"].astype(x.dtype, copy=False)
+        self._cache = x if training else None
+        return y
+
+    def backward(self, dy):
+        x = require_forward(self._cache, "Dense")
+        dy = check_grad(dy, "Dense", (x.shape[0], self.out_features), x.dtype)
+        self.grads["W"][...] = x.T @ dy
+        self.grads["b"][...] = dy.sum(axis=0)
+        return dy @ self.params["W"].T.astype(dy.dtype, copy=False)

@@ -1,0 +1,32 @@
+"""Flatten: the bridge from feature maps to dense layers."""
+from __future__ import annotations
+
+import math
+
+from minicnn.layers.base import Layer, check_array, check_grad, require_forward
+
+
+class Flatten(Layer):
+    """Shape: (N, d1, d2, ...) -> (N, d1 * d2 * ...)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._cache = None
+
+    def output_shape(self, input_shape):
+        return (math.prod(input_shape),)
+
+    def window(self, input_shape):
+        return None
+
+    def forward(self, x, training=True):
+        x = check_array(x, "Flatten", None)
+        if x.ndim < 2:
+            raise ValueError(f"Flatten: input must have a batch axis and at least one more, got shape {x.shape}")
+        self._cache = (x.shape, x.dtype) if training else None
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dy):
+        shape, dtype = require_forward(self._cache, "Flatten")
+        dy = check_grad(dy, "Flatten", (shape[0], math.prod(shape[1:])), dtype)
+        return dy.reshape(shape)

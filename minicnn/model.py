@@ -1,0 +1,125 @@
+"""Sequential: a stack of layers with one input shape, and its summary table."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from minicnn.layers import Layer, Softmax
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerRow:
+    """One line of the summary: per-example output shape, cost, receptive field."""
+
+    name: str
+    output_shape: tuple[int, ...]
+    params: int
+    macs: int
+    receptive_field: tuple[int, int] | None  # None once the spatial map is gone
+
+
+class Sequential:
+    """Layers applied in order to (N, *input_shape) batches.
+
+    ``input_shape`` is per example, e.g. (1, 28, 28); building checks that every
+    layer accepts the shape the previous one produces (ValueError otherwise).
+    """
+
+    def __init__(self, layers: list[Layer], input_shape: tuple[int, ...]) -> None:
+        self.layers = list(layers)
+        self.input_shape = tuple(input_shape)
+        self.rows = self._propagate()
+
+    def _propagate(self) -> list[LayerRow]:
+        rows = []
+        shape = self.input_shape
+        rf, jump = (1, 1), (1, 1)
+        for i, layer in enumerate(self.layers):
+            try:
+                out = layer.output_shape(shape)
+                macs = layer.macs(shape)
+                window = layer.window(shape) if len(shape) == 3 else None
+            except ValueError as e:
+                raise ValueError(f"layer {i} ({type(layer).__name__}) on input {shape}: {e}") from None
+            if window is not None:
+                (kh, kw), (sh, sw) = window
+                rf = (rf[0] + (kh - 1) * jump[0], rf[1] + (kw - 1) * jump[1])
+                jump = (jump[0] * sh, jump[1] * sw)
+            params = sum(p.size for p in layer.params.values())
+            rows.append(LayerRow(type(layer).__name__, tuple(out), params, macs,
+                                 rf if len(out) == 3 else None))
+            shape = out
+        return rows
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return self.rows[-1].output_shape if self.rows else self.input_shape
+
+    @property
+    def n_params(self) -> int:
+        return sum(r.params for r in self.rows)
+
+    @property
+    def macs(self) -> int:
+        """Multiply-accumulates per example in forward."""
+        return sum(r.macs for r in self.rows)
+
+    @property
+    def receptive_field(self) -> tuple[int, int] | None:
+        """Receptive field of the last layer that still has a spatial map."""
+        fields = [r.receptive_field for r in self.rows if r.receptive_field is not None]
+        return fields[-1] if fields else None
+
+    @property
+    def ends_in_softmax(self) -> bool:
+        return bool(self.layers) and isinstance(self.layers[-1], Softmax)
+
+    def forward(self, x: np.ndarray, training: bool = True, logits: bool = False) -> np.ndarray:
+        """x (N, *input_shape) -> (N, *output_shape).
+
+        logits=True stops before a final Softmax, for a loss that folds it in.
+        """
+        layers = self.layers[:-1] if logits and self.ends_in_softmax else self.layers
+        for layer in layers:
+            x = layer.forward(x, training)
+        return x
+
+    def backward(self, dy: np.ndarray, logits: bool = False) -> np.ndarray:
+        """Backpropagate dy through the layers (skipping a final Softmax if logits)."""
+        layers = self.layers[:-1] if logits and self.ends_in_softmax else self.layers
+        for layer in reversed(layers):
+            dy = layer.backward(dy)
+        return dy
+
+    def slots(self) -> list[tuple[dict, dict, str]]:
+        """(params, grads, key) for every parameter, in a fixed order."""
+        return [(layer.params, layer.grads, key) for layer in self.layers for key in layer.params]
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {f"{i}.{key}": layer.params[key] for i, layer in enumerate(self.layers)
+                for key in layer.params}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        for name, target in self.state_dict().items():
+            if name not in state or state[name].shape != target.shape:
+                raise ValueError(f"checkpoint does not match the model at parameter {name}")
+            target[...] = state[name]
+
+    def summary(self) -> str:
+        """Keras-style table: layer, output shape, params, MACs, receptive field; totals."""
+        head = ("#", "layer", "output shape", "params", "MACs", "RF")
+        lines = [(str(i), r.name, "x".join(map(str, r.output_shape)), f"{r.params:,}",
+                  f"{r.macs:,}", f"{r.receptive_field[0]}x{r.receptive_field[1]}" if r.receptive_field else "-")
+                 for i, r in enumerate(self.rows)]
+        lines.insert(0, ("", "input", "x".join(map(str, self.input_shape)), "", "", "1x1"))
+        widths = [max(len(row[c]) for row in [head, *lines]) for c in range(len(head))]
+        fmt = lambda row: "  ".join(v.rjust(w) if c in (0, 3, 4) else v.ljust(w)
+                                    for c, (v, w) in enumerate(zip(row, widths))).rstrip()
+        rule = "-" * len(fmt(head))
+        rf = self.receptive_field
+        out = [fmt(head), rule, *map(fmt, lines), rule,
+               f"total params: {self.n_params:,}",
+               f"MACs per image: {self.macs:,}",
+               f"receptive field of the last spatial layer: {rf[0]}x{rf[1]}" if rf else "receptive field: -"]
+        return "\n".join(out)

@@ -1,0 +1,103 @@
+"""Optimizers.  Each step reads every (layer, key) slot of a model's params.
+
+The update rules match PyTorch's torch.optim.SGD and torch.optim.Adam, so a
+learning rate tuned there means the same here.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+class Optimizer:
+    def __init__(self, slots, lr: float) -> None:
+        """slots: list of (params dict, grads dict, key) triples, see Sequential.slots()."""
+        self.slots = list(slots)
+        self.lr = float(lr)
+        self.steps = 0
+
+    def step(self) -> None:
+        self.steps += 1
+        for i, (params, grads, key) in enumerate(self.slots):
+            self._update(i, params[key], grads[key])
+
+    def _update(self, i: int, p: np.ndarray, g: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Flat dict of arrays for checkpoints."""
+        return {"steps": np.array(self.steps)}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        self.steps = int(state["steps"])
+
+
+class SGD(Optimizer):
+    """v = momentum * v + (g + weight_decay * p);  p -= lr * v."""
+
+    def __init__(self, slots, lr: float, momentum: float = 0.0, weight_decay: float = 0.0) -> None:
+        super().__init__(slots, lr)
+        self.momentum = float(momentum)
+        self.weight_decay = float(weight_decay)
+        self.velocity = [np.zeros_like(params[key]) for params, _, key in self.slots]
+
+    def _update(self, i, p, g):
+        if self.weight_decay:
+            g = g + self.weight_decay * p
+        if self.momentum:
+            v = self.velocity[i]
+            if self.steps == 1:
+                v[...] = g  # PyTorch starts the buffer at the first gradient
+            else:
+                v *= self.momentum
+                v += g
+            g = v
+        p -= self.lr * g
+
+    def state_dict(self):
+        state = super().state_dict()
+        state.update({f"velocity.{i}": v for i, v in enumerate(self.velocity)})
+        return state
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        for i, v in enumerate(self.velocity):
+            v[...] = state[f"velocity.{i}"]
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba) with bias correction; weight decay added to the gradient."""
+
+    def __init__(self, slots, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
+                 eps: float = 1e-8, weight_decay: float = 0.0) -> None:
+        super().__init__(slots, lr)
+        self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
+        self.weight_decay = float(weight_decay)
+        self.m = [np.zeros_like(params[key]) for params, _, key in self.slots]
+        self.v = [np.zeros_like(params[key]) for params, _, key in self.slots]
+
+    def _update(self, i, p, g):
+        if self.weight_decay:
+            g = g + self.weight_decay * p
+        m, v = self.m[i], self.v[i]
+        m *= self.beta1
+        m += (1 - self.beta1) * g
+        v *= self.beta2
+        v += (1 - self.beta2) * g * g
+        m_hat = m / (1 - self.beta1 ** self.steps)
+        v_hat = v / (1 - self.beta2 ** self.steps)
+        p -= self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
+
+    def state_dict(self):
+        state = super().state_dict()
+        state.update({f"m.{i}": a for i, a in enumerate(self.m)})
+        state.update({f"v.{i}": a for i, a in enumerate(self.v)})
+        return state
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        for i in range(len(self.slots)):
+            self.m[i][...] = state[f"m.{i}"]
+            self.v[i][...] = state[f"v.{i}"]
+
+
+OPTIMIZERS = {"sgd": SGD, "adam": Adam}

@@ -1,0 +1,230 @@
+"""Fit and evaluate one model; the run folder is its complete record.
+
+Run folder:
+    config.yaml     the resolved config (defaults filled in)
+    checkpoint.npz  parameters, optimizer state and metrics after the last finished epoch
+    metrics.csv     one row per finished epoch
+    summary.json    written once the run is finished (see ``fit``)
+
+Resuming reads checkpoint.npz only, and every epoch shuffles with its own
+generator ``default_rng([seed, epoch])``, so an interrupted and resumed run
+gives the same numbers as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import resource
+import time
+
+import numpy as np
+
+from minicnn import data as mnist_data
+from minicnn.config import Config, build_model, dump_yaml
+from minicnn.errors import UserError
+from minicnn.files import check_writable, write_csv, write_json, write_npz, write_text
+from minicnn.losses import softmax_cross_entropy
+from minicnn.model import Sequential
+from minicnn.optim import OPTIMIZERS
+from minicnn.progress import ProgressBar
+
+# A run has diverged when a batch's mean cross-entropy is not finite or exceeds
+# this many nats: the model then gives the right class e^-100 on average, which
+# no learning run recovers from (an untrained model scores ln 10 = 2.3).
+DIVERGED_LOSS = 100.0
+METRIC_FIELDS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
+                 "test_loss", "test_accuracy", "train_seconds", "images_per_second"]
+
+
+@dataclasses.dataclass
+class Splits:
+    """Float32 images (N, 1, 28, 28) in [0, 1] and int64 labels (N,), plus raw test images."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    test_images: np.ndarray  # uint8 (N, 28, 28), source of the shifted test sets
+
+
+def to_float(images: np.ndarray) -> np.ndarray:
+    """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28) in [0, 1]."""
+    return (images.astype(np.float32) / np.float32(255))[:, None]
+
+
+def split(config: Config, mnist) -> Splits:
+    """Validation = the last val_size training images; train_size/test_size cut from the front."""
+    n_train = len(mnist.x_train) - config.val_size
+    stop = n_train if config.train_size is None else min(config.train_size, n_train)
+    test = slice(0, config.test_size)
+    return Splits(
+        to_float(mnist.x_train[:stop]), mnist.y_train[:stop].astype(np.int64),
+        to_float(mnist.x_train[n_train:]), mnist.y_train[n_train:].astype(np.int64),
+        to_float(mnist.x_test[test]), mnist.y_test[test].astype(np.int64),
+        mnist.x_test[test],
+    )
+
+
+def evaluate(model: Sequential, x: np.ndarray, y: np.ndarray, batch_size: int = 500) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy (0..1) of the model on (x, y); (nan, nan) if empty."""
+    if len(x) == 0:
+        return float("nan"), float("nan")
+    loss_sum, correct = 0.0, 0
+    with np.errstate(all="ignore"):
+        for start in range(0, len(x), batch_size):
+            xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+            logits = model.forward(xb, training=False, logits=True)
+            loss, _ = softmax_cross_entropy(logits, yb)
+            loss_sum += loss * len(xb)
+            correct += int((logits.argmax(axis=1) == yb).sum())
+    return loss_sum / len(x), correct / len(x)
+
+
+def train_epoch(model, optimizer, x, y, batch_size, rng, bar=None) -> tuple[float, float, bool]:
+    """One pass over (x, y) in shuffled mini-batches.
+
+    Returns (mean loss, accuracy, diverged); stops at the first batch whose loss
+    is not finite or above DIVERGED_LOSS.
+    """
+    order = rng.permutation(len(x))
+    loss_sum, correct, seen = 0.0, 0, 0
+    with np.errstate(all="ignore"):
+        for start in range(0, len(x), batch_size):
+            idx = order[start:start + batch_size]
+            xb, yb = x[idx], y[idx]
+            logits = model.forward(xb, training=True, logits=True)
+            loss, dlogits = softmax_cross_entropy(logits, yb)
+            if not loss <= DIVERGED_LOSS:  # also true for nan
+                return loss, correct / max(seen, 1), True
+            model.backward(dlogits, logits=True)
+            optimizer.step()
+            loss_sum += loss * len(idx)
+            correct += int((logits.argmax(axis=1) == yb).sum())
+            seen += len(idx)
+            if bar is not None:
+                bar.update(seen, loss=f"{loss_sum / seen:.4f}", acc=f"{100 * correct / seen:.2f}%")
+    return loss_sum / seen, correct / seen, False
+
+
+def fit(config: Config, out_dir, *, mnist=None, data_dir=None, resume: bool = False,
+        log=print, show_progress: bool | None = None) -> dict:
+    """Train ``config`` and write its run folder ``out_dir``; return summary.json's dict.
+
+    ``mnist``: preloaded minicnn.data.MNIST (else loaded from ``data_dir`` or the usual
+    sources).  ``resume``: continue from out_dir's checkpoint, or return its summary if
+    the run is finished.  ``log``: called with one line per epoch.
+    Raises UserError for an unwritable folder or a folder holding a different run.
+    """
+    out = pathlib.Path(out_dir)
+    try:
+        check_writable(out)
+    except OSError as e:
+        raise UserError(f"cannot write the run folder {out}: {e}") from None
+    config_text = dump_yaml(config.resolved)
+    if resume and (out / "summary.json").exists():
+        return json.loads((out / "summary.json").read_text())
+    _claim(out, config_text, resume)
+
+    if mnist is None:
+        mnist = mnist_data.load_mnist(data_dir)
+    splits = split(config, mnist)
+    model = build_model(config)
+    optimizer = OPTIMIZERS[config.optimizer.name](model.slots(), **config.optimizer.options)
+    rows = _restore(out / "checkpoint.npz", model, optimizer) if resume else []
+
+    diverged = any(r.get("diverged") for r in rows)
+    for epoch in range(len(rows), config.epochs):
+        if diverged:
+            break
+        bar = ProgressBar(len(splits.x_train), f"{config.name} seed {config.seed} epoch {epoch + 1}/{config.epochs}",
+                          enabled=show_progress)
+        start = time.perf_counter()
+        loss, acc, diverged = train_epoch(model, optimizer, splits.x_train, splits.y_train,
+                                          config.batch_size, np.random.default_rng([config.seed, epoch]), bar)
+        seconds = time.perf_counter() - start
+        bar.close()
+        val_loss, val_acc = evaluate(model, splits.x_val, splits.y_val, config.eval_batch_size)
+        test_loss, test_acc = evaluate(model, splits.x_test, splits.y_test, config.eval_batch_size)
+        rows.append({"epoch": epoch + 1, "train_loss": loss, "train_accuracy": acc,
+                     "val_loss": val_loss, "val_accuracy": val_acc,
+                     "test_loss": test_loss, "test_accuracy": test_acc,
+                     "train_seconds": seconds, "images_per_second": len(splits.x_train) / seconds,
+                     "diverged": diverged})
+        # checkpoint first: it is the record a resume trusts; metrics.csv is derived from it
+        _save(out / "checkpoint.npz", model, optimizer, rows)
+        write_csv(out / "metrics.csv", [{k: r[k] for k in METRIC_FIELDS} for r in rows], METRIC_FIELDS)
+        log(_epoch_line(config, rows[-1]))
+
+    summary = _summary(config, model, splits, rows)
+    write_json(out / "summary.json", summary)
+    return summary
+
+
+def _claim(out: pathlib.Path, config_text: str, resume: bool) -> None:
+    """Write config.yaml, refusing to mix two different runs in one folder."""
+    existing = out / "config.yaml"
+    if existing.exists() and existing.read_text(encoding="utf-8") != config_text:
+        raise UserError(f"{out} holds a run of a different config ({existing}); "
+                        "choose another --out folder or delete it")
+    if not resume:
+        for name in ("checkpoint.npz", "metrics.csv", "summary.json"):
+            (out / name).unlink(missing_ok=True)
+    write_text(existing, config_text)
+
+
+def _save(path, model, optimizer, rows) -> None:
+    arrays = {f"model.{k}": v for k, v in model.state_dict().items()}
+    arrays.update({f"optim.{k}": v for k, v in optimizer.state_dict().items()})
+    arrays["metrics"] = np.array(json.dumps(rows))
+    write_npz(path, arrays)
+
+
+def _restore(path: pathlib.Path, model, optimizer) -> list[dict]:
+    """Load checkpoint.npz into model and optimizer; return its metric rows ([] if none)."""
+    if not path.exists():
+        return []
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
+        optimizer.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("optim.")})
+        return json.loads(str(arrays["metrics"]))
+    except (OSError, ValueError, KeyError) as e:
+        raise UserError(f"{path}: cannot resume from this checkpoint ({e}); delete it to start the run over") from None
+
+
+def _summary(config: Config, model: Sequential, splits: Splits, rows: list[dict]) -> dict:
+    last = rows[-1] if rows else {}
+    diverged = bool(last.get("diverged", False))
+    shifted = {}
+    for shift in config.shifts:
+        x = to_float(mnist_data.shift_images(splits.test_images, shift, seed=0))
+        shifted[str(shift)] = evaluate(model, x, splits.y_test, config.eval_batch_size)[1]
+    train_seconds = sum(r["train_seconds"] for r in rows)
+    images = len(splits.x_train) * len(rows)
+    rf = model.receptive_field
+    return {
+        "name": config.name, "seed": config.seed, "epochs": len(rows),
+        "test_accuracy": last.get("test_accuracy"), "test_loss": last.get("test_loss"),
+        "val_accuracy": last.get("val_accuracy"), "train_loss": last.get("train_loss"),
+        "params": model.n_params, "macs": model.macs,
+        "receptive_field": list(rf) if rf else None,
+        "train_seconds": train_seconds,
+        "seconds_per_epoch": train_seconds / len(rows) if rows else None,
+        "images_per_second": images / train_seconds if train_seconds else None,
+        "shift_accuracy": shifted,
+        "diverged": diverged,
+        "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "train_images": len(splits.x_train),
+    }
+
+
+def _epoch_line(config: Config, r: dict) -> str:
+    status = "  DIVERGED (non-finite loss)" if r["diverged"] else ""
+    return (f"epoch {r['epoch']}/{config.epochs}  loss {r['train_loss']:.4f}  "
+            f"train {100 * r['train_accuracy']:.2f}%  val {100 * r['val_accuracy']:.2f}%  "
+            f"test {100 * r['test_accuracy']:.2f}%  {r['train_seconds']:.1f} s  "
+            f"{r['images_per_second']:.0f} img/s{status}")

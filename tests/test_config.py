@@ -1,0 +1,145 @@
+"""Config parsing, validation errors (file, key path, expectation) and overrides."""
+import pathlib
+
+import pytest
+import yaml
+
+from minicnn.config import build_model, load_config, parse_key
+from minicnn.errors import ConfigError
+
+CONFIGS = pathlib.Path(__file__).resolve().parent.parent / "configs"
+BASE = yaml.safe_load((CONFIGS / "max_pool.yaml").read_text())
+
+
+def write(tmp_path, data, name="c.yaml"):
+    path = tmp_path / name
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    return path
+
+
+def test_reference_config_builds_the_design_network():
+    config = load_config(CONFIGS / "max_pool.yaml")
+    model = build_model(config)
+    assert config.epochs == 5 and config.batch_size == 64
+    assert config.optimizer.name == "sgd" and config.optimizer.options["lr"] == 0.05
+    assert model.layers[3].params["W"].shape == (64, 32, 3, 3)  # in_channels inferred
+    assert model.layers[7].params["W"].shape == (3136, 128)      # in_features inferred
+    assert model.n_params == 421_642
+    assert model.output_shape == (10,)
+
+
+def test_overrides_set_nested_keys_and_list_items():
+    config = load_config(CONFIGS / "max_pool.yaml",
+                         ["train.epochs=2", "model.layers[2].kernel_size=[2, 1]",
+                          "train.optimizer.lr=0.01", "seed=7"])
+    assert config.epochs == 2 and config.seed == 7
+    assert config.layers[2][1]["kernel_size"] == (2, 1)
+    assert config.optimizer.options["lr"] == 0.01
+
+
+def test_parse_key():
+    assert parse_key("model.layers[2].kernel_size", "f") == ["model", "layers", 2, "kernel_size"]
+    for bad in ("", "a..b", "a.[1]", "a.b[x]", "1a"):
+        with pytest.raises(ConfigError):
+            parse_key(bad, "f")
+
+
+def mutate(path_steps, value):
+    data = yaml.safe_load(yaml.safe_dump(BASE))
+    node = data
+    for step in path_steps[:-1]:
+        node = node[step]
+    if value is KeyError:
+        del node[path_steps[-1]]
+    else:
+        node[path_steps[-1]] = value
+    return data
+
+
+BROKEN = [
+    # (description, config data or YAML text, overrides, expected key path, words in the message)
+    ("yaml syntax", "name: x\nmodel: [1, 2\n", [], "", "invalid YAML"),
+    ("not a mapping", "- 1\n- 2\n", [], "", "mapping"),
+    ("unknown top key", mutate(["optimiser"], 1) | {}, [], "optimiser", "unknown key"),
+    ("unknown layer key", mutate(["model", "layers", 2, "size"], 2), [], "model.layers[2].size", "unknown key"),
+    ("unknown layer type", mutate(["model", "layers", 1, "type"], "tanh"), [], "model.layers[1].type", "expected one of"),
+    ("missing kernel_size", mutate(["model", "layers", 2, "kernel_size"], KeyError), [],
+     "model.layers[2].kernel_size", "missing"),
+    ("kernel_size string", mutate(["model", "layers", 2, "kernel_size"], "2"), [],
+     "model.layers[2].kernel_size", "positive integer"),
+    ("kernel_size zero", mutate(["model", "layers", 2, "kernel_size"], 0), [],
+     "model.layers[2].kernel_size", "positive integer"),
+    ("kernel_size negative", mutate(["model", "layers", 0, "kernel_size"], -3), [],
+     "model.layers[0].kernel_size", "positive integer"),
+    ("kernel_size bool", mutate(["model", "layers", 0, "kernel_size"], True), [],
+     "model.layers[0].kernel_size", "positive integer"),
+    ("kernel_size triple", mutate(["model", "layers", 0, "kernel_size"], [3, 3, 3]), [],
+     "model.layers[0].kernel_size", "pair"),
+    ("stride zero", mutate(["model", "layers", 2, "stride"], 0), [], "model.layers[2].stride", "positive"),
+    ("padding negative", mutate(["model", "layers", 0, "padding"], -1), [], "model.layers[0].padding", ">= 0"),
+    ("pool padding too big", mutate(["model", "layers", 2, "padding"], 2), [], "model.layers[2]", "padding"),
+    ("pool window too big", mutate(["model", "layers", 5, "kernel_size"], 15), [], "model.layers[5]", "does not fit"),
+    ("conv window too big", mutate(["model", "layers", 3, "kernel_size"], 30), [], "model.layers[3]", "does not fit"),
+    ("out_channels zero", mutate(["model", "layers", 0, "out_channels"], 0), [], "model.layers[0].out_channels", "positive"),
+    ("out_channels float", mutate(["model", "layers", 0, "out_channels"], 3.5), [], "model.layers[0].out_channels", "positive integer"),
+    ("dense without flatten", mutate(["model", "layers", 6, "type"], "relu"), [], "model.layers[7]", "flatten"),
+    ("wrong in_channels", mutate(["model", "layers", 3, "in_channels"], 5), [], "model.layers[3].in_channels", "32"),
+    ("empty layers", mutate(["model", "layers"], []), [], "model.layers", "non-empty"),
+    ("layers not a list", mutate(["model", "layers"], {"a": 1}), [], "model.layers", "list"),
+    ("layer not a mapping", mutate(["model", "layers", 1], "relu"), [], "model.layers[1]", "mapping"),
+    ("no model", mutate(["model"], KeyError), [], "model", "mapping"),
+    ("wrong input shape", mutate(["model", "input_shape"], [3, 32, 32]), [], "model.input_shape", "[1, 28, 28]"),
+    ("input shape not a list", mutate(["model", "input_shape"], 28), [], "model.input_shape", "list"),
+    ("ten classes", mutate(["model", "layers", 9, "out_features"], 7), [], "model.layers", "10 class"),
+    ("epochs zero", mutate(["train", "epochs"], 0), [], "train.epochs", "positive"),
+    ("epochs string", mutate(["train", "epochs"], "five"), [], "train.epochs", "positive integer"),
+    ("batch negative", mutate(["train", "batch_size"], -1), [], "train.batch_size", "positive"),
+    ("lr negative", mutate(["train", "optimizer", "lr"], -0.1), [], "train.optimizer.lr", "> 0"),
+    ("lr nan", mutate(["train", "optimizer", "lr"], float("nan")), [], "train.optimizer.lr", "> 0"),
+    ("momentum one", mutate(["train", "optimizer", "momentum"], 1.0), [], "train.optimizer.momentum", "[0, 1)"),
+    ("unknown optimizer", mutate(["train", "optimizer", "name"], "rmsprop"), [], "train.optimizer.name", "sgd, adam"),
+    ("adam key for sgd", mutate(["train", "optimizer", "beta1"], 0.9), [], "train.optimizer.beta1", "unknown key"),
+    ("unknown data set", mutate(["data", "dataset"], "cifar10"), [], "data.dataset", "mnist"),
+    ("val_size too big", mutate(["data", "val_size"], 60000), [], "data.val_size", "fewer than"),
+    ("seed negative", mutate(["seed"], -1), [], "seed", ">= 0"),
+    ("name not a string", mutate(["name"], 5), [], "name", "string"),
+    ("bad shifts", BASE | {"eval": {"shifts": [0, -1]}}, [], "eval.shifts", ">= 0"),
+    ("override unknown key", BASE, ["train.foo=1"], "train.foo", "unknown key"),
+    ("override missing index", BASE, ["model.layers[40].kernel_size=2"], "model.layers[40].kernel_size", "does not exist"),
+    ("override without =", BASE, ["train.epochs"], "train.epochs", "KEY=VALUE"),
+    ("override bad key", BASE, ["train..epochs=1"], "train..epochs", "dotted path"),
+    ("override wrong type", BASE, ["train.epochs=abc"], "train.epochs", "positive integer"),
+    ("override through a scalar", BASE, ["seed.x=1"], "seed.x", "not a mapping"),
+]
+
+
+@pytest.mark.parametrize("what, data, overrides, key_path, words", BROKEN, ids=[b[0] for b in BROKEN])
+def test_broken_configs_name_file_path_and_expectation(tmp_path, what, data, overrides, key_path, words):
+    path = write(tmp_path, data)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, overrides)
+    err = info.value
+    assert err.file == str(path)
+    assert err.path == key_path
+    assert words in err.message
+    assert str(err).startswith(f"{path}: ")
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_yaml_is_loaded_safely(tmp_path):
+    path = write(tmp_path, "name: !!python/object/apply:os.system ['touch pwned']\n")
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load_config(path)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_seed_changes_weights_and_same_seed_repeats():
+    a = build_model(load_config(CONFIGS / "max_pool.yaml"))
+    b = build_model(load_config(CONFIGS / "max_pool.yaml"))
+    c = build_model(load_config(CONFIGS / "max_pool.yaml", ["seed=1"]))
+    assert (a.layers[0].params["W"] == b.layers[0].params["W"]).all()
+    assert not (a.layers[0].params["W"] == c.layers[0].params["W"]).all()

@@ -1,0 +1,79 @@
+"""Sequential: whole-network gradient check, summary arithmetic, loss."""
+import numpy as np
+import pytest
+
+import minicnn.layers as L
+from minicnn.losses import softmax_cross_entropy
+from minicnn.model import Sequential
+
+
+def small_net(rng):
+    kw = dict(dtype=np.float64, rng=rng)
+    return Sequential([
+        L.Conv2D(1, 3, 3, padding=1, **kw), L.ReLU(), L.MaxPool2D(2),
+        L.Conv2D(3, 4, (3, 2), stride=(1, 2), **kw), L.ReLU(), L.AvgPool2D(2, 1, 1),
+        L.Flatten(), L.Dense(4 * 3 * 3, 5, **kw), L.Softmax(),
+    ], (1, 8, 8))
+
+
+def loss_of(model, x, y):
+    return softmax_cross_entropy(model.forward(x, logits=True), y)[0]
+
+
+def test_whole_network_gradient_matches_finite_differences():
+    rng = np.random.default_rng(0)
+    model = small_net(rng)
+    x = rng.standard_normal((3, 1, 8, 8))
+    y = np.array([0, 3, 4])
+    _, d = softmax_cross_entropy(model.forward(x, logits=True), y)
+    dx = model.backward(d, logits=True)
+    eps = 1e-6
+    for layer in model.layers:
+        for key, p in layer.params.items():
+            flat = p.reshape(-1)
+            for i in rng.choice(flat.size, min(flat.size, 12), replace=False):
+                old = flat[i]
+                flat[i] = old + eps
+                up = loss_of(model, x, y)
+                flat[i] = old - eps
+                down = loss_of(model, x, y)
+                flat[i] = old
+                numeric = (up - down) / (2 * eps)
+                assert layer.grads[key].reshape(-1)[i] == pytest.approx(numeric, rel=1e-5, abs=1e-8)
+    flat = x.reshape(-1)
+    for i in rng.choice(flat.size, 12, replace=False):
+        old = flat[i]
+        flat[i] = old + eps
+        up = loss_of(model, x, y)
+        flat[i] = old - eps
+        down = loss_of(model, x, y)
+        flat[i] = old
+        assert dx.reshape(-1)[i] == pytest.approx((up - down) / (2 * eps), rel=1e-5, abs=1e-8)
+
+
+def test_softmax_cross_entropy_is_stable_and_correct():
+    logits = np.array([[1000.0, 0.0, -1000.0], [1.0, 2.0, 3.0]])
+    loss, grad = softmax_cross_entropy(logits, np.array([0, 2]))
+    p = np.exp([1, 2, 3]) / np.exp([1, 2, 3]).sum()
+    assert loss == pytest.approx((0 - np.log(p[2])) / 2)
+    assert np.isfinite(grad).all()
+    np.testing.assert_allclose(grad[1], (p - [0, 0, 1]) / 2)
+
+
+def test_summary_counts_params_macs_and_receptive_field():
+    model = Sequential([L.Conv2D(1, 2, 3), L.ReLU(), L.MaxPool2D(2), L.Conv2D(2, 4, 3, stride=2),
+                        L.GlobalAvgPool2D(), L.Dense(4, 10)], (1, 16, 16))
+    rows = model.rows
+    assert [r.output_shape for r in rows] == [(2, 14, 14), (2, 14, 14), (2, 7, 7), (4, 3, 3), (4,), (10,)]
+    assert [r.params for r in rows] == [20, 0, 0, 76, 0, 50]
+    assert [r.macs for r in rows] == [2 * 14 * 14 * 9, 0, 0, 4 * 3 * 3 * 18, 0, 40]
+    # rf: 3 -> (pool 2, jump 1) 4 -> (conv 3, jump 2) 8
+    assert [r.receptive_field for r in rows] == [(3, 3), (3, 3), (4, 4), (8, 8), None, None]
+    assert model.receptive_field == (8, 8)
+    text = model.summary()
+    assert "total params: 146" in text and "MACs per image: 4,216" in text and "8x8" in text
+
+
+def test_building_a_model_that_does_not_fit_names_the_layer():
+    with pytest.raises(ValueError, match=r"layer 2 \(MaxPool2D\)"):
+        Sequential([L.Conv2D(1, 2, 3), L.ReLU(), L.MaxPool2D(5)], (1, 6, 6))
