@@ -1,0 +1,243 @@
+"""An experiment: the grid of (config x seed) runs, their folders, and the report.
+
+Experiment file (YAML):
+    name: pooling_ablation
+    configs: [../configs/max_pool.yaml, ...]   # relative to the experiment file
+    seeds: [0, 1, 2]
+    set: [train.epochs=3]                      # overrides for every run (optional)
+    out: ../runs/pooling_ablation              # experiment folder (optional)
+    quick: {seeds: [0], set: [...]}            # what --quick changes (optional)
+
+Each run is ``fit(config, OUT/NAME/seedK)`` in a worker of a
+``concurrent.futures.Executor`` (a process pool by default, BLAS and OpenMP
+limited to cpu_count // jobs threads per worker).  A run is a pure function of
+its resolved config and seed, and everything it returns is also on disk, so
+``--resume`` only has to look at the run folders.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import dataclasses
+import json
+import multiprocessing
+import os
+import pathlib
+import sys
+import time
+
+from minicnn.config import load_config, load_yaml
+from minicnn.errors import ConfigError, UserError
+from minicnn.report import aggregate, write_report, write_results
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One cell of the grid: a config file, a seed, the overrides, and its folder."""
+
+    config_path: str
+    seed: int
+    overrides: tuple[str, ...]
+    name: str
+    folder: pathlib.Path
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    name: str
+    file: str
+    runs: list[Run]
+    variants: list[str]  # config names, in the order of the experiment file
+    out: pathlib.Path
+
+
+def load_experiment(path, overrides=(), quick=False, out=None) -> Experiment:
+    """Read and check an experiment file; every config is validated now, before any run."""
+    path = pathlib.Path(path)
+    raw = load_yaml(path)
+    file = str(path)
+    allowed = ("name", "configs", "seeds", "set", "out", "quick")
+    for key in raw:
+        if key not in allowed:
+            raise ConfigError(file, key, f"unknown key; expected one of {', '.join(allowed)}")
+    configs = raw.get("configs")
+    if not isinstance(configs, list) or not configs or not all(isinstance(c, str) for c in configs):
+        raise ConfigError(file, "configs", f"expected a non-empty list of config file paths, got {configs!r}")
+    seeds = _seeds(raw.get("seeds", [0]), file, "seeds")
+    sets = _strings(raw.get("set", []), file, "set")
+    if quick:
+        q = raw.get("quick", {}) or {}
+        if not isinstance(q, dict) or any(k not in ("seeds", "set") for k in q):
+            raise ConfigError(file, "quick", "expected a mapping with seeds and/or set")
+        seeds = _seeds(q.get("seeds", seeds[:1]), file, "quick.seeds")
+        sets = sets + _strings(q.get("set", ["train.epochs=1", "data.train_size=2000"]), file, "quick.set")
+    sets = sets + list(overrides)
+    name = raw.get("name", path.stem)
+    if not isinstance(name, str) or not name:
+        raise ConfigError(file, "name", f"expected a string, got {name!r}")
+    if out is None:
+        out_raw = raw.get("out", f"runs/{name}")
+        if not isinstance(out_raw, str):
+            raise ConfigError(file, "out", f"expected a folder path, got {out_raw!r}")
+        out = path.parent / out_raw if "out" in raw else pathlib.Path(out_raw)
+        if quick:
+            out = out.with_name(out.name + "-quick")
+    out = pathlib.Path(os.path.normpath(out))
+
+    runs, variants = [], []
+    for i, rel in enumerate(configs):
+        config_path = path.parent / rel
+        try:
+            config = load_config(config_path, sets)
+        except ConfigError as e:
+            if e.file == str(config_path) and not config_path.exists():
+                raise ConfigError(file, f"configs[{i}]", f"no such file: {config_path}") from None
+            raise
+        if config.name in variants:
+            raise ConfigError(file, f"configs[{i}]", f"two configs are both named {config.name!r}")
+        variants.append(config.name)
+        for seed in seeds:
+            runs.append(Run(str(config_path), seed, (*sets, f"seed={seed}"), config.name,
+                            out / config.name / f"seed{seed}"))
+    return Experiment(name, file, runs, variants, out)
+
+
+def _seeds(value, file, key):
+    if not isinstance(value, list) or not value or not all(
+            isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value) or len(set(value)) != len(value):
+        raise ConfigError(file, key, f"expected a non-empty list of distinct integers >= 0, got {value!r}")
+    return list(value)
+
+
+def _strings(value, file, key):
+    if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
+        raise ConfigError(file, key, f"expected a list of KEY=VALUE strings, got {value!r}")
+    return list(value)
+
+
+def run_one(run: Run, data_dir=None, resume=True, show_progress=False) -> dict:
+    """Fit one run in this process (the function the executor calls); return its summary."""
+    from minicnn.train import fit
+
+    config = load_config(run.config_path, run.overrides)
+    prefix = f"[{run.name} seed {run.seed}] "
+    return fit(config, run.folder, data_dir=data_dir, resume=resume, show_progress=show_progress,
+               log=lambda line: print(prefix + line, flush=True))
+
+
+def is_finished(run: Run) -> bool:
+    return (run.folder / "summary.json").exists()
+
+
+@contextlib.contextmanager
+def process_pool(jobs: int):
+    """A spawn-based process pool whose workers each use cpu_count // jobs threads.
+
+    The thread variables must be in the environment whenever a worker starts,
+    and the pool starts workers on demand, so they stay set while it lives.
+    """
+    threads = str(max(1, (os.cpu_count() or 1) // jobs))
+    saved = {k: os.environ.get(k) for k in THREAD_VARIABLES}
+    os.environ.update({k: threads for k in THREAD_VARIABLES})
+    try:
+        with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            yield pool
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def run_experiment(path, jobs=1, resume=False, quick=False, overrides=(), out=None,
+                   data_dir=None, executor=None, log=print) -> list[dict]:
+    """Run every unfinished run of the grid, then write results.csv, report.md and figures.
+
+    ``executor``: any concurrent.futures.Executor (e.g. Dask's client.get_executor());
+    default a local process pool of ``jobs`` workers.  Returns the result rows.
+    """
+    from minicnn.data import load_mnist
+
+    exp = load_experiment(path, overrides, quick, out)
+    _check_folder(exp, resume)
+    todo = [r for r in exp.runs if not (resume and is_finished(r))]
+    log(f"{exp.name}: {len(exp.runs)} runs ({len(exp.variants)} configs x {len(exp.runs) // len(exp.variants)} seeds), "
+        f"{len(exp.runs) - len(todo)} already finished, {len(todo)} to run, {jobs} in parallel; folder {exp.out}")
+    if todo:
+        load_mnist(data_dir)  # fetch and cache once, before the workers read the cache
+    failures = []
+    start = time.perf_counter()
+    try:
+        if executor is not None:
+            failures = _submit_all(executor, todo, data_dir, resume, jobs, log)
+        else:
+            with process_pool(jobs) as pool:
+                failures = _submit_all(pool, todo, data_dir, resume, jobs, log)
+    except KeyboardInterrupt:
+        log(f"\ninterrupted; finished runs and the last epoch of each unfinished run are saved in {exp.out}. "
+            f"Continue with:\n  minicnn ablate {path} --resume" + (" --quick" if quick else "")
+            + "".join(f" --set {s}" for s in overrides) + (f" --out {out}" if out else ""))
+        raise
+    if todo:
+        log(f"ran {len(todo) - len(failures)} runs in {time.perf_counter() - start:.0f} s")
+    rows = [_row(r) for r in exp.runs if is_finished(r)]
+    write_results(exp.out / "results.csv", rows)
+    write_report(exp.out / "report.md", exp, aggregate(rows, exp.variants), rows)
+    from minicnn.plots import plot_experiment
+
+    for figure in plot_experiment(exp.out):
+        log(f"figure: {figure}")
+    log(f"report: {exp.out / 'report.md'}")
+    if failures:
+        raise RuntimeError(f"{len(failures)} runs failed: " + "; ".join(failures))
+    return rows
+
+
+def _check_folder(exp: Experiment, resume: bool) -> None:
+    """Refuse to mix a new study into a folder with runs, unless resuming; check it is writable."""
+    from minicnn.files import check_writable
+
+    started = [r for r in exp.runs if (r.folder / "config.yaml").exists()]
+    if started and not resume:
+        raise UserError(f"{exp.out} already holds {len(started)} runs of this study; pass --resume to "
+                        "continue it, or --out to start a new one")
+    try:
+        check_writable(exp.out)
+    except OSError as e:
+        raise UserError(f"cannot write the experiment folder {exp.out}: {e}") from None
+
+
+def _submit_all(executor, todo, data_dir, resume, jobs, log) -> list[str]:
+    futures = {executor.submit(run_one, run, data_dir, True, jobs == 1 and sys.stderr.isatty()): run
+               for run in todo}
+    failures = []
+    for done, future in enumerate(concurrent.futures.as_completed(futures), start=1):
+        run = futures[future]
+        try:
+            summary = future.result()
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:  # a failed run must not stop the study; it is reported at the end
+            failures.append(f"{run.name} seed {run.seed}: {type(e).__name__}: {e}")
+            log(f"[{done}/{len(todo)}] {run.name} seed {run.seed} FAILED: {e}")
+            continue
+        status = "DIVERGED" if summary["diverged"] else f"test {100 * summary['test_accuracy']:.2f}%"
+        log(f"[{done}/{len(todo)}] {run.name} seed {run.seed}: {status}")
+    return failures
+
+
+def _row(run: Run) -> dict:
+    s = json.loads((run.folder / "summary.json").read_text())
+    row = {"config": run.name, "seed": run.seed}
+    for key in ("test_accuracy", "val_accuracy", "epochs", "params", "macs", "seconds_per_epoch",
+                "images_per_second", "diverged"):
+        row[key] = s[key]
+    rf = s.get("receptive_field")
+    row["receptive_field"] = f"{rf[0]}x{rf[1]}" if rf else ""
+    for shift, acc in s.get("shift_accuracy", {}).items():
+        row[f"shift_{shift}"] = acc
+    row["run_dir"] = str(run.folder)
+    return row

@@ -1,0 +1,102 @@
+"""Aggregate run results per variant and write results.csv and report.md."""
+from __future__ import annotations
+
+import math
+import statistics
+
+from minicnn.files import write_csv, write_text
+
+RESULT_FIELDS = ["config", "seed", "test_accuracy", "val_accuracy", "epochs", "params", "macs",
+                 "receptive_field", "seconds_per_epoch", "images_per_second", "diverged"]
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (n - 1); std is nan for fewer than two values."""
+    if not values:
+        return math.nan, math.nan
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else math.nan
+
+
+def shift_keys(rows: list[dict]) -> list[str]:
+    keys = {k for r in rows for k in r if k.startswith("shift_")}
+    return sorted(keys, key=lambda k: int(k.split("_")[1]))
+
+
+def aggregate(rows: list[dict], variants: list[str]) -> list[dict]:
+    """One dict per variant (in ``variants`` order) with statistics over its seeds.
+
+    Diverged runs are counted but left out of the accuracy statistics.
+    """
+    out = []
+    for name in variants:
+        runs = [r for r in rows if r["config"] == name]
+        if not runs:
+            continue
+        ok = [r for r in runs if not _true(r["diverged"])]
+        stats = {"config": name, "runs": len(runs), "diverged": len(runs) - len(ok),
+                 "params": int(runs[0]["params"]), "macs": int(runs[0]["macs"]),
+                 "receptive_field": runs[0]["receptive_field"]}
+        stats["test_mean"], stats["test_std"] = mean_std([float(r["test_accuracy"]) for r in ok])
+        stats["seconds_per_epoch"] = mean_std([float(r["seconds_per_epoch"]) for r in runs])[0]
+        stats["images_per_second"] = mean_std([float(r["images_per_second"]) for r in runs])[0]
+        for key in shift_keys(runs):
+            stats[key] = mean_std([float(r[key]) for r in ok if r.get(key) not in (None, "")])
+        out.append(stats)
+    return out
+
+
+def _true(value) -> bool:
+    return value is True or str(value).lower() == "true"
+
+
+def write_results(path, rows: list[dict]) -> None:
+    fields = RESULT_FIELDS + shift_keys(rows) + ["run_dir"]
+    write_csv(path, rows, fields)
+
+
+def _pct(mean: float, std: float | None = None) -> str:
+    if math.isnan(mean):
+        return "–"
+    if std is None:
+        return f"{100 * mean:.2f}"
+    return f"{100 * mean:.2f} ± {100 * std:.2f}" if not math.isnan(std) else f"{100 * mean:.2f}"
+
+
+def report_table(stats: list[dict]) -> str:
+    """The markdown table of report.md (also shown in the README)."""
+    shifts = [k for k in stats[0] if k.startswith("shift_")] if stats else []
+    head = (["variant", "test accuracy % (mean ± std)", "runs", "params", "MACs / image",
+             "RF of last spatial layer", "s / epoch", "images / s"]
+            + [f"shift {k.split('_')[1]} px" for k in shifts])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for s in stats:
+        runs = f"{s['runs']}" + (f" ({s['diverged']} diverged)" if s["diverged"] else "")
+        cells = [s["config"], _pct(s["test_mean"], s["test_std"]), runs, f"{s['params']:,}",
+                 f"{s['macs']:,}", s["receptive_field"] or "–", f"{s['seconds_per_epoch']:.1f}",
+                 f"{s['images_per_second']:,.0f}"] + [_pct(*s[k]) for k in shifts]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_report(path, exp, stats: list[dict], rows: list[dict]) -> None:
+    seeds = sorted({int(r["seed"]) for r in rows})
+    epochs = sorted({int(r["epochs"]) for r in rows})
+    text = [
+        f"# {exp.name}",
+        "",
+        f"Experiment file `{exp.file}`: {len(exp.variants)} variants x seeds {seeds}, "
+        f"{'/'.join(map(str, epochs))} epochs; {len(rows)} of {len(exp.runs)} runs finished.",
+        "",
+        "Test accuracy is the mean over seeds ± the sample standard deviation (n - 1) over",
+        "seeds; diverged runs are counted in `runs` and left out of the accuracies.",
+        "Shift k px: test accuracy on the test digits moved by k pixels in a fixed random",
+        "direction per image (one of 8), zero fill. MACs: multiply-accumulates per image in",
+        "forward. RF: receptive field of the last layer that still has a spatial map.",
+        "Seconds per epoch and images per second are training only (no evaluation), mean over seeds.",
+        "",
+        report_table(stats) if stats else "(no finished runs)",
+        "",
+        "Figures: `val_accuracy.png`, `test_accuracy.png`, `shift_accuracy.png`, `loss.png`.",
+        "",
+    ]
+    write_text(path, "\n".join(text))
