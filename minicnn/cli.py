@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import pathlib
+import signal
 import sys
 
 
@@ -79,8 +81,11 @@ def _ablate(args) -> None:
 
     if args.jobs < 1:
         raise_user(f"--jobs must be at least 1, got {args.jobs}")
-    run_experiment(args.experiment, jobs=args.jobs, resume=args.resume, quick=args.quick,
-                   overrides=args.set, out=args.out, data_dir=args.data_dir)
+    try:
+        run_experiment(args.experiment, jobs=args.jobs, resume=args.resume, quick=args.quick,
+                       overrides=args.set, out=args.out, data_dir=args.data_dir)
+    except KeyboardInterrupt:  # run_experiment has said how to resume
+        sys.exit(130)
 
 
 def _plot(args) -> None:
@@ -114,6 +119,8 @@ COMMANDS = {"train": _train, "ablate": _ablate, "plot": _plot, "summary": _summa
 
 
 def main(argv=None) -> int:
+    # A shell starts background jobs with SIGINT ignored; restore Ctrl-C -> KeyboardInterrupt.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     args = _parser().parse_args(argv)
     from minicnn.data import DataError
     from minicnn.errors import UserError
@@ -126,6 +133,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `minicnn ... | head`: the reader left, not our failure
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     return 0
 
 

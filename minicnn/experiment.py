@@ -141,9 +141,19 @@ def process_pool(jobs: int):
     threads = str(max(1, (os.cpu_count() or 1) // jobs))
     saved = {k: os.environ.get(k) for k in THREAD_VARIABLES}
     os.environ.update({k: threads for k in THREAD_VARIABLES})
+    pool = concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
     try:
-        with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            yield pool
+        yield pool
+    except BaseException:
+        # Ctrl-C or a crash: queued runs must not start, running ones stop now (their
+        # last checkpoint is intact: files are replaced atomically).
+        workers = list((getattr(pool, "_processes", None) or {}).values())  # shutdown forgets them
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in workers:
+            process.terminate()
+        raise
+    else:
+        pool.shutdown()
     finally:
         for k, v in saved.items():
             if v is None:
