@@ -126,10 +126,11 @@ def fit(config: Config, out_dir, *, mnist=None, data_dir=None, resume: bool = Fa
     config_text = dump_yaml(config.resolved)
     if resume and (out / "summary.json").exists():
         return json.loads((out / "summary.json").read_text())
-    _claim(out, config_text, resume)
-
-    if mnist is None:
+    if mnist is None:  # before writing config.yaml: a data error leaves no half-made run
         mnist = mnist_data.load_mnist(data_dir)
+    _claim(out, config_text, resume)
+    if resume and not (out / "checkpoint.npz").exists():
+        log(f"nothing to resume in {out} (no checkpoint yet); starting from epoch 1")
     splits = split(config, mnist)
     model = build_model(config)
     optimizer = OPTIMIZERS[config.optimizer.name](model.slots(), **config.optimizer.options)
