@@ -43,12 +43,13 @@ extensions = [
     Extension(
         f"minicnn.{name}",
         [f"minicnn/{name}.pyx"],
-        include_dirs=[np.get_include()],
+        include_dirs=[np.get_include(), "minicnn"],
+        depends=["minicnn/_pool_simd.h"] if name == "_pool" else [],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
         extra_compile_args=compile_args,
         extra_link_args=link_args,
     )
-    for name in ("_pool", "_im2col")
+    for name in ("_pool", "_im2col", "_activations")
 ]
 
 setup(

@@ -2,9 +2,17 @@
 """Pooling kernels: forward and backward, float32 and float64.
 
 Every kernel works on a stack of P independent planes, ``x`` of shape
-``(P, H, W)`` with ``P = N * C``, and runs them in parallel with ``prange``
-(plain serial loops when built without OpenMP).  No two planes share an output
-element, so the parallel loops need no locks and no reductions.
+``(P, H, W)`` with ``P = N * C``.  The planes can run in parallel with
+``prange`` over ``threads`` OpenMP threads (the last argument of every kernel;
+plain serial loops when built without OpenMP).  No two planes share an output
+element, so the parallel loops need no locks and no reductions.  The layers pass
+``threads=1`` by default: these kernels move memory at close to copy speed on
+one core, and on a 2-core machine the OpenMP team then competes with OpenBLAS's
+threads and anything else running (see benchmarks/RESULTS.md).
+
+In float32, windows with stride 2 and no padding (2x2 above all) and the
+global poolings run the vectorised loops of ``_pool_simd.h``; every other case runs the generic
+loops below.  Both give the same results, bit for bit.
 
 The callers (``minicnn/layers/pooling.py``) validate everything first: shapes,
 dtypes, contiguity, window sizes.  The loops trust their inputs, which is what
@@ -24,6 +32,21 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdint cimport int32_t, uint8_t
 from libc.string cimport memset
+
+
+cdef extern from "_pool_simd.h" nogil:
+    # float32 fast paths (SSE2 on x86-64, plain C elsewhere); see the header
+    void mc_extreme_2x2_f32(const float* x, float* y, uint8_t* argmax,
+                            Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW, int minimum)
+    void mc_extreme_s2_f32(const float* x, float* y, uint8_t* argmax,
+                           Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW, int kh, int kw, int minimum)
+    void mc_scatter_2x2_f32(const float* dy, const uint8_t* argmax, float* dx,
+                            Py_ssize_t H, Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW)
+    void mc_average_2x2_f32(const float* x, float* y, Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW)
+    void mc_spread_2x2_f32(const float* dy, float* dx,
+                           Py_ssize_t H, Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW)
+    void mc_global_max_f32(const float* x, Py_ssize_t L, float* y, int32_t* argmax)
+    double mc_sum_f32(const float* x, Py_ssize_t L)
 
 ctypedef fused index_t:
     uint8_t
@@ -106,7 +129,7 @@ cdef inline void _extreme_plane_2x2(
 
 def extreme_forward(
     const floating[:, :, ::1] x, floating[:, :, ::1] y, index_t[:, :, ::1] argmax,
-    int kh, int kw, int sh, int sw, int ph, int pw, bint minimum,
+    int kh, int kw, int sh, int sw, int ph, int pw, bint minimum, int threads=1,
 ):
     """Max (or min) pooling forward.
 
@@ -117,7 +140,18 @@ def extreme_forward(
     cdef bint fast = kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0
     if P == 0 or OH == 0 or OW == 0:
         return
-    for p in prange(P, nogil=True, schedule="static"):
+    if floating is float:
+        if index_t is uint8_t:
+            if fast:
+                for p in prange(P, nogil=True, schedule="static", num_threads=threads):
+                    mc_extreme_2x2_f32(&x[p, 0, 0], &y[p, 0, 0], &argmax[p, 0, 0], W, OH, OW, minimum)
+                return
+            if sh == 2 and sw == 2 and ph == 0 and pw == 0:
+                for p in prange(P, nogil=True, schedule="static", num_threads=threads):
+                    mc_extreme_s2_f32(&x[p, 0, 0], &y[p, 0, 0], &argmax[p, 0, 0], W, OH, OW,
+                                      kh, kw, minimum)
+                return
+    for p in prange(P, nogil=True, schedule="static", num_threads=threads):
         if fast:
             _extreme_plane_2x2(&x[p, 0, 0], &y[p, 0, 0], &argmax[p, 0, 0], W, OH, OW, minimum)
         else:
@@ -170,7 +204,7 @@ cdef inline void _scatter_plane_2x2(
 
 def extreme_backward(
     const floating[:, :, ::1] dy, const index_t[:, :, ::1] argmax, floating[:, :, ::1] dx,
-    int kh, int kw, int sh, int sw, int ph, int pw,
+    int kh, int kw, int sh, int sw, int ph, int pw, int threads=1,
 ):
     """Max (or min) pooling backward: every element of dx is written.
 
@@ -181,7 +215,13 @@ def extreme_backward(
     cdef bint fast = kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0
     if P == 0 or H == 0 or W == 0:
         return
-    for p in prange(P, nogil=True, schedule="static"):
+    if floating is float:
+        if index_t is uint8_t:
+            if fast:
+                for p in prange(P, nogil=True, schedule="static", num_threads=threads):
+                    mc_scatter_2x2_f32(&dy[p, 0, 0], &argmax[p, 0, 0], &dx[p, 0, 0], H, W, OH, OW)
+                return
+    for p in prange(P, nogil=True, schedule="static", num_threads=threads):
         if fast:
             _scatter_plane_2x2(&dy[p, 0, 0], &argmax[p, 0, 0], &dx[p, 0, 0], H, W, OH, OW)
         else:
@@ -233,7 +273,7 @@ cdef inline void _average_plane_2x2(
 
 def average_forward(
     const floating[:, :, ::1] x, floating[:, :, ::1] y,
-    int kh, int kw, int sh, int sw, int ph, int pw, bint count_include_pad,
+    int kh, int kw, int sh, int sw, int ph, int pw, bint count_include_pad, int threads=1,
 ):
     """Average pooling forward (zero padding).
 
@@ -245,7 +285,12 @@ def average_forward(
     cdef bint fast = kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0
     if P == 0 or OH == 0 or OW == 0:
         return
-    for p in prange(P, nogil=True, schedule="static"):
+    if floating is float:
+        if fast:
+            for p in prange(P, nogil=True, schedule="static", num_threads=threads):
+                mc_average_2x2_f32(&x[p, 0, 0], &y[p, 0, 0], W, OH, OW)
+            return
+    for p in prange(P, nogil=True, schedule="static", num_threads=threads):
         if fast:
             _average_plane_2x2(&x[p, 0, 0], &y[p, 0, 0], W, OH, OW)
         else:
@@ -307,7 +352,7 @@ cdef inline void _spread_plane_2x2(
 
 def average_backward(
     const floating[:, :, ::1] dy, floating[:, :, ::1] dx,
-    int kh, int kw, int sh, int sw, int ph, int pw, bint count_include_pad,
+    int kh, int kw, int sh, int sw, int ph, int pw, bint count_include_pad, int threads=1,
 ):
     """Average pooling backward: every element of dx is written.
 
@@ -318,7 +363,12 @@ def average_backward(
     cdef bint fast = kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0
     if P == 0 or H == 0 or W == 0:
         return
-    for p in prange(P, nogil=True, schedule="static"):
+    if floating is float:
+        if fast:
+            for p in prange(P, nogil=True, schedule="static", num_threads=threads):
+                mc_spread_2x2_f32(&dy[p, 0, 0], &dx[p, 0, 0], H, W, OH, OW)
+            return
+    for p in prange(P, nogil=True, schedule="static", num_threads=threads):
         if fast:
             _spread_plane_2x2(&dy[p, 0, 0], &dx[p, 0, 0], H, W, OH, OW)
         else:
@@ -328,32 +378,50 @@ def average_backward(
 
 # ------------------------------------------------------------------- global --
 
-def global_average_forward(const floating[:, ::1] x, floating[::1] y):
+cdef inline double _plane_sum(const floating* x, Py_ssize_t L) noexcept nogil:
+    """Sum in double with four independent accumulators (no serial add chain)."""
+    cdef double s0 = 0, s1 = 0, s2 = 0, s3 = 0
+    cdef Py_ssize_t i = 0
+    while i + 4 <= L:
+        s0 = s0 + x[i]
+        s1 = s1 + x[i + 1]
+        s2 = s2 + x[i + 2]
+        s3 = s3 + x[i + 3]
+        i = i + 4
+    while i < L:
+        s0 = s0 + x[i]
+        i = i + 1
+    return (s0 + s1) + (s2 + s3)
+
+
+def global_average_forward(const floating[:, ::1] x, floating[::1] y, int threads=1):
     """Mean of each plane.  Shape: x (P, H*W) -> y (P,)."""
-    cdef Py_ssize_t P = x.shape[0], L = x.shape[1], p, i
-    cdef double total
+    cdef Py_ssize_t P = x.shape[0], L = x.shape[1], p
     if L == 0:
         return
-    for p in prange(P, nogil=True, schedule="static"):
-        total = 0
-        for i in range(L):
-            total = total + x[p, i]
-        y[p] = <floating>(total / L)
+    if floating is float:
+        for p in prange(P, nogil=True, schedule="static", num_threads=threads):
+            y[p] = <floating>(mc_sum_f32(&x[p, 0], L) / L)
+    else:
+        for p in prange(P, nogil=True, schedule="static", num_threads=threads):
+            y[p] = <floating>(_plane_sum(&x[p, 0], L) / L)
 
 
-def global_average_backward(const floating[::1] dy, floating[:, ::1] dx):
+def global_average_backward(const floating[::1] dy, floating[:, ::1] dx, int threads=1):
     """Shape: dy (P,) -> dx (P, H*W), every element dy[p] / (H*W)."""
     cdef Py_ssize_t P = dx.shape[0], L = dx.shape[1], p, i
     cdef floating g
     if L == 0:
         return
-    for p in prange(P, nogil=True, schedule="static"):
+    cdef floating* row
+    for p in prange(P, nogil=True, schedule="static", num_threads=threads):
         g = dy[p] / L
+        row = &dx[p, 0]
         for i in range(L):
-            dx[p, i] = g
+            row[i] = g
 
 
-def global_max_forward(const floating[:, ::1] x, floating[::1] y, int32_t[::1] argmax):
+def global_max_forward(const floating[:, ::1] x, floating[::1] y, int32_t[::1] argmax, int threads=1):
     """Maximum of each plane and its flat position (first on ties, last NaN).
 
     Shape: x (P, H*W) -> y (P,), argmax (P,).
@@ -363,23 +431,28 @@ def global_max_forward(const floating[:, ::1] x, floating[::1] y, int32_t[::1] a
     cdef int32_t pos
     if L == 0:
         return
-    for p in prange(P, nogil=True, schedule="static"):
-        best = x[p, 0]
-        pos = 0
-        for i in range(1, L):
-            v = x[p, i]
-            if _wins(v, best, False):
-                best = v
-                pos = <int32_t>i
-        y[p] = best
-        argmax[p] = pos
+    if floating is float:
+        for p in prange(P, nogil=True, schedule="static", num_threads=threads):
+            mc_global_max_f32(&x[p, 0], L, &y[p], &argmax[p])
+    else:
+        for p in prange(P, nogil=True, schedule="static", num_threads=threads):
+            best = x[p, 0]
+            pos = 0
+            for i in range(1, L):
+                v = x[p, i]
+                if _wins(v, best, False):
+                    best = v
+                    pos = <int32_t>i
+            y[p] = best
+            argmax[p] = pos
 
 
-def global_max_backward(const floating[::1] dy, const int32_t[::1] argmax, floating[:, ::1] dx):
+def global_max_backward(const floating[::1] dy, const int32_t[::1] argmax, floating[:, ::1] dx,
+                        int threads=1):
     """Shape: dy, argmax (P,) -> dx (P, H*W), zero but dy[p] at argmax[p]."""
     cdef Py_ssize_t P = dx.shape[0], L = dx.shape[1], p
     if L == 0:
         return
-    for p in prange(P, nogil=True, schedule="static"):
+    for p in prange(P, nogil=True, schedule="static", num_threads=threads):
         memset(&dx[p, 0], 0, L * sizeof(floating))
         dx[p, argmax[p]] = dy[p]

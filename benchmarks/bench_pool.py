@@ -1,0 +1,240 @@
+"""Pooling forward + backward: minicnn against NumPy, PyTorch and the memory floor.
+
+Every pooling layer of the reference study (max 2x2/2, max 3x3/2, average
+2x2/2, min 2x2/2, global average, global max) runs forward and backward on
+float32 inputs shaped like the reference network's feature maps at batch 128,
+(128, 32, 28, 28) and (128, 64, 14, 14), against
+
+- a plain NumPy implementation (CS231n's reshape trick where it applies,
+  sliding windows otherwise);
+- PyTorch's CPU kernels (F.max_pool2d etc. with autograd backward; min pooling
+  as -max_pool2d(-x), the usual way to get it in PyTorch), at ``--threads``
+  threads and at 1 thread;
+- the memory floor: the bytes the operation must move (read x, write y and a
+  1-byte argmax per window; read dy and argmax, write dx) divided by the copy
+  bandwidth measured in the same run with a large np.copyto (reads + writes).
+
+minicnn runs as shipped (its kernels use MINICNN_KERNEL_THREADS OpenMP threads,
+1 by default) and also with 2 kernel threads.  Implementations are interleaved
+round by round (each round: a 50 ms pause so that the previous implementation's
+idle OpenMP threads stop spinning, one untimed call, three timed calls), so that
+load from other processes hits them alike; a time is the median over all timed
+calls, in milliseconds, forward + backward.
+
+    python benchmarks/bench_pool.py [--rounds 7] [--threads N]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import platform
+import statistics
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+from numpy.lib.stride_tricks import sliding_window_view  # noqa: E402
+
+import minicnn.layers as L  # noqa: E402
+from minicnn.layers import pooling as minicnn_pooling  # noqa: E402
+
+SHAPES = [(128, 32, 28, 28), (128, 64, 14, 14)]
+# name -> (minicnn layer factory, kind, kernel, stride)
+LAYERS = {
+    "max 2x2/2": (lambda: L.MaxPool2D(2), "max", 2, 2),
+    "max 3x3/2": (lambda: L.MaxPool2D(3, 2), "max", 3, 2),
+    "avg 2x2/2": (lambda: L.AvgPool2D(2), "avg", 2, 2),
+    "min 2x2/2": (lambda: L.MinPool2D(2), "min", 2, 2),
+    "global avg": (L.GlobalAvgPool2D, "gavg", None, None),
+    "global max": (L.GlobalMaxPool2D, "gmax", None, None),
+}
+
+
+# -------------------------------------------------------------------- NumPy --
+
+def numpy_pool(kind, k, s, x, dy_of):
+    """Plain NumPy forward and backward; returns dx (dy_of(y) gives the upstream gradient)."""
+    n, c, h, w = x.shape
+    if kind in ("gavg", "gmax"):
+        flat = x.reshape(n, c, h * w)
+        if kind == "gavg":
+            y = flat.mean(axis=2)
+            dy = dy_of(y)
+            return np.broadcast_to((dy / (h * w))[:, :, None, None], x.shape).copy()
+        idx = flat.argmax(axis=2)
+        y = np.take_along_axis(flat, idx[:, :, None], axis=2)[:, :, 0]
+        dy = dy_of(y)
+        dx = np.zeros_like(flat)
+        np.put_along_axis(dx, idx[:, :, None], dy[:, :, None], axis=2)
+        return dx.reshape(x.shape)
+    oh, ow = (h - k) // s + 1, (w - k) // s + 1
+    if k == s and h % k == 0 and w % k == 0:        # CS231n's reshape trick
+        xr = x.reshape(n, c, oh, k, ow, k)
+        if kind == "avg":
+            y = xr.mean(axis=(3, 5))
+            dy = dy_of(y)
+            dxr = np.broadcast_to((dy / (k * k))[:, :, :, None, :, None], xr.shape)
+            return dxr.reshape(x.shape).copy()
+        y = xr.max(axis=(3, 5)) if kind == "max" else xr.min(axis=(3, 5))
+        dy = dy_of(y)
+        mask = xr == y[:, :, :, None, :, None]
+        return (mask * dy[:, :, :, None, :, None]).reshape(x.shape)
+    # general windows: a strided view of all windows, argmax, and k*k strided adds
+    win = sliding_window_view(x, (k, k), axis=(2, 3))[:, :, ::s, ::s].reshape(n, c, oh, ow, k * k)
+    if kind == "avg":
+        y = win.mean(axis=4)
+        dy = dy_of(y) / (k * k)
+        arg = None
+    else:
+        arg = win.argmax(axis=4) if kind == "max" else win.argmin(axis=4)
+        y = np.take_along_axis(win, arg[..., None], axis=4)[..., 0]
+        dy = dy_of(y)
+    dx = np.zeros_like(x)
+    for i in range(k):
+        for j in range(k):
+            g = dy if arg is None else dy * (arg == i * k + j)
+            dx[:, :, i:i + s * (oh - 1) + 1:s, j:j + s * (ow - 1) + 1:s] += g
+    return dx
+
+
+# ------------------------------------------------------------------ PyTorch --
+
+def torch_pool(torch, kind, k, s):
+    F = torch.nn.functional
+    if kind == "max":
+        return lambda t: F.max_pool2d(t, k, s)
+    if kind == "min":
+        return lambda t: -F.max_pool2d(-t, k, s)
+    if kind == "avg":
+        return lambda t: F.avg_pool2d(t, k, s)
+    if kind == "gavg":
+        return lambda t: F.adaptive_avg_pool2d(t, 1).flatten(1)
+    return lambda t: F.adaptive_max_pool2d(t, 1).flatten(1)
+
+
+# --------------------------------------------------------------- the floor --
+
+def copy_bandwidth(rounds=7, nbytes=256 << 20):
+    """Bytes per second (read + write) of np.copyto between two large arrays."""
+    src = np.ones(nbytes // 4, dtype=np.float32)
+    dst = np.zeros_like(src)
+    best = float("inf")
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        np.copyto(dst, src)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * nbytes / best
+
+
+def bytes_moved(kind, k, s, shape):
+    n, c, h, w = shape
+    x = n * c * h * w * 4
+    if kind in ("gavg", "gmax"):
+        out, idx = n * c * 4, (n * c * 4 if kind == "gmax" else 0)
+    else:
+        oh, ow = (h - k) // s + 1, (w - k) // s + 1
+        out, idx = n * c * oh * ow * 4, (n * c * oh * ow if kind in ("max", "min") else 0)
+    return (x + out + idx) + (out + idx + x)          # forward + backward
+
+
+# -------------------------------------------------------------------- main --
+
+PAUSE = 0.05   # seconds between implementations
+REPS = 3       # timed calls per implementation and round
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1),
+                    help="torch.set_num_threads for the main PyTorch column (default: CPUs)")
+    ap.add_argument("--no-torch", action="store_true")
+    args = ap.parse_args(argv)
+    torch = None
+    if not args.no_torch:
+        try:
+            import torch
+        except ImportError:
+            print("torch not importable: no PyTorch columns")
+
+    bandwidth = copy_bandwidth()
+    shipped = minicnn_pooling.KERNEL_THREADS
+    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, numpy {np.__version__}"
+          + (f", torch {torch.__version__}" if torch else "")
+          + f"; copy bandwidth {bandwidth / 1e9:.1f} GB/s (np.copyto 256 MB, read + write)")
+    print(f"minicnn kernel threads as shipped: {shipped}; PyTorch at {args.threads} and 1 threads; "
+          f"median of {args.rounds} interleaved rounds x {REPS} calls; times in ms, forward + backward\n")
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for shape in SHAPES:
+        x = rng.standard_normal(shape, dtype=np.float32)
+        for name, (make, kind, k, s) in LAYERS.items():
+            layer = make()
+            y = layer.forward(x)
+            dy = rng.standard_normal(y.shape, dtype=np.float32)
+
+            def ours(threads):
+                def run():
+                    old = minicnn_pooling.KERNEL_THREADS
+                    minicnn_pooling.KERNEL_THREADS = threads
+                    try:
+                        layer.forward(x)
+                        layer.backward(dy)
+                    finally:
+                        minicnn_pooling.KERNEL_THREADS = old
+                return run
+
+            impls = {"minicnn": ours(shipped), "minicnn 2 thr": ours(2),
+                     "numpy": lambda: numpy_pool(kind, k, s, x, lambda _: dy)}
+            if torch is not None:
+                tx = torch.from_numpy(x).requires_grad_(True)
+                tdy = torch.from_numpy(dy)
+                op = torch_pool(torch, kind, k, s)
+
+                def torch_run(threads):
+                    def run():
+                        torch.set_num_threads(threads)
+                        torch.autograd.grad(op(tx), tx, tdy)
+                    return run
+                impls["torch"] = torch_run(args.threads)
+                impls["torch 1 thr"] = torch_run(1)
+            for fn in impls.values():
+                fn()  # warm up
+            times = {key: [] for key in impls}
+            for _ in range(args.rounds):
+                for key, fn in impls.items():
+                    time.sleep(PAUSE)  # let the previous implementation's idle threads stop spinning
+                    fn()
+                    times[key] += [timed(fn) for _ in range(REPS)]
+            med = {key: statistics.median(v) for key, v in times.items()}
+            floor = bytes_moved(kind, k, s, shape) / bandwidth
+            rows.append((name, shape, med, floor))
+            if torch is not None:
+                torch.set_num_threads(args.threads)
+
+    cols = ["minicnn", "minicnn 2 thr", "numpy"] + (["torch", "torch 1 thr"] if torch else [])
+    head = ["layer", "input"] + [f"{c} ms" for c in cols] + ["floor ms"]
+    head += (["torch / minicnn", "torch 1 thr / minicnn"] if torch else []) + ["numpy / minicnn", "minicnn / floor"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * 2 + "---:|" * (len(head) - 2))
+    for name, shape, med, floor in rows:
+        cells = [name, "x".join(map(str, shape))] + [f"{1e3 * med[c]:.2f}" for c in cols] + [f"{1e3 * floor:.2f}"]
+        if torch:
+            cells += [f"{med['torch'] / med['minicnn']:.2f}x", f"{med['torch 1 thr'] / med['minicnn']:.2f}x"]
+        cells += [f"{med['numpy'] / med['minicnn']:.1f}x", f"{med['minicnn'] / floor:.2f}x"]
+        print("| " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,350 @@
+/* Float32 pooling fast paths for _pool.pyx: 2x2 windows with stride 2 and no
+ * padding (the reference network's case), and the global poolings.
+ *
+ * SSE2 is part of every x86-64 CPU, so these need no runtime dispatch; other
+ * targets compile the plain C loops under #else.  Each function computes
+ * exactly what the generic Cython loop computes for the same input (same
+ * comparison rule, same order of additions), bit for bit.
+ *
+ * Vector tails: a row of OW >= 4 outputs is processed four at a time, and the
+ * last group is the one ending at OW - 4 (it may overlap the group before).
+ * Recomputing an output writes the same value again, so the overlap is safe
+ * and no scalar tail loop is needed.
+ *
+ * Shapes: one plane x (H, W) -> y, argmax (OH, OW), OH = H / 2, OW = W / 2
+ * (floor); an odd last row or column of x is outside every window.
+ */
+#ifndef MINICNN_POOL_SIMD_H
+#define MINICNN_POOL_SIMD_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#define MINICNN_SSE2 1
+#else
+#define MINICNN_SSE2 0
+#endif
+
+/* v replaces best: PyTorch's CPU rule (v > best) || isnan(v), or < for min. */
+static inline int mc_wins(float v, float best, int minimum)
+{
+    return minimum ? (v < best || v != v) : (v > best || v != v);
+}
+
+static inline void mc_extreme_2x2_scalar(const float *r0, const float *r1, float *y, uint8_t *a,
+                                         ptrdiff_t ow, int minimum)
+{
+    float best = r0[2 * ow], v;
+    uint8_t pos = 0;
+    v = r0[2 * ow + 1]; if (mc_wins(v, best, minimum)) { best = v; pos = 1; }
+    v = r1[2 * ow];     if (mc_wins(v, best, minimum)) { best = v; pos = 2; }
+    v = r1[2 * ow + 1]; if (mc_wins(v, best, minimum)) { best = v; pos = 3; }
+    y[ow] = best;
+    a[ow] = pos;
+}
+
+#if MINICNN_SSE2
+/* Four windows starting at output column ow. */
+static inline void mc_extreme_2x2_vec(const float *r0, const float *r1, float *y, uint8_t *a,
+                                      ptrdiff_t ow, int minimum)
+{
+    __m128 lo0 = _mm_loadu_ps(r0 + 2 * ow), hi0 = _mm_loadu_ps(r0 + 2 * ow + 4);
+    __m128 lo1 = _mm_loadu_ps(r1 + 2 * ow), hi1 = _mm_loadu_ps(r1 + 2 * ow + 4);
+    __m128 v[4];
+    v[0] = _mm_shuffle_ps(lo0, hi0, _MM_SHUFFLE(2, 0, 2, 0));   /* top-left */
+    v[1] = _mm_shuffle_ps(lo0, hi0, _MM_SHUFFLE(3, 1, 3, 1));   /* top-right */
+    v[2] = _mm_shuffle_ps(lo1, hi1, _MM_SHUFFLE(2, 0, 2, 0));   /* bottom-left */
+    v[3] = _mm_shuffle_ps(lo1, hi1, _MM_SHUFFLE(3, 1, 3, 1));   /* bottom-right */
+    __m128 best = v[0];
+    __m128i pos = _mm_setzero_si128();
+    for (int k = 1; k < 4; k++) {
+        __m128 c = minimum ? _mm_cmplt_ps(v[k], best) : _mm_cmpgt_ps(v[k], best);
+        c = _mm_or_ps(c, _mm_cmpunord_ps(v[k], v[k]));
+        best = _mm_or_ps(_mm_and_ps(c, v[k]), _mm_andnot_ps(c, best));
+        __m128i ci = _mm_castps_si128(c);
+        pos = _mm_or_si128(_mm_and_si128(ci, _mm_set1_epi32(k)), _mm_andnot_si128(ci, pos));
+    }
+    _mm_storeu_ps(y + ow, best);
+    pos = _mm_packs_epi32(pos, pos);
+    pos = _mm_packus_epi16(pos, pos);
+    int32_t packed = _mm_cvtsi128_si32(pos);
+    memcpy(a + ow, &packed, 4);
+}
+#endif
+
+/* Max (minimum = 0) or min pooling forward of one plane. */
+static inline void mc_extreme_2x2_f32(const float *x, float *y, uint8_t *argmax,
+                                      ptrdiff_t W, ptrdiff_t OH, ptrdiff_t OW, int minimum)
+{
+    for (ptrdiff_t oh = 0; oh < OH; oh++) {
+        const float *r0 = x + 2 * oh * W, *r1 = r0 + W;
+        float *yr = y + oh * OW;
+        uint8_t *ar = argmax + oh * OW;
+#if MINICNN_SSE2
+        if (OW >= 4) {
+            for (ptrdiff_t ow = 0; ow < OW; ow += 4)
+                mc_extreme_2x2_vec(r0, r1, yr, ar, ow + 4 <= OW ? ow : OW - 4, minimum);
+            continue;
+        }
+#endif
+        for (ptrdiff_t ow = 0; ow < OW; ow++)
+            mc_extreme_2x2_scalar(r0, r1, yr, ar, ow, minimum);
+    }
+}
+
+/* Max (minimum = 0) or min pooling forward of one plane, any kh x kw window
+ * with stride 2 and no padding (kh * kw <= 256: positions fit in uint8).
+ * Windows are visited in row-major order from the top-left element, as in the
+ * generic loop.  Four windows at a time while the eight floats loaded from
+ * each row stay inside the row, then one window at a time. */
+static inline void mc_extreme_s2_f32(const float *x, float *y, uint8_t *argmax,
+                                     ptrdiff_t W, ptrdiff_t OH, ptrdiff_t OW,
+                                     int kh, int kw, int minimum)
+{
+    for (ptrdiff_t oh = 0; oh < OH; oh++) {
+        const float *top = x + 2 * oh * W;
+        float *yr = y + oh * OW;
+        uint8_t *ar = argmax + oh * OW;
+        ptrdiff_t ow = 0;
+#if MINICNN_SSE2
+        for (; ow + 4 <= OW && 2 * ow + kw + 7 <= W; ow += 4) {
+            const float *base = top + 2 * ow;
+            __m128 best = _mm_shuffle_ps(_mm_loadu_ps(base), _mm_loadu_ps(base + 4), _MM_SHUFFLE(2, 0, 2, 0));
+            __m128i pos = _mm_setzero_si128();
+            for (int i = 0; i < kh; i++) {
+                for (int j = (i == 0); j < kw; j++) {
+                    const float *r = base + i * W + j;
+                    __m128 v = _mm_shuffle_ps(_mm_loadu_ps(r), _mm_loadu_ps(r + 4), _MM_SHUFFLE(2, 0, 2, 0));
+                    __m128 c = minimum ? _mm_cmplt_ps(v, best) : _mm_cmpgt_ps(v, best);
+                    c = _mm_or_ps(c, _mm_cmpunord_ps(v, v));
+                    best = _mm_or_ps(_mm_and_ps(c, v), _mm_andnot_ps(c, best));
+                    __m128i ci = _mm_castps_si128(c);
+                    pos = _mm_or_si128(_mm_and_si128(ci, _mm_set1_epi32(i * kw + j)), _mm_andnot_si128(ci, pos));
+                }
+            }
+            _mm_storeu_ps(yr + ow, best);
+            pos = _mm_packs_epi32(pos, pos);
+            pos = _mm_packus_epi16(pos, pos);
+            int32_t packed = _mm_cvtsi128_si32(pos);
+            memcpy(ar + ow, &packed, 4);
+        }
+#endif
+        for (; ow < OW; ow++) {
+            const float *base = top + 2 * ow;
+            float best = base[0];
+            int pos = 0;
+            for (int i = 0; i < kh; i++)
+                for (int j = 0; j < kw; j++) {
+                    float v = base[i * W + j];
+                    if (mc_wins(v, best, minimum)) { best = v; pos = i * kw + j; }
+                }
+            yr[ow] = best;
+            ar[ow] = (uint8_t)pos;
+        }
+    }
+}
+
+/* Max/min pooling backward of one plane: every element of dx (H, W) is written
+ * once: dy where the window chose it, 0 elsewhere (also the odd last row/column). */
+static inline void mc_scatter_2x2_f32(const float *dy, const uint8_t *argmax, float *dx,
+                                      ptrdiff_t H, ptrdiff_t W, ptrdiff_t OH, ptrdiff_t OW)
+{
+    for (ptrdiff_t oh = 0; oh < OH; oh++) {
+        float *d0 = dx + 2 * oh * W, *d1 = d0 + W;
+        const float *g = dy + oh * OW;
+        const uint8_t *a = argmax + oh * OW;
+        ptrdiff_t ow = 0;
+#if MINICNN_SSE2
+        if (OW >= 4) {
+            const __m128i zero = _mm_setzero_si128();
+            for (ow = 0; ow < OW; ow += 4) {
+                ptrdiff_t o = ow + 4 <= OW ? ow : OW - 4;
+                int32_t packed;
+                memcpy(&packed, a + o, 4);
+                __m128i ai = _mm_cvtsi32_si128(packed);
+                ai = _mm_unpacklo_epi16(_mm_unpacklo_epi8(ai, zero), zero);
+                __m128 gv = _mm_loadu_ps(g + o);
+                __m128 v0 = _mm_and_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(ai, _mm_set1_epi32(0))), gv);
+                __m128 v1 = _mm_and_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(ai, _mm_set1_epi32(1))), gv);
+                __m128 v2 = _mm_and_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(ai, _mm_set1_epi32(2))), gv);
+                __m128 v3 = _mm_and_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(ai, _mm_set1_epi32(3))), gv);
+                _mm_storeu_ps(d0 + 2 * o, _mm_unpacklo_ps(v0, v1));
+                _mm_storeu_ps(d0 + 2 * o + 4, _mm_unpackhi_ps(v0, v1));
+                _mm_storeu_ps(d1 + 2 * o, _mm_unpacklo_ps(v2, v3));
+                _mm_storeu_ps(d1 + 2 * o + 4, _mm_unpackhi_ps(v2, v3));
+            }
+            ow = OW;
+        }
+#endif
+        for (; ow < OW; ow++) {
+            d0[2 * ow] = a[ow] == 0 ? g[ow] : 0.0f;
+            d0[2 * ow + 1] = a[ow] == 1 ? g[ow] : 0.0f;
+            d1[2 * ow] = a[ow] == 2 ? g[ow] : 0.0f;
+            d1[2 * ow + 1] = a[ow] == 3 ? g[ow] : 0.0f;
+        }
+        if (W % 2) {
+            d0[W - 1] = 0.0f;
+            d1[W - 1] = 0.0f;
+        }
+    }
+    if (H % 2)
+        memset(dx + (H - 1) * W, 0, (size_t)W * sizeof(float));
+}
+
+/* Average pooling forward of one plane: ((a + b) + (c + d)) * 0.25. */
+static inline void mc_average_2x2_f32(const float *x, float *y, ptrdiff_t W, ptrdiff_t OH, ptrdiff_t OW)
+{
+    for (ptrdiff_t oh = 0; oh < OH; oh++) {
+        const float *r0 = x + 2 * oh * W, *r1 = r0 + W;
+        float *yr = y + oh * OW;
+        ptrdiff_t ow = 0;
+#if MINICNN_SSE2
+        if (OW >= 4) {
+            const __m128 q = _mm_set1_ps(0.25f);
+            for (ow = 0; ow < OW; ow += 4) {
+                ptrdiff_t o = ow + 4 <= OW ? ow : OW - 4;
+                __m128 lo0 = _mm_loadu_ps(r0 + 2 * o), hi0 = _mm_loadu_ps(r0 + 2 * o + 4);
+                __m128 lo1 = _mm_loadu_ps(r1 + 2 * o), hi1 = _mm_loadu_ps(r1 + 2 * o + 4);
+                __m128 top = _mm_add_ps(_mm_shuffle_ps(lo0, hi0, _MM_SHUFFLE(2, 0, 2, 0)),
+                                        _mm_shuffle_ps(lo0, hi0, _MM_SHUFFLE(3, 1, 3, 1)));
+                __m128 bot = _mm_add_ps(_mm_shuffle_ps(lo1, hi1, _MM_SHUFFLE(2, 0, 2, 0)),
+                                        _mm_shuffle_ps(lo1, hi1, _MM_SHUFFLE(3, 1, 3, 1)));
+                _mm_storeu_ps(yr + o, _mm_mul_ps(_mm_add_ps(top, bot), q));
+            }
+            ow = OW;
+        }
+#endif
+        for (; ow < OW; ow++)
+            yr[ow] = ((r0[2 * ow] + r0[2 * ow + 1]) + (r1[2 * ow] + r1[2 * ow + 1])) * 0.25f;
+    }
+}
+
+/* Average pooling backward of one plane: dy / 4 to every element of its window. */
+static inline void mc_spread_2x2_f32(const float *dy, float *dx,
+                                     ptrdiff_t H, ptrdiff_t W, ptrdiff_t OH, ptrdiff_t OW)
+{
+    for (ptrdiff_t oh = 0; oh < OH; oh++) {
+        float *d0 = dx + 2 * oh * W, *d1 = d0 + W;
+        const float *g = dy + oh * OW;
+        ptrdiff_t ow = 0;
+#if MINICNN_SSE2
+        if (OW >= 4) {
+            const __m128 q = _mm_set1_ps(0.25f);
+            for (ow = 0; ow < OW; ow += 4) {
+                ptrdiff_t o = ow + 4 <= OW ? ow : OW - 4;
+                __m128 v = _mm_mul_ps(_mm_loadu_ps(g + o), q);
+                __m128 l = _mm_unpacklo_ps(v, v), h = _mm_unpackhi_ps(v, v);
+                _mm_storeu_ps(d0 + 2 * o, l);
+                _mm_storeu_ps(d0 + 2 * o + 4, h);
+                _mm_storeu_ps(d1 + 2 * o, l);
+                _mm_storeu_ps(d1 + 2 * o + 4, h);
+            }
+            ow = OW;
+        }
+#endif
+        for (; ow < OW; ow++) {
+            float v = g[ow] * 0.25f;
+            d0[2 * ow] = v;
+            d0[2 * ow + 1] = v;
+            d1[2 * ow] = v;
+            d1[2 * ow + 1] = v;
+        }
+        if (W % 2) {
+            d0[W - 1] = 0.0f;
+            d1[W - 1] = 0.0f;
+        }
+    }
+    if (H % 2)
+        memset(dx + (H - 1) * W, 0, (size_t)W * sizeof(float));
+}
+
+/* Global max of one plane of L >= 1 elements: value and first position (the
+ * last NaN when there is one), the rule of the generic loop.  Pass 1 finds the
+ * maximum with vector max and notes any NaN; pass 2 finds its first position. */
+static inline void mc_global_max_f32(const float *x, ptrdiff_t L, float *y, int32_t *argmax)
+{
+    ptrdiff_t i = 0;
+    float best;
+    int nan = 0;
+#if MINICNN_SSE2
+    if (L >= 8) {
+        __m128 m0 = _mm_loadu_ps(x), m1 = _mm_loadu_ps(x + 4);
+        __m128 un = _mm_or_ps(_mm_cmpunord_ps(m0, m0), _mm_cmpunord_ps(m1, m1));
+        for (i = 8; i + 8 <= L; i += 8) {
+            __m128 a = _mm_loadu_ps(x + i), b = _mm_loadu_ps(x + i + 4);
+            un = _mm_or_ps(un, _mm_or_ps(_mm_cmpunord_ps(a, a), _mm_cmpunord_ps(b, b)));
+            m0 = _mm_max_ps(m0, a);
+            m1 = _mm_max_ps(m1, b);
+        }
+        float lanes[8];
+        _mm_storeu_ps(lanes, m0);
+        _mm_storeu_ps(lanes + 4, m1);
+        nan = _mm_movemask_ps(un) != 0;
+        best = lanes[0];
+        for (int k = 1; k < 8; k++)
+            best = lanes[k] > best ? lanes[k] : best;
+    } else
+#endif
+    {
+        best = x[0];
+        nan = x[0] != x[0];
+        i = 1;
+    }
+    for (; i < L; i++) {
+        if (x[i] != x[i]) nan = 1;
+        best = x[i] > best ? x[i] : best;
+    }
+    if (nan) {                      /* rare: the exact sequential rule */
+        int32_t pos = 0;
+        best = x[0];
+        for (i = 1; i < L; i++)
+            if (x[i] > best || x[i] != x[i]) { best = x[i]; pos = (int32_t)i; }
+        *y = best;
+        *argmax = pos;
+        return;
+    }
+    i = 0;                          /* the first element equal to the maximum */
+#if MINICNN_SSE2
+    {
+        const __m128 b = _mm_set1_ps(best);
+        for (; i + 4 <= L; i += 4) {
+            int m = _mm_movemask_ps(_mm_cmpeq_ps(_mm_loadu_ps(x + i), b));
+            if (m) {
+                while (!(m & 1)) { m >>= 1; i++; }
+                break;
+            }
+        }
+    }
+#endif
+    for (; i < L; i++)
+        if (x[i] == best) break;
+    *y = x[i];                      /* x[i], not best: keeps the sign of a zero */
+    *argmax = (int32_t)i;
+}
+
+/* Sum of one plane of L floats in double precision (for the global mean):
+ * four float -> double conversions and two vector additions per four floats. */
+static inline double mc_sum_f32(const float *x, ptrdiff_t L)
+{
+    ptrdiff_t i = 0;
+    double total = 0.0;
+#if MINICNN_SSE2
+    __m128d a0 = _mm_setzero_pd(), a1 = _mm_setzero_pd();
+    for (; i + 4 <= L; i += 4) {
+        __m128 v = _mm_loadu_ps(x + i);
+        a0 = _mm_add_pd(a0, _mm_cvtps_pd(v));
+        a1 = _mm_add_pd(a1, _mm_cvtps_pd(_mm_movehl_ps(v, v)));
+    }
+    double lanes[2];
+    _mm_storeu_pd(lanes, _mm_add_pd(a0, a1));
+    total = lanes[0] + lanes[1];
+#endif
+    for (; i < L; i++)
+        total += x[i];
+    return total;
+}
+
+#endif /* MINICNN_POOL_SIMD_H */
