@@ -129,8 +129,6 @@ def fit(config: Config, out_dir, *, mnist=None, data_dir=None, resume: bool = Fa
     if mnist is None:  # before writing config.yaml: a data error leaves no half-made run
         mnist = mnist_data.load_mnist(data_dir)
     _claim(out, config_text, resume)
-    if resume and not (out / "checkpoint.npz").exists():
-        log(f"nothing to resume in {out} (no checkpoint yet); starting from epoch 1")
     splits = split(config, mnist)
     model = build_model(config)
     optimizer = OPTIMIZERS[config.optimizer.name](model.slots(), **config.optimizer.options)
