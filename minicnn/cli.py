@@ -63,6 +63,10 @@ def _train(args) -> None:
         raise_user("--resume needs --out, the run folder to continue")
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = pathlib.Path(args.out or f"runs/{config.name}-{stamp}")
+    if args.resume:  # temporary files of writes that a kill interrupted
+        from minicnn.files import remove_temporaries
+
+        remove_temporaries(out)
     print(f"run folder: {out}", file=sys.stderr)
     try:
         summary = fit(config, out, data_dir=args.data_dir, resume=args.resume)

@@ -214,6 +214,20 @@ def _check_folder(exp: Experiment, resume: bool) -> None:
     if started and not resume:
         raise UserError(f"{exp.out} already holds {len(started)} runs of this study; pass --resume to "
                         "continue it, or --out to start a new one")
+    if resume:
+        from minicnn.config import dump_yaml
+        from minicnn.files import remove_temporaries
+
+        # a finished run is skipped, so it must be a run of the config as it reads now
+        for r in started:
+            if (r.folder / "config.yaml").read_text(encoding="utf-8") != \
+                    dump_yaml(load_config(r.config_path, r.overrides).resolved):
+                raise UserError(f"{r.folder} holds a run of an older version of {r.config_path} (the config "
+                                "or the --set overrides changed since); use --out to start a new study, or "
+                                "delete that run folder to run it again")
+        # temporary files of writes a kill interrupted: never read back, but litter (MBs for checkpoints)
+        for folder in [exp.out, *(r.folder for r in exp.runs)]:
+            remove_temporaries(folder)
     try:
         check_writable(exp.out)
     except OSError as e:
@@ -249,5 +263,5 @@ def _row(run: Run) -> dict:
     row["receptive_field"] = f"{rf[0]}x{rf[1]}" if rf else ""
     for shift, acc in s.get("shift_accuracy", {}).items():
         row[f"shift_{shift}"] = acc
-    row["run_dir"] = str(run.folder)
+    row["run_dir"] = f"{run.name}/seed{run.seed}"  # relative to the experiment folder, which may move
     return row

@@ -133,6 +133,8 @@ def fit(config: Config, out_dir, *, mnist=None, data_dir=None, resume: bool = Fa
     model = build_model(config)
     optimizer = OPTIMIZERS[config.optimizer.name](model.slots(), **config.optimizer.options)
     rows = _restore(out / "checkpoint.npz", model, optimizer) if resume else []
+    if rows:  # a kill between the checkpoint and metrics.csv left the csv an epoch behind
+        _write_metrics(out / "metrics.csv", rows)
 
     diverged = any(r.get("diverged") for r in rows)
     for epoch in range(len(rows), config.epochs):
@@ -154,7 +156,7 @@ def fit(config: Config, out_dir, *, mnist=None, data_dir=None, resume: bool = Fa
                      "diverged": diverged})
         # checkpoint first: it is the record a resume trusts; metrics.csv is derived from it
         _save(out / "checkpoint.npz", model, optimizer, rows)
-        write_csv(out / "metrics.csv", [{k: r[k] for k in METRIC_FIELDS} for r in rows], METRIC_FIELDS)
+        _write_metrics(out / "metrics.csv", rows)
         log(_epoch_line(config, rows[-1]))
 
     summary = _summary(config, model, splits, rows)
@@ -172,6 +174,10 @@ def _claim(out: pathlib.Path, config_text: str, resume: bool) -> None:
         for name in ("checkpoint.npz", "metrics.csv", "summary.json"):
             (out / name).unlink(missing_ok=True)
     write_text(existing, config_text)
+
+
+def _write_metrics(path, rows: list[dict]) -> None:
+    write_csv(path, [{k: r[k] for k in METRIC_FIELDS} for r in rows], METRIC_FIELDS)
 
 
 def _save(path, model, optimizer, rows) -> None:

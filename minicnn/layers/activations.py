@@ -50,6 +50,8 @@ class Softmax(Layer):
 
     def forward(self, x, training=True):
         x = check_array(x, "Softmax", 2)
+        if x.shape[1] == 0:
+            raise ValueError(f"Softmax: input needs at least one class, got shape {x.shape}")
         y = softmax(x)
         self._cache = y if training else None
         return y

@@ -57,6 +57,11 @@ class Layer:
         return f"{type(self).__name__}({self._describe()})"
 
 
+# Largest kernel size, stride or padding, and largest kh * kw window: the
+# kernels compute window offsets and divisors in 32-bit C ints.
+MAX_GEOMETRY = 2**31 - 1
+
+
 def pair(value, name: str, layer: str) -> tuple[int, int]:
     """An int or an (h, w) pair of ints -> (h, w); anything else is a TypeError."""
     if isinstance(value, (list, tuple)) and len(value) == 2:
@@ -66,6 +71,8 @@ def pair(value, name: str, layer: str) -> tuple[int, int]:
     for v in (h, w):
         if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
             raise TypeError(f"{layer}: {name} must be an int or a pair of ints, got {value!r}")
+        if not -MAX_GEOMETRY <= v <= MAX_GEOMETRY:  # the kernels index with C int
+            raise ValueError(f"{layer}: {name} must be at most {MAX_GEOMETRY} in size, got {value!r}")
     return int(h), int(w)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from minicnn import _pool
-from minicnn.layers.base import KERNEL_THREADS, Layer, check_array, check_grad, pair, require_forward
+from minicnn.layers.base import MAX_GEOMETRY, KERNEL_THREADS, Layer, check_array, check_grad, pair, require_forward
 
 
 class _Pool2D(Layer):
@@ -36,6 +36,8 @@ class _Pool2D(Layer):
                     f"{name}: padding should be at most half of kernel_size, "
                     f"got padding={self.padding}, kernel_size={self.kernel_size}"
                 )
+        if self.kernel_size[0] * self.kernel_size[1] > MAX_GEOMETRY:
+            raise ValueError(f"{name}: kernel_size={self.kernel_size} has more than {MAX_GEOMETRY} elements")
         self._cache = None
 
     def _describe(self) -> str:
@@ -172,7 +174,7 @@ class GlobalAvgPool2D(_GlobalPool2D):
         in_shape, dtype = require_forward(self._cache, "GlobalAvgPool2D")
         dy = check_grad(dy, "GlobalAvgPool2D", in_shape[:2], dtype)
         dx = np.empty(in_shape, dtype=dtype)
-        _pool.global_average_backward(dy.reshape(-1), dx.reshape(in_shape[0] * in_shape[1], -1),
+        _pool.global_average_backward(dy.reshape(-1), dx.reshape(in_shape[0] * in_shape[1], in_shape[2] * in_shape[3]),
                                       KERNEL_THREADS)
         return dx
 
@@ -192,7 +194,7 @@ class GlobalMaxPool2D(_GlobalPool2D):
         argmax, in_shape, dtype = require_forward(self._cache, "GlobalMaxPool2D")
         dy = check_grad(dy, "GlobalMaxPool2D", in_shape[:2], dtype)
         dx = np.empty(in_shape, dtype=dtype)
-        _pool.global_max_backward(dy.reshape(-1), argmax, dx.reshape(in_shape[0] * in_shape[1], -1),
+        _pool.global_max_backward(dy.reshape(-1), argmax, dx.reshape(in_shape[0] * in_shape[1], in_shape[2] * in_shape[3]),
                                   KERNEL_THREADS)
         return dx
 

@@ -24,7 +24,7 @@ class Flatten(Layer):
         if x.ndim < 2:
             raise ValueError(f"Flatten: input must have a batch axis and at least one more, got shape {x.shape}")
         self._cache = (x.shape, x.dtype) if training else None
-        return x.reshape(x.shape[0], -1)
+        return x.reshape(x.shape[0], math.prod(x.shape[1:]))
 
     def backward(self, dy):
         shape, dtype = require_forward(self._cache, "Flatten")
