@@ -116,7 +116,7 @@ def test_accuracy_figure(stats: list[dict]) -> Figure:
         ax.set_ylim(max(0.0, finite.min() - 2 * max(stds.max(), 0.5) - 1), 100)
     for i, m in enumerate(means):
         if np.isfinite(m):
-            ax.annotate(f"{m:.2f}", (i, m), textcoords="offset points", xytext=(0, 8), ha="center")
+            ax.annotate(f"{m:.2f}", (i, m + stds[i]), textcoords="offset points", xytext=(0, 4), ha="center")
     return fig
 
 
