@@ -8,14 +8,16 @@ float32 inputs shaped like the reference network's feature maps at batch 128,
 - a plain NumPy implementation (CS231n's reshape trick where it applies,
   sliding windows otherwise);
 - PyTorch's CPU kernels (F.max_pool2d etc. with autograd backward; min pooling
-  as -max_pool2d(-x), the usual way to get it in PyTorch), at ``--threads``
-  threads and at 1 thread;
+  as -max_pool2d(-x), the usual way to get it in PyTorch);
 - the memory floor: the bytes the operation must move (read x, write y and a
   1-byte argmax per window; read dy and argmax, write dx) divided by the copy
   bandwidth measured in the same run with a large np.copyto (reads + writes).
 
-minicnn runs as shipped (its kernels use MINICNN_KERNEL_THREADS OpenMP threads,
-1 by default) and also with 2 kernel threads.  Implementations are interleaved
+minicnn (OpenMP kernel threads, MINICNN_KERNEL_THREADS) and PyTorch
+(torch.set_num_threads) each run at ``--threads`` threads (default: the CPU
+count) and at 1 thread, and each ratio compares the same thread count on both
+sides.  minicnn ships with 1 kernel thread because ``ablate`` runs one worker
+per core; a single ``train`` can set MINICNN_KERNEL_THREADS=2.  Implementations are interleaved
 round by round (each round: a 50 ms pause so that the previous implementation's
 idle OpenMP threads stop spinning, one untimed call, three timed calls), so that
 load from other processes hits them alike; a time is the median over all timed
@@ -40,7 +42,7 @@ import numpy as np  # noqa: E402
 from numpy.lib.stride_tricks import sliding_window_view  # noqa: E402
 
 import minicnn.layers as L  # noqa: E402
-from minicnn.layers import pooling as minicnn_pooling  # noqa: E402
+from minicnn import threads as minicnn_threads  # noqa: E402
 
 SHAPES = [(128, 32, 28, 28), (128, 64, 14, 14)]
 # name -> (minicnn layer factory, kind, kernel, stride)
@@ -157,7 +159,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1),
-                    help="torch.set_num_threads for the main PyTorch column (default: CPUs)")
+                    help="threads for the multi-threaded columns, minicnn and PyTorch alike (default: CPUs)")
     ap.add_argument("--no-torch", action="store_true")
     args = ap.parse_args(argv)
     torch = None
@@ -168,11 +170,12 @@ def main(argv=None):
             print("torch not importable: no PyTorch columns")
 
     bandwidth = copy_bandwidth()
-    shipped = minicnn_pooling.KERNEL_THREADS
+    shipped = minicnn_threads.KERNEL_THREADS
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, numpy {np.__version__}"
           + (f", torch {torch.__version__}" if torch else "")
           + f"; copy bandwidth {bandwidth / 1e9:.1f} GB/s (np.copyto 256 MB, read + write)")
-    print(f"minicnn kernel threads as shipped: {shipped}; PyTorch at {args.threads} and 1 threads; "
+    threads = args.threads
+    print(f"minicnn and PyTorch each at {threads} and at 1 thread(s) (minicnn ships with {shipped}); "
           f"median of {args.rounds} interleaved rounds x {REPS} calls; times in ms, forward + backward\n")
 
     rng = np.random.default_rng(0)
@@ -186,16 +189,16 @@ def main(argv=None):
 
             def ours(threads):
                 def run():
-                    old = minicnn_pooling.KERNEL_THREADS
-                    minicnn_pooling.KERNEL_THREADS = threads
+                    old = minicnn_threads.KERNEL_THREADS
+                    minicnn_threads.KERNEL_THREADS = threads
                     try:
                         layer.forward(x)
                         layer.backward(dy)
                     finally:
-                        minicnn_pooling.KERNEL_THREADS = old
+                        minicnn_threads.KERNEL_THREADS = old
                 return run
 
-            impls = {"minicnn": ours(shipped), "minicnn 2 thr": ours(2),
+            impls = {f"minicnn {threads} thr": ours(threads), "minicnn 1 thr": ours(1),
                      "numpy": lambda: numpy_pool(kind, k, s, x, lambda _: dy)}
             if torch is not None:
                 tx = torch.from_numpy(x).requires_grad_(True)
@@ -207,7 +210,7 @@ def main(argv=None):
                         torch.set_num_threads(threads)
                         torch.autograd.grad(op(tx), tx, tdy)
                     return run
-                impls["torch"] = torch_run(args.threads)
+                impls[f"torch {threads} thr"] = torch_run(threads)
                 impls["torch 1 thr"] = torch_run(1)
             for fn in impls.values():
                 fn()  # warm up
@@ -220,19 +223,19 @@ def main(argv=None):
             med = {key: statistics.median(v) for key, v in times.items()}
             floor = bytes_moved(kind, k, s, shape) / bandwidth
             rows.append((name, shape, med, floor))
-            if torch is not None:
-                torch.set_num_threads(args.threads)
 
-    cols = ["minicnn", "minicnn 2 thr", "numpy"] + (["torch", "torch 1 thr"] if torch else [])
+    ours_t, ours_1, torch_t, torch_1 = (f"{lib} {n} thr" for lib in ("minicnn", "torch") for n in (threads, 1))
+    cols = [ours_t, ours_1, "numpy"] + ([torch_t, torch_1] if torch else [])
+    # Each ratio compares like with like: the same thread count on both sides.
+    ratios = ([(torch_t, ours_t), (torch_1, ours_1)] if torch else []) + [("numpy", ours_1)]
     head = ["layer", "input"] + [f"{c} ms" for c in cols] + ["floor ms"]
-    head += (["torch / minicnn", "torch 1 thr / minicnn"] if torch else []) + ["numpy / minicnn", "minicnn / floor"]
+    head += [f"{a} / {b}" for a, b in ratios] + [f"{ours_1} / floor", f"{ours_t} / floor"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * 2 + "---:|" * (len(head) - 2))
     for name, shape, med, floor in rows:
         cells = [name, "x".join(map(str, shape))] + [f"{1e3 * med[c]:.2f}" for c in cols] + [f"{1e3 * floor:.2f}"]
-        if torch:
-            cells += [f"{med['torch'] / med['minicnn']:.2f}x", f"{med['torch 1 thr'] / med['minicnn']:.2f}x"]
-        cells += [f"{med['numpy'] / med['minicnn']:.1f}x", f"{med['minicnn'] / floor:.2f}x"]
+        cells += [f"{med[a] / med[b]:.2f}x" for a, b in ratios]
+        cells += [f"{med[ours_1] / floor:.2f}x", f"{med[ours_t] / floor:.2f}x"]
         print("| " + " | ".join(cells) + " |")
 
 

@@ -20,9 +20,9 @@ per-layer times are measured module by module on the module's real input
 (forward, then backward for the input and parameter gradients).
 
 Threads: ``--threads T`` (default: OMP_NUM_THREADS, else the number of CPUs)
-sets OPENBLAS_NUM_THREADS and OMP_NUM_THREADS before NumPy is imported, so
-minicnn's BLAS runs T threads, and torch.set_num_threads(T) for PyTorch.
-(minicnn's own Cython kernels use MINICNN_KERNEL_THREADS, 1 by default.)
+sets OPENBLAS_NUM_THREADS, OMP_NUM_THREADS and MINICNN_KERNEL_THREADS before
+NumPy and minicnn are imported, so that minicnn runs T threads (minicnn.threads
+says how), and torch.set_num_threads(T) for PyTorch.
 
     python benchmarks/bench_train.py [CONFIG ...] [--steps 30] [--repeats 5] [--threads N]
 """
@@ -51,7 +51,8 @@ def _threads_from_argv(argv) -> int:
 
 # BLAS reads its thread count when it is loaded: set it before NumPy is imported
 THREADS = _threads_from_argv(sys.argv[1:])
-os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(THREADS)
+for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MINICNN_KERNEL_THREADS"):
+    os.environ[_variable] = str(THREADS)
 
 import numpy as np  # noqa: E402
 

@@ -30,7 +30,7 @@ from minicnn.config import load_config, load_yaml
 from minicnn.errors import ConfigError, UserError
 from minicnn.report import aggregate, write_report, write_results
 
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "MINICNN_KERNEL_THREADS")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from minicnn import _activations
+from minicnn import _activations, threads
 from minicnn.layers.base import Layer, check_array, check_grad, require_forward
 
 
@@ -17,7 +17,7 @@ class ReLU(Layer):
     def forward(self, x, training=True):
         x = check_array(x, "ReLU", None)
         y = np.empty_like(x)
-        _activations.relu_forward(x.reshape(-1), y.reshape(-1))
+        threads.split_rows(_activations.relu_forward, (x.reshape(-1), y.reshape(-1)))
         self._cache = y if training else None
         return y
 
@@ -25,7 +25,7 @@ class ReLU(Layer):
         y = require_forward(self._cache, "ReLU")
         dy = check_grad(dy, "ReLU", y.shape, y.dtype)
         dx = np.empty_like(y)
-        _activations.relu_backward(y.reshape(-1), dy.reshape(-1), dx.reshape(-1))
+        threads.split_rows(_activations.relu_backward, (y.reshape(-1), dy.reshape(-1), dx.reshape(-1)))
         return dx
 
 

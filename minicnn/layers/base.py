@@ -1,20 +1,7 @@
 """The layer contract and the input checks every layer shares."""
 from __future__ import annotations
 
-import os
-
 import numpy as np
-
-# OpenMP threads for the Cython kernels.  1 by default: the pooling and im2col
-# loops run at close to memory speed on one core, and on a small machine an
-# OpenMP team competes with OpenBLAS's threads (and anything else running) for
-# the cores, which costs far more than it gains (benchmarks/RESULTS.md).
-def _kernel_threads() -> int:
-    value = os.environ.get("MINICNN_KERNEL_THREADS", "").strip()
-    return max(1, int(value)) if value.isdigit() else 1
-
-
-KERNEL_THREADS = _kernel_threads()
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 

@@ -2,7 +2,9 @@
 
 The batch is cut into chunks of images whose im2col columns fit in cache; each
 chunk is im2col'ed, multiplied by the filters in one BLAS product, and written
-straight into the NCHW output (bias added in the same pass).  Backward rebuilds
+straight into the NCHW output (bias added in the same pass).  With
+MINICNN_KERNEL_THREADS > 1 the chunks are shared out among that many threads
+(minicnn.threads).  Backward rebuilds
 each chunk's columns from the cached input instead of keeping the whole batch's
 columns (a (C*kh*kw, N*OH*OW) matrix, 14 MB for the reference network's second
 convolution at batch 64): recomputing them in cache costs less than writing and
@@ -13,7 +15,8 @@ from __future__ import annotations
 import numpy as np
 
 from minicnn import _im2col
-from minicnn.layers.base import KERNEL_THREADS, Layer, check_array, check_grad, pair, require_forward
+from minicnn import threads
+from minicnn.layers.base import Layer, check_array, check_grad, pair, require_forward
 from minicnn.layers.init import he_normal
 
 
@@ -101,21 +104,26 @@ class Conv2D(Layer):
         o, oh, ow = self.output_shape(x.shape[1:])
         kh, kw = self.kernel_size
         k, p = self.in_channels * kh * kw, oh * ow
-        geometry = (kh, kw, *self.stride, *self.padding, KERNEL_THREADS)
+        geometry = (kh, kw, *self.stride, *self.padding, 1)
         w2 = self.params["W"].reshape(o, -1).astype(x.dtype, copy=False)
         bias = self.params["b"].astype(x.dtype, copy=False)[:, None]
         y = np.empty((n, o, oh, ow), dtype=x.dtype)
         b, chunks = self._chunks(n, k, p, x.itemsize)
-        cols_ws = self._workspace("cols", k * b * p, x.dtype)
-        rows_ws = self._workspace("rows", o * b * p, x.dtype)
-        for n0, n1 in chunks:
-            m = n1 - n0
-            cols = cols_ws[:k * m * p].reshape(k, m * p)
-            rows = rows_ws[:o * m * p].reshape(o, m * p)
-            _im2col.im2col(x[n0:n1], cols, *geometry)
-            np.matmul(w2, cols, out=rows)                    # (O, m*OH*OW), one BLAS product
-            # (O, m, P) -> (m, O, P) and + b in one pass, straight into y
-            np.add(rows.reshape(o, m, p).transpose(1, 0, 2), bias, out=y[n0:n1].reshape(m, o, p))
+
+        def work(part, my_chunks):
+            cols_ws = self._workspace(f"cols{part}", k * b * p, x.dtype)
+            rows_ws = self._workspace(f"rows{part}", o * b * p, x.dtype)
+            for n0, n1 in my_chunks:
+                m = n1 - n0
+                cols = cols_ws[:k * m * p].reshape(k, m * p)
+                rows = rows_ws[:o * m * p].reshape(o, m * p)
+                _im2col.im2col(x[n0:n1], cols, *geometry)
+                np.matmul(w2, cols, out=rows)                # (O, m*OH*OW), one BLAS product
+                # (O, m, P) -> (m, O, P) and + b in one pass, straight into y
+                np.add(rows.reshape(o, m, p).transpose(1, 0, 2), bias, out=y[n0:n1].reshape(m, o, p))
+
+        with threads.one_blas_thread():
+            threads.run_parts(work, chunks)
         # backward rebuilds each chunk's columns from x (cheaper than storing them all)
         self._cache = x if training else None
         return y
@@ -126,31 +134,38 @@ class Conv2D(Layer):
         o, oh, ow = self.output_shape(x.shape[1:])
         kh, kw = self.kernel_size
         k, p = self.in_channels * kh * kw, oh * ow
-        geometry = (kh, kw, *self.stride, *self.padding, KERNEL_THREADS)
+        geometry = (kh, kw, *self.stride, *self.padding, 1)
         dy = check_grad(dy, "Conv2D", (n, o, oh, ow), x.dtype)
         w2t = self.params["W"].reshape(o, -1).astype(x.dtype, copy=False).T
-        gW = np.zeros((o, k), dtype=x.dtype)
-        gb = np.zeros(o, dtype=x.dtype)
-        part = np.empty((o, k), dtype=x.dtype)
         dx = np.empty(x.shape, dtype=x.dtype)
         b, chunks = self._chunks(n, k, p, x.itemsize)
-        cols_ws = self._workspace("cols", k * b * p, x.dtype)
-        dcols_ws = self._workspace("dcols", k * b * p, x.dtype)
-        rows_ws = self._workspace("rows", o * b * p, x.dtype)
-        for n0, n1 in chunks:
-            m = n1 - n0
-            cols = cols_ws[:k * m * p].reshape(k, m * p)
-            dcols = dcols_ws[:k * m * p].reshape(k, m * p)
-            dy2 = rows_ws[:o * m * p].reshape(o, m * p)
-            _im2col.im2col(x[n0:n1], cols, *geometry)
-            np.copyto(dy2.reshape(o, m, p), dy[n0:n1].reshape(m, o, p).transpose(1, 0, 2))
-            np.matmul(dy2, cols.T, out=part)                 # dW of this chunk
-            gW += part
-            gb += dy2.sum(axis=1)
-            np.matmul(w2t, dy2, out=dcols)                   # d columns
-            _im2col.col2im(dcols, dx[n0:n1], *geometry)
-        self.grads["W"][...] = gW.reshape(self.grads["W"].shape)
-        self.grads["b"][...] = gb
+
+        def work(part, my_chunks):
+            """dx of ``my_chunks``; returns their summed (dW, db)."""
+            cols_ws = self._workspace(f"cols{part}", k * b * p, x.dtype)
+            dcols_ws = self._workspace(f"dcols{part}", k * b * p, x.dtype)
+            rows_ws = self._workspace(f"rows{part}", o * b * p, x.dtype)
+            gW = np.zeros((o, k), dtype=x.dtype)
+            gb = np.zeros(o, dtype=x.dtype)
+            chunk_gW = np.empty((o, k), dtype=x.dtype)
+            for n0, n1 in my_chunks:
+                m = n1 - n0
+                cols = cols_ws[:k * m * p].reshape(k, m * p)
+                dcols = dcols_ws[:k * m * p].reshape(k, m * p)
+                dy2 = rows_ws[:o * m * p].reshape(o, m * p)
+                _im2col.im2col(x[n0:n1], cols, *geometry)
+                np.copyto(dy2.reshape(o, m, p), dy[n0:n1].reshape(m, o, p).transpose(1, 0, 2))
+                np.matmul(dy2, cols.T, out=chunk_gW)
+                gW += chunk_gW
+                gb += dy2.sum(axis=1)
+                np.matmul(w2t, dy2, out=dcols)               # d columns
+                _im2col.col2im(dcols, dx[n0:n1], *geometry)
+            return gW, gb
+
+        with threads.one_blas_thread():
+            parts = threads.run_parts(work, chunks)
+        self.grads["W"][...] = sum(gW for gW, _ in parts).reshape(self.grads["W"].shape)
+        self.grads["b"][...] = sum(gb for _, gb in parts)
         return dx
 
 

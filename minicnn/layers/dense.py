@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from minicnn import threads
 from minicnn.layers.base import Layer, check_array, check_grad, require_forward
 from minicnn.layers.init import he_normal
 
@@ -46,14 +47,38 @@ class Dense(Layer):
     def forward(self, x, training=True):
         x = check_array(x, "Dense", 2)
         self.output_shape(x.shape[1:])
-        y = x @ self.params["W"].astype(x.dtype, copy=False)
-        y += self.params["b"].astype(x.dtype, copy=False)
+        w = self.params["W"].astype(x.dtype, copy=False)
+        b = self.params["b"].astype(x.dtype, copy=False)
+        y = np.empty((x.shape[0], self.out_features), dtype=x.dtype)
+
+        def work(_, my_ranges):
+            for lo, hi in my_ranges:
+                np.matmul(x[lo:hi], w, out=y[lo:hi])
+                y[lo:hi] += b
+
+        with threads.one_blas_thread():
+            threads.run_parts(work, threads.row_ranges(x.shape[0], x.size))
         self._cache = x if training else None
         return y
 
     def backward(self, dy):
         x = require_forward(self._cache, "Dense")
         dy = check_grad(dy, "Dense", (x.shape[0], self.out_features), x.dtype)
-        self.grads["W"][...] = x.T @ dy
+        wt = self.params["W"].T.astype(dy.dtype, copy=False)
+        dx = np.empty_like(x)
+        # part i computes rows batch_rows[i] of dx and rows feature_rows[i] of dW,
+        # so that no part needs another's result
+        parts = len(threads.row_ranges(min(x.shape[0], self.in_features), x.size))
+        batch_rows = threads.split_range(x.shape[0], parts)
+        feature_rows = threads.split_range(self.in_features, parts)
+
+        def work(part, _):
+            lo, hi = batch_rows[part]
+            np.matmul(dy[lo:hi], wt, out=dx[lo:hi])
+            lo, hi = feature_rows[part]
+            self.grads["W"][lo:hi] = x[:, lo:hi].T @ dy
+
+        with threads.one_blas_thread():
+            threads.run_parts(work, list(range(parts)))
         self.grads["b"][...] = dy.sum(axis=0)
-        return dy @ self.params["W"].T.astype(dy.dtype, copy=False)
+        return dx

@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from minicnn import _pool
-from minicnn.layers.base import MAX_GEOMETRY, KERNEL_THREADS, Layer, check_array, check_grad, pair, require_forward
+from minicnn import threads
+from minicnn.layers.base import MAX_GEOMETRY, Layer, check_array, check_grad, pair, require_forward
 
 
 class _Pool2D(Layer):
@@ -76,7 +77,7 @@ class _ExtremePool2D(_Pool2D):
         y = np.empty(out_shape, dtype=planes.dtype)
         index_dtype = np.uint8 if self.kernel_size[0] * self.kernel_size[1] <= 256 else np.int32
         argmax = np.empty(out_shape, dtype=index_dtype)
-        _pool.extreme_forward(planes, _flat(y), _flat(argmax), *self._geometry, self._minimum, KERNEL_THREADS)
+        threads.split_rows(_pool.extreme_forward, (planes, _flat(y), _flat(argmax)), *self._geometry, self._minimum)
         self._cache = (argmax, x.shape, out_shape, planes.dtype) if training else None
         return y
 
@@ -84,7 +85,7 @@ class _ExtremePool2D(_Pool2D):
         argmax, in_shape, out_shape, dtype = require_forward(self._cache, type(self).__name__)
         dy = check_grad(dy, type(self).__name__, out_shape, dtype)
         dx = np.empty(in_shape, dtype=dtype)
-        _pool.extreme_backward(_flat(dy), _flat(argmax), _flat(dx), *self._geometry, KERNEL_THREADS)
+        threads.split_rows(_pool.extreme_backward, (_flat(dy), _flat(argmax), _flat(dx)), *self._geometry)
         return dx
 
 
@@ -125,7 +126,7 @@ class AvgPool2D(_Pool2D):
     def forward(self, x, training=True):
         planes, out_shape = self._planes(x)
         y = np.empty(out_shape, dtype=planes.dtype)
-        _pool.average_forward(planes, _flat(y), *self._geometry, self.count_include_pad, KERNEL_THREADS)
+        threads.split_rows(_pool.average_forward, (planes, _flat(y)), *self._geometry, self.count_include_pad)
         self._cache = (x.shape, out_shape, planes.dtype) if training else None
         return y
 
@@ -133,7 +134,7 @@ class AvgPool2D(_Pool2D):
         in_shape, out_shape, dtype = require_forward(self._cache, "AvgPool2D")
         dy = check_grad(dy, "AvgPool2D", out_shape, dtype)
         dx = np.empty(in_shape, dtype=dtype)
-        _pool.average_backward(_flat(dy), _flat(dx), *self._geometry, self.count_include_pad, KERNEL_THREADS)
+        threads.split_rows(_pool.average_backward, (_flat(dy), _flat(dx)), *self._geometry, self.count_include_pad)
         return dx
 
 
@@ -166,7 +167,7 @@ class GlobalAvgPool2D(_GlobalPool2D):
     def forward(self, x, training=True):
         planes = self._planes(x)
         y = np.empty(planes.shape[0], dtype=planes.dtype)
-        _pool.global_average_forward(planes, y, KERNEL_THREADS)
+        threads.split_rows(_pool.global_average_forward, (planes, y))
         self._cache = (x.shape, planes.dtype) if training else None
         return y.reshape(x.shape[:2])
 
@@ -174,8 +175,8 @@ class GlobalAvgPool2D(_GlobalPool2D):
         in_shape, dtype = require_forward(self._cache, "GlobalAvgPool2D")
         dy = check_grad(dy, "GlobalAvgPool2D", in_shape[:2], dtype)
         dx = np.empty(in_shape, dtype=dtype)
-        _pool.global_average_backward(dy.reshape(-1), dx.reshape(in_shape[0] * in_shape[1], in_shape[2] * in_shape[3]),
-                                      KERNEL_THREADS)
+        threads.split_rows(_pool.global_average_backward,
+                           (dy.reshape(-1), dx.reshape(in_shape[0] * in_shape[1], in_shape[2] * in_shape[3])))
         return dx
 
 
@@ -186,7 +187,7 @@ class GlobalMaxPool2D(_GlobalPool2D):
         planes = self._planes(x)
         y = np.empty(planes.shape[0], dtype=planes.dtype)
         argmax = np.empty(planes.shape[0], dtype=np.int32)
-        _pool.global_max_forward(planes, y, argmax, KERNEL_THREADS)
+        threads.split_rows(_pool.global_max_forward, (planes, y, argmax))
         self._cache = (argmax, x.shape, planes.dtype) if training else None
         return y.reshape(x.shape[:2])
 
@@ -194,8 +195,8 @@ class GlobalMaxPool2D(_GlobalPool2D):
         argmax, in_shape, dtype = require_forward(self._cache, "GlobalMaxPool2D")
         dy = check_grad(dy, "GlobalMaxPool2D", in_shape[:2], dtype)
         dx = np.empty(in_shape, dtype=dtype)
-        _pool.global_max_backward(dy.reshape(-1), argmax, dx.reshape(in_shape[0] * in_shape[1], in_shape[2] * in_shape[3]),
-                                  KERNEL_THREADS)
+        threads.split_rows(_pool.global_max_backward,
+                           (dy.reshape(-1), argmax, dx.reshape(in_shape[0] * in_shape[1], in_shape[2] * in_shape[3])))
         return dx
 
 

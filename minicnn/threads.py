@@ -1,0 +1,116 @@
+"""How many threads minicnn's layers use, and how work is spread over them.
+
+``KERNEL_THREADS`` comes from ``MINICNN_KERNEL_THREADS``, else
+``OMP_NUM_THREADS``, else the number of CPUs.  With more than one, each layer
+cuts its batch into that many parts and runs them on a pool of Python threads
+(the Cython loops and NumPy's matrix products release the GIL): pooling and
+ReLU by ranges of planes or elements, Conv2D by chunks of images, Dense by
+rows, each part with its own scratch buffers.  Meanwhile BLAS is held to one
+thread, so that there is only one team of threads, ours.
+
+Why not the kernels' own OpenMP ``prange`` (their ``threads`` argument), nor
+OpenBLAS's threads: on 2 cores, two teams fight.  An idle OpenMP or OpenBLAS
+team spins before it sleeps and takes the core from the thread that has work
+next; one measured case, a ReLU right after a BLAS product, ran 30x slower.
+OpenMP's wait policy cannot be changed once its runtime is loaded, and that
+runtime is shared with PyTorch in the same process; Python's pool threads wait
+on a lock and never spin.
+
+``ablate --jobs N`` gives each worker cpu_count // N threads (one each with
+``--jobs 2`` on 2 cores).  Arrays of fewer than ``PARALLEL_MIN_ELEMENTS`` elements stay on the calling
+thread: handing them out costs more than their loop.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import os
+
+
+def _kernel_threads() -> int:
+    """MINICNN_KERNEL_THREADS, else OMP_NUM_THREADS, else the number of CPUs."""
+    for variable in ("MINICNN_KERNEL_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(variable, "").strip()
+        if value.isdigit():
+            return max(1, int(value))
+    return os.cpu_count() or 1
+
+
+KERNEL_THREADS = _kernel_threads()
+PARALLEL_MIN_ELEMENTS = 1 << 16
+
+_pool: concurrent.futures.ThreadPoolExecutor | None = None
+_blas = None
+
+
+def _executor(workers: int) -> concurrent.futures.ThreadPoolExecutor:
+    global _pool
+    if _pool is None or _pool._max_workers < workers:
+        _pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="minicnn")
+    return _pool
+
+
+@contextlib.contextmanager
+def one_blas_thread():
+    """Hold the BLAS libraries NumPy loaded to one thread inside the block
+    when minicnn runs its own threads (KERNEL_THREADS > 1); else do nothing."""
+    global _blas
+    if KERNEL_THREADS == 1:
+        yield
+        return
+    if _blas is None:
+        from threadpoolctl import ThreadpoolController  # only paid for when threads > 1
+        _blas = ThreadpoolController()
+    with _blas.limit(limits=1, user_api="blas"):
+        yield
+
+
+def run_parts(work, items: list, parts: int | None = None) -> list:
+    """Split ``items`` into ``parts`` interleaved parts and run them at once.
+
+    ``work(part, part_items)`` is called once per part with the part's index
+    (0..parts-1, to pick per-part scratch buffers) and ``items[part::parts]``;
+    the results come back in part order, so that combining them is
+    deterministic for a given thread count.  Part 0 runs in the calling thread.
+    ``parts`` defaults to KERNEL_THREADS and is capped at len(items).
+    """
+    parts = max(1, min(KERNEL_THREADS if parts is None else parts, len(items)))
+    if parts == 1:
+        return [work(0, items)]
+    pool = _executor(parts - 1)
+    futures = [pool.submit(work, i, items[i::parts]) for i in range(1, parts)]
+    try:
+        first = work(0, items[0::parts])
+    finally:
+        concurrent.futures.wait(futures)  # they write into the caller's arrays
+    return [first] + [f.result() for f in futures]
+
+
+def split_range(n: int, parts: int) -> list[tuple[int, int]]:
+    """0..n as ``parts`` contiguous (lo, hi) ranges of near-equal length."""
+    bounds = [n * i // parts for i in range(parts + 1)]
+    return [(bounds[i], bounds[i + 1]) for i in range(parts)]
+
+
+def row_ranges(n: int, elements: int) -> list[tuple[int, int]]:
+    """Cut rows 0..n into up to KERNEL_THREADS ranges (one range when the
+    work, ``elements`` array elements, is too small to share out)."""
+    parts = KERNEL_THREADS if elements >= PARALLEL_MIN_ELEMENTS else 1
+    return split_range(n, max(1, min(parts, n)))
+
+
+def split_rows(kernel, arrays, *args) -> None:
+    """Run ``kernel(*row_slices, *args, 1)`` on contiguous row ranges in parallel.
+
+    ``arrays``: the kernel's array arguments, all with the same first axis
+    (pooling planes, or flat elements), which the kernel treats independently;
+    each part gets the same range of every array.  The trailing 1 is the
+    kernel's own OpenMP thread count (see the module docstring).
+    """
+    ranges = row_ranges(arrays[0].shape[0], max(a.size for a in arrays))
+
+    def work(_, my_ranges):
+        for lo, hi in my_ranges:
+            kernel(*(a[lo:hi] for a in arrays), *args, 1)
+
+    run_parts(work, ranges)

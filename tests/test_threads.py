@@ -1,0 +1,127 @@
+"""Layers give the same results on 1, 2 and 3 threads (minicnn.threads).
+
+The other layer tests run at the machine's default thread count; these pin
+the count.  Element-wise and pooling work is split into disjoint ranges of the same
+loops, so results are bit for bit equal.  What goes through BLAS (Conv2D,
+Dense) may differ in the last bits: BLAS runs one thread inside a part but
+several otherwise, products come in blocks of another shape, and dW is summed
+over parts; those are compared to float rounding.
+"""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info
+
+import minicnn.layers as L
+from minicnn import threads
+
+LAYERS = {
+    "conv": (lambda rng, dt: L.Conv2D(3, 8, (3, 2), stride=(1, 2), padding=1, dtype=dt, rng=rng), (3, 30, 30)),
+    "conv_big": (lambda rng, dt: L.Conv2D(32, 64, 3, padding=1, dtype=dt, rng=rng), (32, 14, 14)),
+    "dense": (lambda rng, dt: L.Dense(1100, 50, dtype=dt, rng=rng), (1100,)),  # 64 x 1100: split
+    "relu": (lambda rng, dt: L.ReLU(), (4, 30, 30)),
+    "max": (lambda rng, dt: L.MaxPool2D(3, stride=2, padding=1), (8, 30, 30)),
+    "max2x2": (lambda rng, dt: L.MaxPool2D(2), (8, 30, 30)),
+    "min": (lambda rng, dt: L.MinPool2D(2), (8, 30, 30)),
+    "avg": (lambda rng, dt: L.AvgPool2D((2, 3), stride=(2, 1), padding=(1, 0)), (8, 30, 30)),
+    "global_avg": (lambda rng, dt: L.GlobalAvgPool2D(), (8, 30, 30)),
+    "global_max": (lambda rng, dt: L.GlobalMaxPool2D(), (8, 30, 30)),
+}
+BLAS_LAYERS = {"conv", "conv_big", "dense"}
+
+
+@pytest.fixture
+def kernel_threads(monkeypatch):
+    def set_threads(n):
+        monkeypatch.setattr(threads, "KERNEL_THREADS", n)
+    return set_threads
+
+
+def run(name, n, dtype, count, kernel_threads):
+    kernel_threads(count)
+    make, shape = LAYERS[name]
+    layer = make(np.random.default_rng(1), dtype)
+    rng = np.random.default_rng(2)
+    # rounded values give ties, so the max/min tie rule is exercised across parts too
+    x = np.round(rng.standard_normal((n, *shape)), 1).astype(dtype)
+    y = layer.forward(x)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx = layer.backward(dy)
+    return y, dx, {k: g.copy() for k, g in layer.grads.items()}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [0, 1, 2, 37, 64])
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_same_results_on_any_thread_count(name, n, dtype, kernel_threads):
+    y1, dx1, g1 = run(name, n, dtype, 1, kernel_threads)
+    for count in (2, 3):
+        y, dx, g = run(name, n, dtype, count, kernel_threads)
+        rtol = 1e-5 if dtype == np.float32 else 1e-12
+        if name in BLAS_LAYERS:
+            np.testing.assert_allclose(y, y1, rtol=rtol, atol=rtol)
+            np.testing.assert_allclose(dx, dx1, rtol=rtol, atol=rtol)
+        else:
+            np.testing.assert_array_equal(y, y1)
+            np.testing.assert_array_equal(dx, dx1)
+        for key in g1:
+            np.testing.assert_allclose(g[key], g1[key], rtol=rtol, atol=rtol * max(1.0, np.abs(g1[key]).max(initial=0)))
+
+
+def test_work_is_spread_over_pool_threads(kernel_threads):
+    kernel_threads(3)
+    seen = []
+    lock = threading.Lock()
+
+    def work(part, items):
+        with lock:
+            seen.append((part, tuple(items), threading.current_thread().name))
+        return part
+
+    assert threads.run_parts(work, list(range(7))) == [0, 1, 2]
+    seen.sort()
+    assert [s[1] for s in seen] == [(0, 3, 6), (1, 4), (2, 5)]
+    assert seen[0][2] == threading.current_thread().name
+    assert all(s[2].startswith("minicnn") for s in seen[1:])
+
+
+def test_an_error_in_a_part_is_raised_after_every_part_ended(kernel_threads):
+    kernel_threads(2)
+    finished = []
+
+    def work(part, items):
+        if part == 0:
+            raise ValueError("part 0 failed")
+        threading.Event().wait(0.05)
+        finished.append(part)
+
+    with pytest.raises(ValueError, match="part 0 failed"):
+        threads.run_parts(work, [0, 1])
+    assert finished == [1]
+
+
+def test_blas_is_held_to_one_thread_only_inside_a_layer(kernel_threads):
+    kernel_threads(2)
+    before = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    inside = []
+
+    def work(part, items):
+        inside.extend(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+
+    with threads.one_blas_thread():
+        threads.run_parts(work, [0])
+    assert inside and set(inside) == {1}
+    assert [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"] == before
+
+
+@pytest.mark.parametrize("value, expected", [("3", 3), ("0", 1), (" 2 ", 2), ("many", None)])
+def test_thread_count_from_the_environment(monkeypatch, value, expected):
+    monkeypatch.setenv("MINICNN_KERNEL_THREADS", value)
+    monkeypatch.setenv("OMP_NUM_THREADS", "5")
+    assert threads._kernel_threads() == (expected if expected is not None else 5)
+    monkeypatch.delenv("MINICNN_KERNEL_THREADS")
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert threads._kernel_threads() >= 1
