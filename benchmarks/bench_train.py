@@ -56,6 +56,7 @@ for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MINICNN_KERNEL_THR
 
 import numpy as np  # noqa: E402
 
+from minicnn import threads  # noqa: E402
 from minicnn.config import build_model, load_config  # noqa: E402
 from minicnn.losses import softmax_cross_entropy  # noqa: E402
 from minicnn.optim import OPTIMIZERS  # noqa: E402
@@ -128,7 +129,11 @@ def minicnn_runner(config, x, y):
     optimizer = OPTIMIZERS[config.optimizer.name](model.slots(), **config.optimizer.options)
     step = lambda xb, yb: minicnn_step(model, optimizer, xb, yb)  # noqa: E731
     rng = np.random.default_rng(1)
-    return model, lambda steps: run_epochish(step, x, y, config.batch_size, steps, rng)
+
+    def run(steps):
+        with threads.one_blas_thread():  # as minicnn.train.fit holds it
+            return run_epochish(step, x, y, config.batch_size, steps, rng)
+    return model, run
 
 
 def minicnn_layer_times(model, run, steps):

@@ -2,10 +2,10 @@
 
 ``KERNEL_THREADS`` comes from ``MINICNN_KERNEL_THREADS``, else
 ``OMP_NUM_THREADS``, else the number of CPUs.  With more than one, each layer
-cuts its batch into that many parts and runs them on a pool of Python threads
+cuts its work into that many parts and runs them on a pool of Python threads
 (the Cython loops and NumPy's matrix products release the GIL): pooling and
 ReLU by ranges of planes or elements, Conv2D by chunks of images, Dense by
-rows, each part with its own scratch buffers.  Meanwhile BLAS is held to one
+ranges of its weight matrix, each part with its own scratch buffers.  Meanwhile BLAS is held to one
 thread, so that there is only one team of threads, ours.
 
 Why not the kernels' own OpenMP ``prange`` (their ``threads`` argument), nor
@@ -17,8 +17,8 @@ runtime is shared with PyTorch in the same process; Python's pool threads wait
 on a lock and never spin.
 
 ``ablate --jobs N`` gives each worker cpu_count // N threads (one each with
-``--jobs 2`` on 2 cores).  Arrays of fewer than ``PARALLEL_MIN_ELEMENTS`` elements stay on the calling
-thread: handing them out costs more than their loop.
+``--jobs 2`` on 2 cores).  Small work stays on the calling thread
+(``PARALLEL_MIN_WORK``).
 """
 from __future__ import annotations
 
@@ -37,10 +37,14 @@ def _kernel_threads() -> int:
 
 
 KERNEL_THREADS = _kernel_threads()
-PARALLEL_MIN_ELEMENTS = 1 << 16
+# Work (array elements touched, or multiply-accumulates) below which a layer
+# stays on the calling thread: handing out parts costs 50-100 us, and memory-bound
+# loops gained nothing from a second thread below about a million elements.
+PARALLEL_MIN_WORK = 1 << 20
 
 _pool: concurrent.futures.ThreadPoolExecutor | None = None
 _blas = None
+_held = False  # inside one_blas_thread (only the main thread enters it)
 
 
 def _executor(workers: int) -> concurrent.futures.ThreadPoolExecutor:
@@ -53,16 +57,25 @@ def _executor(workers: int) -> concurrent.futures.ThreadPoolExecutor:
 @contextlib.contextmanager
 def one_blas_thread():
     """Hold the BLAS libraries NumPy loaded to one thread inside the block
-    when minicnn runs its own threads (KERNEL_THREADS > 1); else do nothing."""
-    global _blas
-    if KERNEL_THREADS == 1:
+    when minicnn runs its own threads (KERNEL_THREADS > 1); else do nothing.
+
+    Each layer holds it around its own work; a training loop holds it for the
+    whole run, which makes the layers' holds free (switching OpenBLAS's thread
+    count costs about 0.2 ms per switch back).
+    """
+    global _blas, _held
+    if KERNEL_THREADS == 1 or _held:
         yield
         return
     if _blas is None:
         from threadpoolctl import ThreadpoolController  # only paid for when threads > 1
         _blas = ThreadpoolController()
     with _blas.limit(limits=1, user_api="blas"):
-        yield
+        _held = True
+        try:
+            yield
+        finally:
+            _held = False
 
 
 def run_parts(work, items: list, parts: int | None = None) -> list:
@@ -92,10 +105,10 @@ def split_range(n: int, parts: int) -> list[tuple[int, int]]:
     return [(bounds[i], bounds[i + 1]) for i in range(parts)]
 
 
-def row_ranges(n: int, elements: int) -> list[tuple[int, int]]:
-    """Cut rows 0..n into up to KERNEL_THREADS ranges (one range when the
-    work, ``elements`` array elements, is too small to share out)."""
-    parts = KERNEL_THREADS if elements >= PARALLEL_MIN_ELEMENTS else 1
+def row_ranges(n: int, work: int) -> list[tuple[int, int]]:
+    """Cut rows 0..n into up to KERNEL_THREADS ranges (one range when
+    ``work`` is below PARALLEL_MIN_WORK)."""
+    parts = KERNEL_THREADS if work >= PARALLEL_MIN_WORK else 1
     return split_range(n, max(1, min(parts, n)))
 
 

@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from minicnn import data as mnist_data
+from minicnn import data as mnist_data, threads
 from minicnn.config import Config, build_model, dump_yaml
 from minicnn.errors import UserError
 from minicnn.files import check_writable, write_csv, write_json, write_npz, write_text
@@ -137,27 +137,28 @@ def fit(config: Config, out_dir, *, mnist=None, data_dir=None, resume: bool = Fa
         _write_metrics(out / "metrics.csv", rows)
 
     diverged = any(r.get("diverged") for r in rows)
-    for epoch in range(len(rows), config.epochs):
-        if diverged:
-            break
-        bar = ProgressBar(len(splits.x_train), f"{config.name} seed {config.seed} epoch {epoch + 1}/{config.epochs}",
-                          enabled=show_progress)
-        start = time.perf_counter()
-        loss, acc, diverged = train_epoch(model, optimizer, splits.x_train, splits.y_train,
-                                          config.batch_size, np.random.default_rng([config.seed, epoch]), bar)
-        seconds = time.perf_counter() - start
-        bar.close()
-        val_loss, val_acc = evaluate(model, splits.x_val, splits.y_val, config.eval_batch_size)
-        test_loss, test_acc = evaluate(model, splits.x_test, splits.y_test, config.eval_batch_size)
-        rows.append({"epoch": epoch + 1, "train_loss": loss, "train_accuracy": acc,
-                     "val_loss": val_loss, "val_accuracy": val_acc,
-                     "test_loss": test_loss, "test_accuracy": test_acc,
-                     "train_seconds": seconds, "images_per_second": len(splits.x_train) / seconds,
-                     "diverged": diverged})
-        # checkpoint first: it is the record a resume trusts; metrics.csv is derived from it
-        _save(out / "checkpoint.npz", model, optimizer, rows)
-        _write_metrics(out / "metrics.csv", rows)
-        log(_epoch_line(config, rows[-1]))
+    with threads.one_blas_thread():  # the layers spread their work over minicnn's own threads
+        for epoch in range(len(rows), config.epochs):
+            if diverged:
+                break
+            label = f"{config.name} seed {config.seed} epoch {epoch + 1}/{config.epochs}"
+            bar = ProgressBar(len(splits.x_train), label, enabled=show_progress)
+            start = time.perf_counter()
+            loss, acc, diverged = train_epoch(model, optimizer, splits.x_train, splits.y_train,
+                                              config.batch_size, np.random.default_rng([config.seed, epoch]), bar)
+            seconds = time.perf_counter() - start
+            bar.close()
+            val_loss, val_acc = evaluate(model, splits.x_val, splits.y_val, config.eval_batch_size)
+            test_loss, test_acc = evaluate(model, splits.x_test, splits.y_test, config.eval_batch_size)
+            rows.append({"epoch": epoch + 1, "train_loss": loss, "train_accuracy": acc,
+                         "val_loss": val_loss, "val_accuracy": val_acc,
+                         "test_loss": test_loss, "test_accuracy": test_acc,
+                         "train_seconds": seconds, "images_per_second": len(splits.x_train) / seconds,
+                         "diverged": diverged})
+            # checkpoint first: it is the record a resume trusts; metrics.csv is derived from it
+            _save(out / "checkpoint.npz", model, optimizer, rows)
+            _write_metrics(out / "metrics.csv", rows)
+            log(_epoch_line(config, rows[-1]))
 
     summary = _summary(config, model, splits, rows)
     write_json(out / "summary.json", summary)

@@ -21,7 +21,7 @@ from minicnn import threads
 LAYERS = {
     "conv": (lambda rng, dt: L.Conv2D(3, 8, (3, 2), stride=(1, 2), padding=1, dtype=dt, rng=rng), (3, 30, 30)),
     "conv_big": (lambda rng, dt: L.Conv2D(32, 64, 3, padding=1, dtype=dt, rng=rng), (32, 14, 14)),
-    "dense": (lambda rng, dt: L.Dense(1100, 50, dtype=dt, rng=rng), (1100,)),  # 64 x 1100: split
+    "dense": (lambda rng, dt: L.Dense(700, 50, dtype=dt, rng=rng), (700,)),
     "relu": (lambda rng, dt: L.ReLU(), (4, 30, 30)),
     "max": (lambda rng, dt: L.MaxPool2D(3, stride=2, padding=1), (8, 30, 30)),
     "max2x2": (lambda rng, dt: L.MaxPool2D(2), (8, 30, 30)),
@@ -35,6 +35,9 @@ BLAS_LAYERS = {"conv", "conv_big", "dense"}
 
 @pytest.fixture
 def kernel_threads(monkeypatch):
+    """Set the thread count; any work, however small, is shared out."""
+    monkeypatch.setattr(threads, "PARALLEL_MIN_WORK", 1)
+
     def set_threads(n):
         monkeypatch.setattr(threads, "KERNEL_THREADS", n)
     return set_threads
@@ -125,3 +128,10 @@ def test_thread_count_from_the_environment(monkeypatch, value, expected):
     monkeypatch.delenv("MINICNN_KERNEL_THREADS")
     monkeypatch.delenv("OMP_NUM_THREADS")
     assert threads._kernel_threads() >= 1
+
+
+def test_small_work_stays_on_the_calling_thread(monkeypatch):
+    monkeypatch.setattr(threads, "KERNEL_THREADS", 2)
+    assert threads.row_ranges(64, threads.PARALLEL_MIN_WORK - 1) == [(0, 64)]
+    assert threads.row_ranges(64, threads.PARALLEL_MIN_WORK) == [(0, 32), (32, 64)]
+    assert threads.row_ranges(1, threads.PARALLEL_MIN_WORK) == [(0, 1)]
