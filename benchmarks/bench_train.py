@@ -7,7 +7,7 @@ step does not depend on the pixel values):
     xb, yb = x[idx], y[idx]                      # gather a shuffled batch
     logits = model.forward(xb, training=True, logits=True)
     loss, dlogits = softmax_cross_entropy(logits, yb)
-    model.backward(dlogits, logits=True)
+    model.backward(dlogits, logits=True, input_grad=False)
     optimizer.step()
     (logits.argmax(axis=1) == yb).sum()          # accuracy bookkeeping
 
@@ -77,7 +77,7 @@ def synthetic_data(config, n=POOL_SIZE, seed=0):
 def minicnn_step(model, optimizer, xb, yb):
     logits = model.forward(xb, training=True, logits=True)
     loss, dlogits = softmax_cross_entropy(logits, yb)
-    model.backward(dlogits, logits=True)
+    model.backward(dlogits, logits=True, input_grad=False)
     optimizer.step()
     return int((logits.argmax(axis=1) == yb).sum())
 

@@ -85,12 +85,21 @@ class Sequential:
             x = layer.forward(x, training)
         return x
 
-    def backward(self, dy: np.ndarray, logits: bool = False) -> np.ndarray:
-        """Backpropagate dy through the layers (skipping a final Softmax if logits)."""
+    def backward(self, dy: np.ndarray, logits: bool = False, input_grad: bool = True) -> np.ndarray | None:
+        """Backpropagate dy through the layers (skipping a final Softmax if logits).
+
+        Fills every layer's grads; returns the gradient for the input, or None
+        with input_grad=False, which training uses: then the layers below the
+        first one with parameters are not run, and that one skips its dx.
+        """
         layers = self.layers[:-1] if logits and self.ends_in_softmax else self.layers
-        for layer in reversed(layers):
-            dy = layer.backward(dy)
-        return dy
+        first = 0 if input_grad else next((i for i, layer in enumerate(layers) if layer.params), len(layers))
+        for i in range(len(layers) - 1, first - 1, -1):
+            if i == first and not input_grad:
+                layers[i].backward(dy, input_grad=False)
+                return None
+            dy = layers[i].backward(dy)
+        return dy if input_grad else None
 
     def slots(self) -> list[tuple[dict, dict, str]]:
         """(params, grads, key) for every parameter, in a fixed order."""

@@ -99,7 +99,7 @@ def train_epoch(model, optimizer, x, y, batch_size, rng, bar=None) -> tuple[floa
             loss, dlogits = softmax_cross_entropy(logits, yb)
             if not loss <= DIVERGED_LOSS:  # also true for nan
                 return loss, correct / max(seen, 1), True
-            model.backward(dlogits, logits=True)
+            model.backward(dlogits, logits=True, input_grad=False)
             optimizer.step()
             loss_sum += loss * len(idx)
             correct += int((logits.argmax(axis=1) == yb).sum())

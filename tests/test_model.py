@@ -77,3 +77,47 @@ def test_summary_counts_params_macs_and_receptive_field():
 def test_building_a_model_that_does_not_fit_names_the_layer():
     with pytest.raises(ValueError, match=r"layer 2 \(MaxPool2D\)"):
         Sequential([L.Conv2D(1, 2, 3), L.ReLU(), L.MaxPool2D(5)], (1, 6, 6))
+
+
+def backward_calls(model):
+    """Record which layers' backward ran, and with which input_grad."""
+    calls = []
+    for i, layer in enumerate(model.layers):
+        def spy(dy, input_grad=True, _i=i, _orig=layer.backward):
+            calls.append((_i, input_grad))
+            return _orig(dy) if input_grad else _orig(dy, input_grad=False)
+        layer.backward = spy
+    return calls
+
+
+@pytest.mark.parametrize("first", ["conv", "relu_then_conv", "dense_only", "no_params"])
+def test_backward_without_input_grad_fills_the_same_grads_and_skips_the_rest(first):
+    rng = np.random.default_rng(3)
+    kw = dict(dtype=np.float64, rng=rng)
+    layers = {
+        "conv": [L.Conv2D(1, 3, 3, padding=1, **kw), L.ReLU(), L.Flatten(), L.Dense(3 * 8 * 8, 5, **kw)],
+        "relu_then_conv": [L.ReLU(), L.MaxPool2D(2), L.Conv2D(1, 2, 3, **kw), L.Flatten(), L.Dense(2 * 2 * 2, 5, **kw)],
+        "dense_only": [L.Flatten(), L.Dense(64, 5, **kw)],
+        "no_params": [L.MaxPool2D(2), L.Flatten()],
+    }[first]
+    model = Sequential(layers, (1, 8, 8))
+    x = rng.standard_normal((4, 1, 8, 8))
+    out = model.forward(x)
+    d = rng.standard_normal(out.shape)
+    dx = model.backward(d)
+    expected = {(i, k): g.copy() for i, layer in enumerate(model.layers) for k, g in layer.grads.items()}
+    for layer in model.layers:
+        for g in layer.grads.values():
+            g[...] = np.nan
+    calls = backward_calls(model)
+    assert model.backward(d, input_grad=False) is None
+    assert dx.shape == x.shape
+    for (i, k), g in expected.items():
+        np.testing.assert_array_equal(model.layers[i].grads[k], g)
+    with_params = [i for i, layer in enumerate(model.layers) if layer.params]
+    if with_params:  # nothing below the first layer with parameters runs; it skips its dx
+        lowest = with_params[0]
+        assert calls[-1] == (lowest, False)
+        assert [i for i, _ in calls] == list(range(len(model.layers) - 1, lowest - 1, -1))
+    else:
+        assert calls == []

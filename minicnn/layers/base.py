@@ -24,6 +24,8 @@ class Layer:
         raise NotImplementedError
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
+        """dy (N, *output) -> dx (N, *input); fills ``grads``.  Layers with
+        parameters also take ``input_grad=False``: grads only, returns None."""
         raise NotImplementedError
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:

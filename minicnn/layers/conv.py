@@ -128,7 +128,8 @@ class Conv2D(Layer):
         self._cache = x if training else None
         return y
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad=True):
+        """dy (N, O, OH, OW) -> dx (N, C, H, W), or None with input_grad=False."""
         x = require_forward(self._cache, "Conv2D")
         n = x.shape[0]
         o, oh, ow = self.output_shape(x.shape[1:])
@@ -137,7 +138,7 @@ class Conv2D(Layer):
         geometry = (kh, kw, *self.stride, *self.padding, 1)
         dy = check_grad(dy, "Conv2D", (n, o, oh, ow), x.dtype)
         w2t = self.params["W"].reshape(o, -1).astype(x.dtype, copy=False).T
-        dx = np.empty(x.shape, dtype=x.dtype)
+        dx = np.empty(x.shape, dtype=x.dtype) if input_grad else None
         b, chunks = self._chunks(n, k, p, x.itemsize)
 
         def work(part, my_chunks):
@@ -159,8 +160,9 @@ class Conv2D(Layer):
                 np.matmul(cols, dy2.T, out=chunk_gWt)
                 gWt += chunk_gWt
                 gb += dy2.sum(axis=1)
-                np.matmul(w2t, dy2, out=dcols)               # d columns
-                _im2col.col2im(dcols, dx[n0:n1], *geometry)
+                if input_grad:
+                    np.matmul(w2t, dy2, out=dcols)           # d columns
+                    _im2col.col2im(dcols, dx[n0:n1], *geometry)
             return gWt, gb
 
         with threads.one_blas_thread():

@@ -64,15 +64,17 @@ class Dense(Layer):
         self._cache = x if training else None
         return y
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad=True):
+        """dy (N, out_features) -> dx (N, in_features), or None with input_grad=False."""
         x = require_forward(self._cache, "Dense")
         dy = check_grad(dy, "Dense", (x.shape[0], self.out_features), x.dtype)
         w = self.params["W"].astype(dy.dtype, copy=False)
-        dx = np.empty_like(x)
+        dx = np.empty_like(x) if input_grad else None
 
         def work(_, my_ranges):
             for lo, hi in my_ranges:
-                np.matmul(dy, w[lo:hi].T, out=dx[:, lo:hi])
+                if input_grad:
+                    np.matmul(dy, w[lo:hi].T, out=dx[:, lo:hi])
                 self.grads["W"][lo:hi] = x[:, lo:hi].T @ dy
 
         with threads.one_blas_thread():
