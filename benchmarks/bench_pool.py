@@ -18,8 +18,8 @@ minicnn (OpenMP kernel threads, MINICNN_KERNEL_THREADS) and PyTorch
 count) and at 1 thread, and each ratio compares the same thread count on both
 sides.  minicnn ships with 1 kernel thread because ``ablate`` runs one worker
 per core; a single ``train`` can set MINICNN_KERNEL_THREADS=2.  Implementations are interleaved
-round by round (each round: a 50 ms pause so that the previous implementation's
-idle OpenMP threads stop spinning, one untimed call, three timed calls), so that
+round by round (each round: a 10 ms pause so that the previous implementation's
+idle OpenMP threads stop spinning, three untimed calls, five timed calls), so that
 load from other processes hits them alike; a time is the median over all timed
 calls, in milliseconds, forward + backward.
 
@@ -145,8 +145,10 @@ def bytes_moved(kind, k, s, shape):
 
 # -------------------------------------------------------------------- main --
 
-PAUSE = 0.05   # seconds between implementations
-REPS = 3       # timed calls per implementation and round
+PAUSE = 0.01   # seconds between implementations: PyTorch's idle OpenMP threads stop spinning
+WARMUP = 3     # untimed calls after the pause: a CPU idle for the pause runs the next calls
+               # at up to half speed (measured: 3.3 ms instead of 1.75 after a 50 ms pause)
+REPS = 5       # timed calls per implementation and round
 
 
 def timed(fn):
@@ -217,8 +219,9 @@ def main(argv=None):
             times = {key: [] for key in impls}
             for _ in range(args.rounds):
                 for key, fn in impls.items():
-                    time.sleep(PAUSE)  # let the previous implementation's idle threads stop spinning
-                    fn()
+                    time.sleep(PAUSE)
+                    for _ in range(WARMUP):
+                        fn()
                     times[key] += [timed(fn) for _ in range(REPS)]
             med = {key: statistics.median(v) for key, v in times.items()}
             floor = bytes_moved(kind, k, s, shape) / bandwidth
