@@ -60,6 +60,7 @@ from minicnn import threads  # noqa: E402
 from minicnn.config import build_model, load_config  # noqa: E402
 from minicnn.losses import softmax_cross_entropy  # noqa: E402
 from minicnn.optim import OPTIMIZERS  # noqa: E402
+from torch_twin import torch_network, torch_optimizer  # noqa: E402
 
 POOL_SIZE = 4096  # synthetic training images the batches are drawn from
 PAUSE = 0.1       # seconds between minicnn and PyTorch runs
@@ -152,65 +153,10 @@ def minicnn_layer_times(model, run, steps):
 
 # ------------------------------------------------------------------ PyTorch --
 
-def torch_network(model, torch):
-    """The same layers in torch.nn with minicnn's weights; a final Softmax is dropped."""
-    import minicnn.layers as L
-    nn = torch.nn
-
-    class MinPool(nn.Module):
-        def __init__(self, layer):
-            super().__init__()
-            self.pool = nn.MaxPool2d(layer.kernel_size, layer.stride, layer.padding)
-
-        def forward(self, x):
-            return -self.pool(-x)
-
-    modules = []
-    for layer in model.layers:
-        if isinstance(layer, L.Conv2D):
-            m = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.padding)
-            with torch.no_grad():
-                m.weight.copy_(torch.from_numpy(layer.params["W"]))
-                m.bias.copy_(torch.from_numpy(layer.params["b"]))
-        elif isinstance(layer, L.Dense):
-            m = nn.Linear(layer.in_features, layer.out_features)
-            with torch.no_grad():
-                m.weight.copy_(torch.from_numpy(layer.params["W"].T))
-                m.bias.copy_(torch.from_numpy(layer.params["b"]))
-        elif isinstance(layer, L.ReLU):
-            m = nn.ReLU()
-        elif isinstance(layer, L.MaxPool2D):
-            m = nn.MaxPool2d(layer.kernel_size, layer.stride, layer.padding)
-        elif isinstance(layer, L.MinPool2D):
-            m = MinPool(layer)
-        elif isinstance(layer, L.AvgPool2D):
-            m = nn.AvgPool2d(layer.kernel_size, layer.stride, layer.padding,
-                             count_include_pad=layer.count_include_pad)
-        elif isinstance(layer, L.GlobalAvgPool2D):
-            m = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        elif isinstance(layer, L.GlobalMaxPool2D):
-            m = nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten())
-        elif isinstance(layer, L.Flatten):
-            m = nn.Flatten()
-        elif isinstance(layer, L.Softmax):
-            continue  # folded into F.cross_entropy, as minicnn folds it into its loss
-        else:
-            raise TypeError(f"no PyTorch equivalent for {layer!r}")
-        modules.append(m)
-    return nn.Sequential(*modules)
-
-
 def torch_runner(config, model, x, y, torch):
     """(net, run(steps) -> seconds) for the same network's PyTorch training step."""
     net = torch_network(model, torch)
-    opts = config.optimizer.options
-    if config.optimizer.name == "sgd":
-        opt = torch.optim.SGD(net.parameters(), lr=opts.get("lr", 0.01), momentum=opts.get("momentum", 0.0),
-                              weight_decay=opts.get("weight_decay", 0.0))
-    else:
-        opt = torch.optim.Adam(net.parameters(), lr=opts.get("lr", 1e-3),
-                               betas=(opts.get("beta1", 0.9), opts.get("beta2", 0.999)),
-                               eps=opts.get("eps", 1e-8), weight_decay=opts.get("weight_decay", 0.0))
+    opt = torch_optimizer(config, net.parameters(), torch)
     tx, ty = torch.from_numpy(x), torch.from_numpy(y)
     F = torch.nn.functional
 

@@ -1,0 +1,66 @@
+"""The same network and optimizer in PyTorch, for the benchmarks' comparisons.
+
+torch is passed in rather than imported, so that importing this module never
+needs it.
+"""
+from __future__ import annotations
+
+
+def torch_network(model, torch):
+    """The same layers in torch.nn with minicnn's weights and dtype; a final Softmax is dropped."""
+    import minicnn.layers as L
+    nn = torch.nn
+
+    class MinPool(nn.Module):
+        def __init__(self, layer):
+            super().__init__()
+            self.pool = nn.MaxPool2d(layer.kernel_size, layer.stride, layer.padding)
+
+        def forward(self, x):
+            return -self.pool(-x)
+
+    modules = []
+    for layer in model.layers:
+        if isinstance(layer, L.Conv2D):
+            m = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.padding,
+                          dtype=torch.from_numpy(layer.params["W"]).dtype)
+            with torch.no_grad():
+                m.weight.copy_(torch.from_numpy(layer.params["W"]))
+                m.bias.copy_(torch.from_numpy(layer.params["b"]))
+        elif isinstance(layer, L.Dense):
+            m = nn.Linear(layer.in_features, layer.out_features, dtype=torch.from_numpy(layer.params["W"]).dtype)
+            with torch.no_grad():
+                m.weight.copy_(torch.from_numpy(layer.params["W"].T))
+                m.bias.copy_(torch.from_numpy(layer.params["b"]))
+        elif isinstance(layer, L.ReLU):
+            m = nn.ReLU()
+        elif isinstance(layer, L.MaxPool2D):
+            m = nn.MaxPool2d(layer.kernel_size, layer.stride, layer.padding)
+        elif isinstance(layer, L.MinPool2D):
+            m = MinPool(layer)
+        elif isinstance(layer, L.AvgPool2D):
+            m = nn.AvgPool2d(layer.kernel_size, layer.stride, layer.padding,
+                             count_include_pad=layer.count_include_pad)
+        elif isinstance(layer, L.GlobalAvgPool2D):
+            m = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        elif isinstance(layer, L.GlobalMaxPool2D):
+            m = nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten())
+        elif isinstance(layer, L.Flatten):
+            m = nn.Flatten()
+        elif isinstance(layer, L.Softmax):
+            continue  # folded into F.cross_entropy, as minicnn folds it into its loss
+        else:
+            raise TypeError(f"no PyTorch equivalent for {layer!r}")
+        modules.append(m)
+    return nn.Sequential(*modules)
+
+
+def torch_optimizer(config, params, torch):
+    """torch.optim twin of config.optimizer (SGD or Adam, same hyperparameters)."""
+    opts = config.optimizer.options
+    if config.optimizer.name == "sgd":
+        return torch.optim.SGD(params, lr=opts.get("lr", 0.01), momentum=opts.get("momentum", 0.0),
+                               weight_decay=opts.get("weight_decay", 0.0))
+    return torch.optim.Adam(params, lr=opts.get("lr", 1e-3),
+                            betas=(opts.get("beta1", 0.9), opts.get("beta2", 0.999)),
+                            eps=opts.get("eps", 1e-8), weight_decay=opts.get("weight_decay", 0.0))
