@@ -58,8 +58,9 @@ def torch_accuracies(config, mnist, torch) -> list[float]:
             optimizer.step()
         net.eval()
         with torch.no_grad():
-            correct = sum(int((net(x_test[i:i + 500]).argmax(1) == y_test[i:i + 500]).sum())
-                          for i in range(0, len(x_test), 500))
+            eb = config.eval_batch_size
+            correct = sum(int((net(x_test[i:i + eb]).argmax(1) == y_test[i:i + eb]).sum())
+                          for i in range(0, len(x_test), eb))
         accuracies.append(100 * correct / len(x_test))
         print(f"  PyTorch epoch {epoch + 1}/{config.epochs}  test {accuracies[-1]:.2f}%", flush=True)
     return accuracies

@@ -22,15 +22,17 @@ def torch_network(model, torch):
     modules = []
     for layer in model.layers:
         if isinstance(layer, L.Conv2D):
+            weight = torch.from_numpy(layer.params["W"])
             m = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.padding,
-                          dtype=torch.from_numpy(layer.params["W"]).dtype)
+                          dtype=weight.dtype)
             with torch.no_grad():
-                m.weight.copy_(torch.from_numpy(layer.params["W"]))
+                m.weight.copy_(weight)
                 m.bias.copy_(torch.from_numpy(layer.params["b"]))
         elif isinstance(layer, L.Dense):
-            m = nn.Linear(layer.in_features, layer.out_features, dtype=torch.from_numpy(layer.params["W"]).dtype)
+            weight = torch.from_numpy(layer.params["W"].T)  # minicnn keeps (in, out); torch (out, in)
+            m = nn.Linear(layer.in_features, layer.out_features, dtype=weight.dtype)
             with torch.no_grad():
-                m.weight.copy_(torch.from_numpy(layer.params["W"].T))
+                m.weight.copy_(weight)
                 m.bias.copy_(torch.from_numpy(layer.params["b"]))
         elif isinstance(layer, L.ReLU):
             m = nn.ReLU()
@@ -56,11 +58,13 @@ def torch_network(model, torch):
 
 
 def torch_optimizer(config, params, torch):
-    """torch.optim twin of config.optimizer (SGD or Adam, same hyperparameters)."""
+    """torch.optim twin of config.optimizer (SGD or Adam, same hyperparameters).
+
+    config.optimizer.options is resolved (every default filled in), so a key
+    missing here is a KeyError, not a silently different optimizer.
+    """
     opts = config.optimizer.options
     if config.optimizer.name == "sgd":
-        return torch.optim.SGD(params, lr=opts.get("lr", 0.01), momentum=opts.get("momentum", 0.0),
-                               weight_decay=opts.get("weight_decay", 0.0))
-    return torch.optim.Adam(params, lr=opts.get("lr", 1e-3),
-                            betas=(opts.get("beta1", 0.9), opts.get("beta2", 0.999)),
-                            eps=opts.get("eps", 1e-8), weight_decay=opts.get("weight_decay", 0.0))
+        return torch.optim.SGD(params, lr=opts["lr"], momentum=opts["momentum"], weight_decay=opts["weight_decay"])
+    return torch.optim.Adam(params, lr=opts["lr"], betas=(opts["beta1"], opts["beta2"]), eps=opts["eps"],
+                            weight_decay=opts["weight_decay"])
