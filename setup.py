@@ -1,43 +1,17 @@
 """Build the Cython kernels.
 
-OpenMP is used when the compiler accepts ``-fopenmp``; otherwise the kernels
-build serially and stay correct (``prange`` degrades to ``range``).
-Set ``MINICNN_DEBUG=1`` to build with bounds and wraparound checks on.
+The kernels are serial C loops that release the GIL; minicnn.threads runs
+them on several threads.  Set ``MINICNN_DEBUG=1`` to build with bounds and wraparound checks on.
 """
 import os
-import shutil
-import subprocess
-import sys
-import tempfile
 
 import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 
-def _compiler_accepts_openmp() -> bool:
-    cc = os.environ.get("CC", "cc")
-    if shutil.which(cc.split()[0]) is None:
-        return False
-    with tempfile.TemporaryDirectory() as tmp:
-        src = os.path.join(tmp, "t.c")
-        with open(src, "w") as f:
-            f.write("#include <omp.h>\nint main(void){return omp_get_max_threads() < 0;}\n")
-        result = subprocess.run(
-            cc.split() + ["-fopenmp", src, "-o", os.path.join(tmp, "t")],
-            capture_output=True,
-        )
-    return result.returncode == 0
-
-
 DEBUG = os.environ.get("MINICNN_DEBUG") == "1"
-OPENMP = sys.platform != "win32" and _compiler_accepts_openmp()
-
 compile_args = ["-O3", "-ffp-contract=off"]
-link_args = []
-if OPENMP:
-    compile_args.append("-fopenmp")
-    link_args.append("-fopenmp")
 
 extensions = [
     Extension(
@@ -47,7 +21,6 @@ extensions = [
         depends=["minicnn/_pool_simd.h"] if name == "_pool" else [],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
         extra_compile_args=compile_args,
-        extra_link_args=link_args,
     )
     for name in ("_pool", "_im2col", "_activations")
 ]

@@ -2,17 +2,15 @@
 """Pooling kernels: forward and backward, float32 and float64.
 
 Every kernel works on a stack of P independent planes, ``x`` of shape
-``(P, H, W)`` with ``P = N * C``.  The planes can run in parallel with
-``prange`` over ``threads`` OpenMP threads (the last argument of every kernel;
-plain serial loops when built without OpenMP).  No two planes share an output
-element, so the parallel loops need no locks and no reductions.  The layers pass
-``threads=1`` by default: these kernels move memory at close to copy speed on
-one core, and on a 2-core machine the OpenMP team then competes with OpenBLAS's
-threads and anything else running (see benchmarks/RESULTS.md).
+``(P, H, W)`` with ``P = N * C``, serially.  No two planes share an output
+element, so ``minicnn.threads`` runs ranges of planes on several threads
+without locks (the kernels release the GIL).
 
 In float32, windows with stride 2 and no padding (2x2 above all) and the
 global poolings run the vectorised loops of ``_pool_simd.h``; every other case runs the generic
-loops below.  Both give the same results, bit for bit.
+loops below.  Both give the same results, bit for bit: ``simd=False`` (the
+last argument of every kernel that has a fast path) forces the generic loops,
+so that tests/test_pooling.py can compare the two.
 
 The callers (``minicnn/layers/pooling.py``) validate everything first: shapes,
 dtypes, contiguity, window sizes.  The loops trust their inputs, which is what
@@ -29,7 +27,6 @@ CPU rule ``if (v > best) || isnan(v)``: the first maximum in row-major order on
 ties, the last NaN when the window holds NaN.
 """
 from cython cimport floating
-from cython.parallel cimport prange
 from libc.stdint cimport int32_t, uint8_t
 from libc.string cimport memset
 
@@ -129,7 +126,7 @@ cdef inline void _extreme_plane_2x2(
 
 def extreme_forward(
     const floating[:, :, ::1] x, floating[:, :, ::1] y, index_t[:, :, ::1] argmax,
-    int kh, int kw, int sh, int sw, int ph, int pw, bint minimum, int threads=1,
+    int kh, int kw, int sh, int sw, int ph, int pw, bint minimum, bint simd=True,
 ):
     """Max (or min) pooling forward.
 
@@ -140,23 +137,26 @@ def extreme_forward(
     cdef bint fast = kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0
     if P == 0 or OH == 0 or OW == 0:
         return
-    if floating is float:
-        if index_t is uint8_t:
-            if fast:
-                for p in prange(P, nogil=True, schedule="static", num_threads=threads):
-                    mc_extreme_2x2_f32(&x[p, 0, 0], &y[p, 0, 0], &argmax[p, 0, 0], W, OH, OW, minimum)
-                return
-            if sh == 2 and sw == 2 and ph == 0 and pw == 0:
-                for p in prange(P, nogil=True, schedule="static", num_threads=threads):
-                    mc_extreme_s2_f32(&x[p, 0, 0], &y[p, 0, 0], &argmax[p, 0, 0], W, OH, OW,
-                                      kh, kw, minimum)
-                return
-    for p in prange(P, nogil=True, schedule="static", num_threads=threads):
-        if fast:
-            _extreme_plane_2x2(&x[p, 0, 0], &y[p, 0, 0], &argmax[p, 0, 0], W, OH, OW, minimum)
-        else:
-            _extreme_plane(&x[p, 0, 0], &y[p, 0, 0], &argmax[p, 0, 0],
-                           H, W, OH, OW, kh, kw, sh, sw, ph, pw, minimum)
+    cdef bint done = False
+    with nogil:
+        if floating is float and simd:
+            if index_t is uint8_t:
+                if fast:
+                    for p in range(P):
+                        mc_extreme_2x2_f32(&x[p, 0, 0], &y[p, 0, 0], &argmax[p, 0, 0], W, OH, OW, minimum)
+                    done = True
+                elif sh == 2 and sw == 2 and ph == 0 and pw == 0:
+                    for p in range(P):
+                        mc_extreme_s2_f32(&x[p, 0, 0], &y[p, 0, 0], &argmax[p, 0, 0], W, OH, OW,
+                                          kh, kw, minimum)
+                    done = True
+        if not done:
+            for p in range(P):
+                if fast:
+                    _extreme_plane_2x2(&x[p, 0, 0], &y[p, 0, 0], &argmax[p, 0, 0], W, OH, OW, minimum)
+                else:
+                    _extreme_plane(&x[p, 0, 0], &y[p, 0, 0], &argmax[p, 0, 0],
+                                   H, W, OH, OW, kh, kw, sh, sw, ph, pw, minimum)
 
 
 cdef inline void _scatter_plane(
@@ -204,7 +204,7 @@ cdef inline void _scatter_plane_2x2(
 
 def extreme_backward(
     const floating[:, :, ::1] dy, const index_t[:, :, ::1] argmax, floating[:, :, ::1] dx,
-    int kh, int kw, int sh, int sw, int ph, int pw, int threads=1,
+    int kh, int kw, int sh, int sw, int ph, int pw, bint simd=True,
 ):
     """Max (or min) pooling backward: every element of dx is written.
 
@@ -215,18 +215,21 @@ def extreme_backward(
     cdef bint fast = kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0
     if P == 0 or H == 0 or W == 0:
         return
-    if floating is float:
-        if index_t is uint8_t:
-            if fast:
-                for p in prange(P, nogil=True, schedule="static", num_threads=threads):
-                    mc_scatter_2x2_f32(&dy[p, 0, 0], &argmax[p, 0, 0], &dx[p, 0, 0], H, W, OH, OW)
-                return
-    for p in prange(P, nogil=True, schedule="static", num_threads=threads):
-        if fast:
-            _scatter_plane_2x2(&dy[p, 0, 0], &argmax[p, 0, 0], &dx[p, 0, 0], H, W, OH, OW)
-        else:
-            _scatter_plane(&dy[p, 0, 0], &argmax[p, 0, 0], &dx[p, 0, 0],
-                           H, W, OH, OW, kw, sh, sw, ph, pw)
+    cdef bint done = False
+    with nogil:
+        if floating is float and simd:
+            if index_t is uint8_t:
+                if fast:
+                    for p in range(P):
+                        mc_scatter_2x2_f32(&dy[p, 0, 0], &argmax[p, 0, 0], &dx[p, 0, 0], H, W, OH, OW)
+                    done = True
+        if not done:
+            for p in range(P):
+                if fast:
+                    _scatter_plane_2x2(&dy[p, 0, 0], &argmax[p, 0, 0], &dx[p, 0, 0], H, W, OH, OW)
+                else:
+                    _scatter_plane(&dy[p, 0, 0], &argmax[p, 0, 0], &dx[p, 0, 0],
+                                   H, W, OH, OW, kw, sh, sw, ph, pw)
 
 
 # ------------------------------------------------------------------ average --
@@ -273,7 +276,7 @@ cdef inline void _average_plane_2x2(
 
 def average_forward(
     const floating[:, :, ::1] x, floating[:, :, ::1] y,
-    int kh, int kw, int sh, int sw, int ph, int pw, bint count_include_pad, int threads=1,
+    int kh, int kw, int sh, int sw, int ph, int pw, bint count_include_pad, bint simd=True,
 ):
     """Average pooling forward (zero padding).
 
@@ -285,17 +288,20 @@ def average_forward(
     cdef bint fast = kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0
     if P == 0 or OH == 0 or OW == 0:
         return
-    if floating is float:
-        if fast:
-            for p in prange(P, nogil=True, schedule="static", num_threads=threads):
-                mc_average_2x2_f32(&x[p, 0, 0], &y[p, 0, 0], W, OH, OW)
-            return
-    for p in prange(P, nogil=True, schedule="static", num_threads=threads):
-        if fast:
-            _average_plane_2x2(&x[p, 0, 0], &y[p, 0, 0], W, OH, OW)
-        else:
-            _average_plane(&x[p, 0, 0], &y[p, 0, 0], H, W, OH, OW,
-                           kh, kw, sh, sw, ph, pw, count_include_pad)
+    cdef bint done = False
+    with nogil:
+        if floating is float and simd:
+            if fast:
+                for p in range(P):
+                    mc_average_2x2_f32(&x[p, 0, 0], &y[p, 0, 0], W, OH, OW)
+                done = True
+        if not done:
+            for p in range(P):
+                if fast:
+                    _average_plane_2x2(&x[p, 0, 0], &y[p, 0, 0], W, OH, OW)
+                else:
+                    _average_plane(&x[p, 0, 0], &y[p, 0, 0], H, W, OH, OW,
+                                   kh, kw, sh, sw, ph, pw, count_include_pad)
 
 
 cdef inline void _spread_plane(
@@ -352,7 +358,7 @@ cdef inline void _spread_plane_2x2(
 
 def average_backward(
     const floating[:, :, ::1] dy, floating[:, :, ::1] dx,
-    int kh, int kw, int sh, int sw, int ph, int pw, bint count_include_pad, int threads=1,
+    int kh, int kw, int sh, int sw, int ph, int pw, bint count_include_pad, bint simd=True,
 ):
     """Average pooling backward: every element of dx is written.
 
@@ -363,17 +369,20 @@ def average_backward(
     cdef bint fast = kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0
     if P == 0 or H == 0 or W == 0:
         return
-    if floating is float:
-        if fast:
-            for p in prange(P, nogil=True, schedule="static", num_threads=threads):
-                mc_spread_2x2_f32(&dy[p, 0, 0], &dx[p, 0, 0], H, W, OH, OW)
-            return
-    for p in prange(P, nogil=True, schedule="static", num_threads=threads):
-        if fast:
-            _spread_plane_2x2(&dy[p, 0, 0], &dx[p, 0, 0], H, W, OH, OW)
-        else:
-            _spread_plane(&dy[p, 0, 0], &dx[p, 0, 0], H, W, OH, OW,
-                          kh, kw, sh, sw, ph, pw, count_include_pad)
+    cdef bint done = False
+    with nogil:
+        if floating is float and simd:
+            if fast:
+                for p in range(P):
+                    mc_spread_2x2_f32(&dy[p, 0, 0], &dx[p, 0, 0], H, W, OH, OW)
+                done = True
+        if not done:
+            for p in range(P):
+                if fast:
+                    _spread_plane_2x2(&dy[p, 0, 0], &dx[p, 0, 0], H, W, OH, OW)
+                else:
+                    _spread_plane(&dy[p, 0, 0], &dx[p, 0, 0], H, W, OH, OW,
+                                  kh, kw, sh, sw, ph, pw, count_include_pad)
 
 
 # ------------------------------------------------------------------- global --
@@ -394,34 +403,36 @@ cdef inline double _plane_sum(const floating* x, Py_ssize_t L) noexcept nogil:
     return (s0 + s1) + (s2 + s3)
 
 
-def global_average_forward(const floating[:, ::1] x, floating[::1] y, int threads=1):
+def global_average_forward(const floating[:, ::1] x, floating[::1] y, bint simd=True):
     """Mean of each plane.  Shape: x (P, H*W) -> y (P,)."""
     cdef Py_ssize_t P = x.shape[0], L = x.shape[1], p
     if L == 0:
         return
-    if floating is float:
-        for p in prange(P, nogil=True, schedule="static", num_threads=threads):
-            y[p] = <floating>(mc_sum_f32(&x[p, 0], L) / L)
-    else:
-        for p in prange(P, nogil=True, schedule="static", num_threads=threads):
-            y[p] = <floating>(_plane_sum(&x[p, 0], L) / L)
+    with nogil:
+        if floating is float and simd:
+            for p in range(P):
+                y[p] = <floating>(mc_sum_f32(&x[p, 0], L) / L)
+        else:
+            for p in range(P):
+                y[p] = <floating>(_plane_sum(&x[p, 0], L) / L)
 
 
-def global_average_backward(const floating[::1] dy, floating[:, ::1] dx, int threads=1):
+def global_average_backward(const floating[::1] dy, floating[:, ::1] dx):
     """Shape: dy (P,) -> dx (P, H*W), every element dy[p] / (H*W)."""
     cdef Py_ssize_t P = dx.shape[0], L = dx.shape[1], p, i
     cdef floating g
     if L == 0:
         return
     cdef floating* row
-    for p in prange(P, nogil=True, schedule="static", num_threads=threads):
-        g = dy[p] / L
-        row = &dx[p, 0]
-        for i in range(L):
-            row[i] = g
+    with nogil:
+        for p in range(P):
+            g = dy[p] / L
+            row = &dx[p, 0]
+            for i in range(L):
+                row[i] = g
 
 
-def global_max_forward(const floating[:, ::1] x, floating[::1] y, int32_t[::1] argmax, int threads=1):
+def global_max_forward(const floating[:, ::1] x, floating[::1] y, int32_t[::1] argmax, bint simd=True):
     """Maximum of each plane and its flat position (first on ties, last NaN).
 
     Shape: x (P, H*W) -> y (P,), argmax (P,).
@@ -431,28 +442,29 @@ def global_max_forward(const floating[:, ::1] x, floating[::1] y, int32_t[::1] a
     cdef int32_t pos
     if L == 0:
         return
-    if floating is float:
-        for p in prange(P, nogil=True, schedule="static", num_threads=threads):
-            mc_global_max_f32(&x[p, 0], L, &y[p], &argmax[p])
-    else:
-        for p in prange(P, nogil=True, schedule="static", num_threads=threads):
-            best = x[p, 0]
-            pos = 0
-            for i in range(1, L):
-                v = x[p, i]
-                if _wins(v, best, False):
-                    best = v
-                    pos = <int32_t>i
-            y[p] = best
-            argmax[p] = pos
+    with nogil:
+        if floating is float and simd:
+            for p in range(P):
+                mc_global_max_f32(&x[p, 0], L, &y[p], &argmax[p])
+        else:
+            for p in range(P):
+                best = x[p, 0]
+                pos = 0
+                for i in range(1, L):
+                    v = x[p, i]
+                    if _wins(v, best, False):
+                        best = v
+                        pos = <int32_t>i
+                y[p] = best
+                argmax[p] = pos
 
 
-def global_max_backward(const floating[::1] dy, const int32_t[::1] argmax, floating[:, ::1] dx,
-                        int threads=1):
+def global_max_backward(const floating[::1] dy, const int32_t[::1] argmax, floating[:, ::1] dx):
     """Shape: dy, argmax (P,) -> dx (P, H*W), zero but dy[p] at argmax[p]."""
     cdef Py_ssize_t P = dx.shape[0], L = dx.shape[1], p
     if L == 0:
         return
-    for p in prange(P, nogil=True, schedule="static", num_threads=threads):
-        memset(&dx[p, 0], 0, L * sizeof(floating))
-        dx[p, argmax[p]] = dy[p]
+    with nogil:
+        for p in range(P):
+            memset(&dx[p, 0], 0, L * sizeof(floating))
+            dx[p, argmax[p]] = dy[p]

@@ -8,8 +8,8 @@ ReLU by ranges of planes or elements, Conv2D by chunks of images, Dense by
 ranges of its weight matrix, each part with its own scratch buffers.  Meanwhile BLAS is held to one
 thread, so that there is only one team of threads, ours.
 
-Why not the kernels' own OpenMP ``prange`` (their ``threads`` argument), nor
-OpenBLAS's threads: on 2 cores, two teams fight.  An idle OpenMP or OpenBLAS
+Why not OpenMP ``prange`` in the kernels, nor OpenBLAS's threads: on 2
+cores, two teams fight.  An idle OpenMP or OpenBLAS
 team spins before it sleeps and takes the core from the thread that has work
 next; one measured case, a ReLU right after a BLAS product, ran 30x slower.
 OpenMP's wait policy cannot be changed once its runtime is loaded, and that
@@ -113,17 +113,16 @@ def row_ranges(n: int, work: int) -> list[tuple[int, int]]:
 
 
 def split_rows(kernel, arrays, *args) -> None:
-    """Run ``kernel(*row_slices, *args, 1)`` on contiguous row ranges in parallel.
+    """Run ``kernel(*row_slices, *args)`` on contiguous row ranges in parallel.
 
     ``arrays``: the kernel's array arguments, all with the same first axis
     (pooling planes, or flat elements), which the kernel treats independently;
-    each part gets the same range of every array.  The trailing 1 is the
-    kernel's own OpenMP thread count (see the module docstring).
+    each part gets the same range of every array.
     """
     ranges = row_ranges(arrays[0].shape[0], max(a.size for a in arrays))
 
     def work(_, my_ranges):
         for lo, hi in my_ranges:
-            kernel(*(a[lo:hi] for a in arrays), *args, 1)
+            kernel(*(a[lo:hi] for a in arrays), *args)
 
     run_parts(work, ranges)

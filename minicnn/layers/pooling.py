@@ -170,7 +170,7 @@ class GlobalAvgPool2D(_GlobalPool2D):
     def forward(self, x, training=True):
         planes = self._planes(x)
         y = np.empty(planes.shape[0], dtype=planes.dtype)
-        _pool.global_average_forward(planes, y, 1)
+        _pool.global_average_forward(planes, y)
         self._cache = (x.shape, planes.dtype) if training else None
         return y.reshape(x.shape[:2])
 
@@ -179,7 +179,7 @@ class GlobalAvgPool2D(_GlobalPool2D):
         dy = check_grad(dy, "GlobalAvgPool2D", in_shape[:2], dtype)
         dx = np.empty(in_shape, dtype=dtype)
         _pool.global_average_backward(dy.reshape(-1),
-                                      dx.reshape(in_shape[0] * in_shape[1], in_shape[2] * in_shape[3]), 1)
+                                      dx.reshape(in_shape[0] * in_shape[1], in_shape[2] * in_shape[3]))
         return dx
 
 
@@ -190,7 +190,7 @@ class GlobalMaxPool2D(_GlobalPool2D):
         planes = self._planes(x)
         y = np.empty(planes.shape[0], dtype=planes.dtype)
         argmax = np.empty(planes.shape[0], dtype=np.int32)
-        _pool.global_max_forward(planes, y, argmax, 1)
+        _pool.global_max_forward(planes, y, argmax)
         self._cache = (argmax, x.shape, planes.dtype) if training else None
         return y.reshape(x.shape[:2])
 
@@ -199,7 +199,7 @@ class GlobalMaxPool2D(_GlobalPool2D):
         dy = check_grad(dy, "GlobalMaxPool2D", in_shape[:2], dtype)
         dx = np.empty(in_shape, dtype=dtype)
         _pool.global_max_backward(dy.reshape(-1), argmax,
-                                  dx.reshape(in_shape[0] * in_shape[1], in_shape[2] * in_shape[3]), 1)
+                                  dx.reshape(in_shape[0] * in_shape[1], in_shape[2] * in_shape[3]))
         return dx
 
 
