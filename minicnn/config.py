@@ -1,18 +1,16 @@
 """YAML config -> validated plain objects -> Sequential.
 
-The schema is DESIGN.md's.  Every problem raises ConfigError naming the file,
-the key path and what was expected.  Only ``yaml.safe_load`` is used.
-
-Extensions to the fixed schema, all optional:
-    data.train_size: int or null   use only the first N training images (smoke tests)
-    data.test_size:  int or null   evaluate on the first N test images
-    eval.shifts: [0, 1, 2, 3, 4]   test-set shifts (pixels) evaluated after training
-    eval.batch_size: 500           images per forward pass in evaluation
+The schema is declared once, section by section, in the dataclasses below
+(``minicnn.schema`` holds the machinery; docs/architecture.md shows the table
+generated from them).  Every problem raises ConfigError naming the file, the
+key path and what was expected.  YAML is read with a bounded safe loader: at
+most ``MAX_FILE_BYTES`` bytes and ``MAX_NODES`` values once aliases are
+expanded, so a hostile file fails in milliseconds with one line.
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
+import os
 import pathlib
 import re
 
@@ -20,50 +18,166 @@ import numpy as np
 import yaml
 
 import minicnn.layers as L
-from minicnn.errors import ConfigError
-from minicnn.model import Sequential
+from minicnn.errors import ConfigError, UserError
+from minicnn.layers.base import pair
+from minicnn.model import Sequential, training_memory
+from minicnn.schema import (MAX_EPOCHS, MAX_SEED, MAX_SHIFT, REQUIRED, Bool, Choice, Int, IntList, ListOf,
+                            Nested, Number, Shape, Size, Text, TextList, Variant, as_plain, key, parse, show)
 
-MNIST_TRAIN_IMAGES = 60000
+MNIST_TRAIN_IMAGES = 60000   # MNIST and Fashion-MNIST alike
+MNIST_SHAPE, MNIST_CLASSES = (1, 28, 28), 10
+MAX_FILE_BYTES = 64 * 1024   # a config is about 1 KB; an experiment file less
+MAX_NODES = 100_000          # YAML values after alias expansion
+MAX_OVERRIDE_CHARS = 4096
 
-# type -> (layer class, {key: (kind, default or REQUIRED)}); kinds are checked by _value.
-REQUIRED = object()
-LAYER_TYPES = {
-    "conv2d": (L.Conv2D, {"in_channels": ("int+", None), "out_channels": ("int+", REQUIRED),
-                          "kernel_size": ("size+", REQUIRED), "stride": ("size+", 1),
-                          "padding": ("size0", 0)}),
-    "relu": (L.ReLU, {}),
-    "maxpool2d": (L.MaxPool2D, {"kernel_size": ("size+", REQUIRED), "stride": ("size+", None),
-                                "padding": ("size0", 0)}),
-    "minpool2d": (L.MinPool2D, {"kernel_size": ("size+", REQUIRED), "stride": ("size+", None),
-                                "padding": ("size0", 0)}),
-    "avgpool2d": (L.AvgPool2D, {"kernel_size": ("size+", REQUIRED), "stride": ("size+", None),
-                                "padding": ("size0", 0), "count_include_pad": ("bool", True)}),
-    "globalavgpool2d": (L.GlobalAvgPool2D, {}),
-    "globalmaxpool2d": (L.GlobalMaxPool2D, {}),
-    "flatten": (L.Flatten, {}),
-    "dense": (L.Dense, {"in_features": ("int+", None), "out_features": ("int+", REQUIRED)}),
-    "softmax": (L.Softmax, {}),
+
+# ---------------------------------------------------------------- the schema
+
+def _layer(kind: str, **keys):
+    """A layer type's section: its keys are the layer constructor's."""
+    fields = [(name, object, value) for name, value in keys.items()]
+    return dataclasses.make_dataclass(f"{kind}_keys", fields, frozen=True, kw_only=True)
+
+
+_SIZE, _PAD, _STRIDE = (key(Size(1), REQUIRED, "window height and width"), key(Size(0), 0, "zero rows/columns added on each side"),
+                        key(Size(1), None, "step between windows (default: kernel_size)"))
+LAYERS = {
+    "conv2d": _layer("conv2d", in_channels=key(Int(1, null=True), None, "inferred from the previous layer"),
+                     out_channels=key(Int(1), REQUIRED, "filters"), kernel_size=_SIZE,
+                     stride=key(Size(1), 1, "step between windows"), padding=_PAD),
+    "relu": _layer("relu"),
+    "maxpool2d": _layer("maxpool2d", kernel_size=_SIZE, stride=_STRIDE, padding=_PAD),
+    "minpool2d": _layer("minpool2d", kernel_size=_SIZE, stride=_STRIDE, padding=_PAD),
+    "avgpool2d": _layer("avgpool2d", kernel_size=_SIZE, stride=_STRIDE, padding=_PAD,
+                        count_include_pad=key(Bool(), True, "divide by the full window, padding included")),
+    "globalavgpool2d": _layer("globalavgpool2d"),
+    "globalmaxpool2d": _layer("globalmaxpool2d"),
+    "flatten": _layer("flatten"),
+    "dense": _layer("dense", in_features=key(Int(1, null=True), None, "inferred from the previous layer"),
+                    out_features=key(Int(1), REQUIRED, "outputs")),
+    "softmax": _layer("softmax"),
 }
-OPTIMIZER_KEYS = {
-    "sgd": {"lr": ("float+", 0.05), "momentum": ("unit", 0.0), "weight_decay": ("float0", 0.0)},
-    "adam": {"lr": ("float+", 0.001), "beta1": ("unit", 0.9), "beta2": ("unit", 0.999),
-             "eps": ("float+", 1e-8), "weight_decay": ("float0", 0.0)},
-}
-EXPECTED = {
-    "int": "an integer", "int0": "an integer >= 0", "int+": "a positive integer",
-    "int+?": "a positive integer or null", "float+": "a number > 0", "float0": "a number >= 0",
-    "unit": "a number in [0, 1)", "bool": "true or false", "str": "a string",
-    "size+": "a positive integer or a [h, w] pair of them",
-    "size0": "an integer >= 0 or a [h, w] pair of them",
-    "shape": "a [channels, height, width] list of positive integers",
-    "shifts": "a list of integers >= 0",
-}
+LAYER_CLASSES = {"conv2d": L.Conv2D, "relu": L.ReLU, "maxpool2d": L.MaxPool2D, "minpool2d": L.MinPool2D,
+                 "avgpool2d": L.AvgPool2D, "globalavgpool2d": L.GlobalAvgPool2D,
+                 "globalmaxpool2d": L.GlobalMaxPool2D, "flatten": L.Flatten, "dense": L.Dense, "softmax": L.Softmax}
+
+_UNIT = Number(0.0, 1.0)                   # [0, 1)
+_LR_DOC, _WD_DOC = "learning rate", "L2 penalty added to the gradient"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SGDKeys:
+    lr: float = key(Number(0.0, open_low=True), 0.05, _LR_DOC)
+    momentum: float = key(_UNIT, 0.9, "heavy-ball momentum (the one default, with or without train.optimizer)")
+    weight_decay: float = key(Number(0.0), 0.0, _WD_DOC)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class AdamKeys:
+    lr: float = key(Number(0.0, open_low=True), 0.001, _LR_DOC)
+    beta1: float = key(_UNIT, 0.9, "first-moment decay")
+    beta2: float = key(_UNIT, 0.999, "second-moment decay")
+    eps: float = key(Number(0.0, open_low=True), 1e-8, "added to the denominator")
+    weight_decay: float = key(Number(0.0), 0.0, _WD_DOC)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ConstantKeys:
+    pass
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class StepKeys:
+    step_epochs: int = key(Int(1, MAX_EPOCHS), REQUIRED, "multiply the rate by gamma every this many epochs")
+    gamma: float = key(Number(0.0, 1.0, open_low=True, open_high=False), 0.1, "factor per step")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CosineKeys:
+    warmup_epochs: int = key(Int(0, MAX_EPOCHS), 0, "linear warm-up before the cosine decay")
+
+
+OPTIMIZER = Variant("name", {"sgd": SGDKeys, "adam": AdamKeys}, default="sgd", hint="a mapping with name and lr")
+SCHEDULE = Variant("name", {"constant": ConstantKeys, "step": StepKeys, "cosine": CosineKeys}, default="constant",
+                   hint="a mapping with name")
+LAYER = Variant("type", {t: cls for t, cls in LAYERS.items()})
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class AugmentKeys:
+    shift: int = key(Int(0, MAX_SHIFT), 0, "random shift of up to this many pixels per training image and epoch")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DataKeys:
+    dataset: str = key(Choice(("mnist", "fashion_mnist", "npz")), "mnist", "the data set")
+    val_size: int = key(Int(0), 5000, "training images held out for validation")
+    train_size: int | None = key(Int(1, null=True), None, "use only the first N training images")
+    test_size: int | None = key(Int(1, null=True), None, "evaluate on the first N test images")
+    path: str | None = key(Text(null=True), None, "npz file, relative to the config's folder (npz only, required)")
+    augment: AugmentKeys = key(Nested(AugmentKeys), AugmentKeys(), "training-time augmentation")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ModelKeys:
+    input_shape: tuple = key(Shape(), MNIST_SHAPE, "[1, 28, 28] for mnist and fashion_mnist")
+    layers: tuple = key(ListOf(LAYER, "layers"), REQUIRED, "the layers, first to last")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainKeys:
+    epochs: int = key(Int(1, MAX_EPOCHS), 5, "passes over the training images")
+    batch_size: int = key(Int(1), 64, "images per optimizer step")
+    optimizer: tuple = key(OPTIMIZER, ("sgd", SGDKeys()), "sgd or adam")
+    schedule: tuple = key(SCHEDULE, ("constant", ConstantKeys()), "learning-rate schedule")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EvalKeys:
+    shifts: tuple = key(IntList(Int(0, MAX_SHIFT)), (0, 1, 2, 3, 4), "test-set shifts (pixels) evaluated after training")
+    batch_size: int = key(Int(1), 500, "images per forward pass in evaluation")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ConfigKeys:
+    name: str | None = key(Text(), None, "run name (default: the file name without .yaml)")
+    seed: int = key(Int(0, MAX_SEED), 0, "weights, batch order and augmentation")
+    data: DataKeys = key(Nested(DataKeys), DataKeys(), "")
+    model: ModelKeys = key(Nested(ModelKeys), REQUIRED, "")
+    train: TrainKeys = key(Nested(TrainKeys), TrainKeys(), "")
+    eval: EvalKeys = key(Nested(EvalKeys), EvalKeys(), "")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class QuickKeys:
+    seeds: tuple | None = key(IntList(Int(0, MAX_SEED), nonempty=True, distinct=True), None,
+                              "seeds with --quick (default: the first seed)")
+    set: tuple = key(TextList("KEY=VALUE strings"), ("train.epochs=1", "data.train_size=2000"),
+                     "overrides added with --quick")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ExperimentKeys:
+    name: str | None = key(Text(), None, "study name (default: the file name without .yaml)")
+    configs: tuple = key(TextList("config file paths", nonempty=True), REQUIRED, "relative to the experiment file")
+    seeds: tuple = key(IntList(Int(0, MAX_SEED), nonempty=True, distinct=True), (0,), "one run per config and seed")
+    set: tuple = key(TextList("KEY=VALUE strings"), (), "overrides for every run")
+    out: str | None = key(Text(null=True, what="a folder path"), None, "experiment folder, relative to the experiment file "
+                                                 "(default: runs/NAME)")
+    quick: QuickKeys = key(Nested(QuickKeys), QuickKeys(), "what --quick changes")
+
+
+SCHEMA = {"": ConfigKeys}          # the tables of docs/architecture.md
+EXPERIMENT_SCHEMA = {"": ExperimentKeys}
 
 
 @dataclasses.dataclass(frozen=True)
 class OptimizerConfig:
     name: str
     options: dict  # keyword arguments of minicnn.optim.OPTIMIZERS[name]
+
+
+ScheduleConfig = OptimizerConfig  # name and options, the same shape
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,28 +198,71 @@ class Config:
     shifts: tuple[int, ...]
     eval_batch_size: int
     resolved: dict
+    dataset: str = "mnist"
+    data_path: str | None = None   # absolute path of the npz file (dataset npz), else None
+    augment_shift: int = 0
+    schedule: ScheduleConfig = ScheduleConfig("constant", {})
+    num_outputs: int = MNIST_CLASSES   # scores the last layer gives; the class count must match
+
+
+# ---------------------------------------------------------------- reading YAML
+
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader that refuses documents of more than MAX_NODES values, aliases expanded."""
+
+    def construct_document(self, node):
+        sizes = {}
+
+        def size(n):  # values under n with every alias expanded, memoised per node
+            if id(n) not in sizes:
+                sizes[id(n)] = 0  # a recursive alias counts once, then the limit catches it
+                children = n.value if isinstance(n, yaml.SequenceNode) else \
+                    [v for pair_ in n.value for v in pair_] if isinstance(n, yaml.MappingNode) else []
+                sizes[id(n)] = min(MAX_NODES + 1, 1 + sum(size(c) for c in children))
+            return sizes[id(n)]
+
+        if size(node) > MAX_NODES:
+            raise yaml.YAMLError(f"more than {MAX_NODES:,} values once aliases are expanded")
+        return super().construct_document(node)
+
+
+def _yaml_value(text: str):
+    return yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 (a SafeLoader)
 
 
 def load_yaml(path) -> dict:
-    """Read a YAML mapping safely; ConfigError on a missing file or bad syntax."""
+    """Read a YAML mapping safely and boundedly; ConfigError on any problem."""
     path = str(path)
     try:
-        with open(path, encoding="utf-8") as f:
-            raw = yaml.safe_load(f)
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > MAX_FILE_BYTES:
+                raise ConfigError(path, "", f"file is {size:,} bytes; a config or experiment file may have at "
+                                  f"most {MAX_FILE_BYTES:,}")
+            data = f.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:  # grew, or a device that reports size 0
+            raise ConfigError(path, "", f"file is over {MAX_FILE_BYTES:,} bytes, the most a config may have")
+        raw = _yaml_value(data.decode("utf-8"))
     except FileNotFoundError:
         raise ConfigError(path, "", "no such file") from None
     except IsADirectoryError:
         raise ConfigError(path, "", "is a folder, expected a YAML file") from None
     except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(path, "", f"cannot read: {e}") from None
+        raise ConfigError(path, "", f"cannot read: {show(str(e))}") from None
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError(path, "", f"invalid YAML: {where}{problem}") from None
+        raise ConfigError(path, "", f"invalid YAML: {_yaml_problem(e)}") from None
+    except (ValueError, RecursionError) as e:  # e.g. an integer of more than 4300 digits
+        raise ConfigError(path, "", f"invalid YAML: {show(str(e))}") from None
     if not isinstance(raw, dict):
-        raise ConfigError(path, "", f"expected a mapping of keys at the top, got {_show(raw)}")
+        raise ConfigError(path, "", f"expected a mapping of keys at the top, got {show(raw)}")
     return raw
+
+
+def _yaml_problem(e) -> str:
+    mark = getattr(e, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    return where + str(problem)[:100]
 
 
 def load_config(path, overrides=()) -> Config:
@@ -144,10 +301,17 @@ def apply_overrides(raw: dict, overrides, file: str) -> None:
         key, text = item.split("=", 1)
         key = key.strip()
         steps = parse_key(key, file)
+        if len(text) > MAX_OVERRIDE_CHARS:
+            raise ConfigError(file, key, f"override value of {len(text):,} characters; at most "
+                              f"{MAX_OVERRIDE_CHARS:,} are read")
         try:
-            value = yaml.safe_load(text) if text.strip() else None
-        except yaml.YAMLError:
+            value = _yaml_value(text) if text.strip() else None
+        except yaml.YAMLError as e:
+            if "aliases" in str(e):
+                raise ConfigError(file, key, f"invalid YAML: {_yaml_problem(e)}") from None
             value = text
+        except (ValueError, RecursionError) as e:
+            raise ConfigError(file, key, f"invalid value: {show(str(e))}") from None
         node, path = raw, ""
         for step in steps[:-1]:
             node, path = _child(node, step, path, file, key)
@@ -179,181 +343,85 @@ def _where(path):
 
 # ---------------------------------------------------------------- validation
 
-def _show(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _value(kind: str, value, file: str, path: str):
-    """Check one scalar against its kind; return it normalised (tuples for pairs)."""
-    def fail():
-        raise ConfigError(file, path, f"expected {EXPECTED[kind]}, got {_show(value)}")
-
-    is_int = isinstance(value, int) and not isinstance(value, bool)
-    is_num = (is_int or isinstance(value, float)) and np.isfinite(value)
-    if kind in ("size+", "size0"):
-        items = value if isinstance(value, list) and len(value) == 2 else [value]
-        least = 1 if kind == "size+" else 0
-        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= least for v in items):
-            fail()
-        return tuple(value) if isinstance(value, list) else value
-    if kind == "shape":
-        if not (isinstance(value, list) and len(value) == 3
-                and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
-            fail()
-        return tuple(value)
-    if kind == "shifts":
-        if not (isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
-                                                for v in value)):
-            fail()
-        return tuple(value)
-    ok = {
-        "int": is_int, "int0": is_int and value >= 0, "int+": is_int and value > 0,
-        "int+?": value is None or is_int and value > 0,
-        "float+": is_num and value > 0, "float0": is_num and value >= 0,
-        "unit": is_num and 0 <= value < 1, "bool": isinstance(value, bool), "str": isinstance(value, str),
-    }[kind]
-    if not ok:
-        fail()
-    return float(value) if kind in ("float+", "float0", "unit") else value
-
-
-def _section(raw: dict, key: str, allowed: dict, file: str, path: str) -> dict:
-    """Validate the mapping raw[key] against {name: (kind, default)}; fill defaults."""
-    here = f"{path}.{key}" if path else key
-    node = raw.get(key, {})
-    if node is None:
-        node = {}
-    if not isinstance(node, dict):
-        raise ConfigError(file, here, f"expected a mapping, got {_show(node)}")
-    out = {}
-    for name, value in node.items():
-        if name not in allowed:
-            raise ConfigError(file, f"{here}.{name}", f"unknown key; expected one of {', '.join(allowed)}")
-    for name, (kind, default) in allowed.items():
-        if name in node:
-            out[name] = _value(kind, node[name], file, f"{here}.{name}")
-        elif default is REQUIRED:
-            raise ConfigError(file, f"{here}.{name}", f"missing; expected {EXPECTED[kind]}")
-        else:
-            out[name] = default
-    return out
-
-
 def validate(raw: dict, file: str) -> Config:
-    raw = copy.deepcopy(raw)
-    top = {"name": ("str", pathlib.Path(file).stem), "seed": ("int0", 0)}
-    for key in raw:
-        if key not in (*top, "data", "model", "train", "eval"):
-            raise ConfigError(file, key, "unknown key; expected one of name, seed, data, model, train, eval")
-    head = {k: _value(kind, raw[k], file, k) if k in raw else default for k, (kind, default) in top.items()}
-    data = _section(raw, "data", {"dataset": ("str", "mnist"), "val_size": ("int0", 5000),
-                                  "train_size": ("int+?", None), "test_size": ("int+?", None)}, file, "")
-    if data["dataset"] != "mnist":
-        raise ConfigError(file, "data.dataset", f"expected mnist (the only data set), got {_show(data['dataset'])}")
-    if data["val_size"] >= MNIST_TRAIN_IMAGES:
-        raise ConfigError(file, "data.val_size", f"expected fewer than {MNIST_TRAIN_IMAGES} images, "
-                          f"got {data['val_size']}")
-    model_raw = raw.get("model")
-    if not isinstance(model_raw, dict):
-        raise ConfigError(file, "model", f"expected a mapping with input_shape and layers, got {_show(model_raw)}")
-    for key in model_raw:
-        if key not in ("input_shape", "layers"):
-            raise ConfigError(file, f"model.{key}", "unknown key; expected input_shape or layers")
-    input_shape = _value("shape", model_raw.get("input_shape", [1, 28, 28]), file, "model.input_shape")
-    if input_shape != (1, 28, 28):
-        raise ConfigError(file, "model.input_shape", f"expected [1, 28, 28] for MNIST, got {list(input_shape)}")
-    layers = _layers(model_raw.get("layers"), file)
-    train = _train(raw, file)
-    ev = _section(raw, "eval", {"shifts": ("shifts", [0, 1, 2, 3, 4]), "batch_size": ("int+", 500)}, file, "")
+    """Check a config mapping against the schema; ConfigError names the first problem."""
+    top = parse(ConfigKeys, raw, file, "")
+    data, model, train, ev = top.data, top.model, top.train, top.eval
+    name = top.name if top.name is not None else pathlib.Path(file).stem
+    data_path = None
+    if data.dataset == "npz":
+        if data.path is None:
+            raise ConfigError(file, "data.path", "missing; dataset npz needs the path of its .npz file")
+        data_path = str((pathlib.Path(file).resolve().parent / data.path).resolve())
+    else:
+        if data.path is not None:
+            raise ConfigError(file, "data.path", f"only for dataset npz; {data.dataset} has its own source")
+        if data.val_size >= MNIST_TRAIN_IMAGES:
+            raise ConfigError(file, "data.val_size", f"expected fewer than {MNIST_TRAIN_IMAGES} images, "
+                              f"got {data.val_size}")
+        if model.input_shape != MNIST_SHAPE:
+            raise ConfigError(file, "model.input_shape", f"expected {list(MNIST_SHAPE)} for {data.dataset}, "
+                              f"got {list(model.input_shape)}")
+    layers = [(kind, {k: v for k, v in dataclasses.asdict(keys).items()
+                      if not (k in ("in_channels", "in_features") and v is None)})
+              for kind, keys in model.layers]
+    optimizer = OptimizerConfig(train.optimizer[0], dataclasses.asdict(train.optimizer[1]))
+    schedule = ScheduleConfig(train.schedule[0], dataclasses.asdict(train.schedule[1]))
+    resolved_data = {"dataset": data.dataset, "val_size": data.val_size, "train_size": data.train_size,
+                     "test_size": data.test_size, "path": data_path, "augment": as_plain(data.augment)}
     resolved = {
-        "name": head["name"], "seed": head["seed"], "data": data,
-        "model": {"input_shape": list(input_shape),
+        "name": name, "seed": top.seed, "data": resolved_data,
+        "model": {"input_shape": list(model.input_shape),
                   "layers": [{"type": t, **{k: list(v) if isinstance(v, tuple) else v for k, v in kw.items()}}
                              for t, kw in layers]},
-        "train": {"epochs": train["epochs"], "batch_size": train["batch_size"],
-                  "optimizer": {"name": train["optimizer"].name, **train["optimizer"].options}},
-        "eval": {"shifts": list(ev["shifts"]), "batch_size": ev["batch_size"]},
+        "train": {"epochs": train.epochs, "batch_size": train.batch_size,
+                  "optimizer": {"name": optimizer.name, **optimizer.options},
+                  "schedule": {"name": schedule.name, **schedule.options}},
+        "eval": as_plain(ev),
     }
-    config = Config(file=file, name=head["name"], seed=head["seed"], val_size=data["val_size"],
-                    train_size=data["train_size"], test_size=data["test_size"],
-                    input_shape=input_shape, layers=layers, epochs=train["epochs"],
-                    batch_size=train["batch_size"], optimizer=train["optimizer"],
-                    shifts=tuple(ev["shifts"]), eval_batch_size=ev["batch_size"], resolved=resolved)
-    build_model(config)  # shape errors surface now, located by layer
-    return config
+    config = Config(file=file, name=name, seed=top.seed, val_size=data.val_size, train_size=data.train_size,
+                    test_size=data.test_size, input_shape=model.input_shape, layers=layers,
+                    epochs=train.epochs, batch_size=train.batch_size, optimizer=optimizer, shifts=ev.shifts,
+                    eval_batch_size=ev.batch_size, resolved=resolved, dataset=data.dataset, data_path=data_path,
+                    augment_shift=data.augment.shift, schedule=schedule)
+    plan = build_model(config, allocate=False)  # shape errors surface now, located by layer
+    outputs = plan.output_shape
+    if config.dataset != "npz" and outputs != (MNIST_CLASSES,):
+        raise ConfigError(file, "model.layers", f"the last layer must give {MNIST_CLASSES} class scores, "
+                          f"got output shape {list(outputs)}")
+    if len(outputs) != 1:
+        raise ConfigError(file, "model.layers", f"the last layer must give one score per class, "
+                          f"got output shape {list(outputs)}; end with dense (and softmax)")
+    return dataclasses.replace(config, num_outputs=outputs[0])
 
 
-def _train(raw: dict, file: str) -> dict:
-    node = raw.get("train", {}) or {}
-    if not isinstance(node, dict):
-        raise ConfigError(file, "train", f"expected a mapping, got {_show(node)}")
-    opt = node.get("optimizer", {"name": "sgd", "lr": 0.05, "momentum": 0.9})
-    rest = {k: v for k, v in node.items() if k != "optimizer"}
-    out = _section({"train": rest}, "train", {"epochs": ("int+", 5), "batch_size": ("int+", 64)}, file, "")
-    if not isinstance(opt, dict):
-        raise ConfigError(file, "train.optimizer", f"expected a mapping with name and lr, got {_show(opt)}")
-    name = opt.get("name", "sgd")
-    if name not in OPTIMIZER_KEYS:
-        raise ConfigError(file, "train.optimizer.name", f"expected one of {', '.join(OPTIMIZER_KEYS)}, got {_show(name)}")
-    options = _section({"optimizer": {k: v for k, v in opt.items() if k != "name"}}, "optimizer",
-                       OPTIMIZER_KEYS[name], file, "train")
-    out["optimizer"] = OptimizerConfig(name, options)
-    return out
-
-
-def _layers(raw_layers, file: str) -> list:
-    if not isinstance(raw_layers, list) or not raw_layers:
-        raise ConfigError(file, "model.layers", f"expected a non-empty list of layers, got {_show(raw_layers)}")
-    layers = []
-    for i, spec in enumerate(raw_layers):
-        path = f"model.layers[{i}]"
-        if not isinstance(spec, dict):
-            raise ConfigError(file, path, f"expected a mapping like {{type: relu}}, got {_show(spec)}")
-        kind = spec.get("type")
-        if kind not in LAYER_TYPES:
-            raise ConfigError(file, f"{path}.type", f"expected one of {', '.join(LAYER_TYPES)}, got {_show(kind)}")
-        _, keys = LAYER_TYPES[kind]
-        for key in spec:
-            if key != "type" and key not in keys:
-                expected = f"one of {', '.join(keys)}" if keys else "no other keys"
-                raise ConfigError(file, f"{path}.{key}", f"unknown key for {kind}; expected {expected}")
-        kwargs = {}
-        for key, (k, default) in keys.items():
-            if key in spec:
-                kwargs[key] = _value(k, spec[key], file, f"{path}.{key}")
-            elif default is REQUIRED:
-                raise ConfigError(file, f"{path}.{key}", f"missing; {kind} needs {EXPECTED[k]}")
-            elif key not in ("in_channels", "in_features"):
-                kwargs[key] = default
-        layers.append((kind, kwargs))
-    return layers
-
-
-def build_model(config: Config, dtype=np.float32) -> Sequential:
+def build_model(config: Config, dtype=np.float32, allocate: bool = True) -> Sequential:
     """Instantiate the layers, inferring in_channels / in_features by shape propagation.
 
     Weights are drawn from one Generator seeded with config.seed, in layer order.
+    ``allocate=False`` gives the same model without memory behind its weights
+    (zero-stride views of the right shapes): enough for shapes, parameter
+    counts, MACs and the memory estimate of ``summary``, whatever the size.
     """
     rng = np.random.default_rng(config.seed)
     shape = config.input_shape
     built = []
     for i, (kind, kwargs) in enumerate(config.layers):
         path = f"model.layers[{i}]"
-        cls, _ = LAYER_TYPES[kind]
+        cls = LAYER_CLASSES[kind]
         kwargs = dict(kwargs)
         try:
             if kind == "conv2d":
                 if len(shape) != 3:
                     raise ValueError(f"conv2d needs a (C, H, W) feature map, got shape {list(shape)}")
                 _infer(kwargs, "in_channels", shape[0], file=config.file, path=path)
-                layer = cls(**kwargs, dtype=dtype, rng=rng)
             elif kind == "dense":
                 if len(shape) != 1:
                     raise ValueError(f"dense needs a flat (features,) input, got shape {list(shape)}; "
                                      "add {type: flatten} before it")
                 _infer(kwargs, "in_features", shape[0], file=config.file, path=path)
-                layer = cls(**kwargs, dtype=dtype, rng=rng)
+            if kind in PARAM_SHAPES:
+                layer = cls(**kwargs, dtype=dtype, rng=rng) if allocate else _hollow(kind, kwargs, dtype)
             else:
                 layer = cls(**kwargs)
             if kind in ("maxpool2d", "minpool2d", "avgpool2d", "globalavgpool2d", "globalmaxpool2d") \
@@ -362,13 +430,35 @@ def build_model(config: Config, dtype=np.float32) -> Sequential:
             if kind == "softmax" and len(shape) != 1:
                 raise ValueError(f"softmax needs a flat (classes,) input, got shape {list(shape)}")
             shape = layer.output_shape(shape)
-        except (ValueError, TypeError) as e:
+        except ValueError as e:
             raise ConfigError(config.file, path, f"{e} (input to this layer: {list(shape)})") from None
         built.append(layer)
-    if shape != (10,):
-        raise ConfigError(config.file, "model.layers", f"the last layer must give 10 class scores, "
-                          f"got output shape {list(shape)}")
     return Sequential(built, config.input_shape)
+
+
+# Parameter shapes of the layers with weights (DESIGN's public API), for _hollow.
+PARAM_SHAPES = {
+    "conv2d": lambda k: {"W": (k["out_channels"], k["in_channels"], *pair(k["kernel_size"], "", "")),
+                         "b": (k["out_channels"],)},
+    "dense": lambda k: {"W": (k["in_features"], k["out_features"]), "b": (k["out_features"],)},
+}
+_GEOMETRY = ("kernel_size", "stride", "padding")
+
+
+def _hollow(kind: str, kwargs: dict, dtype):
+    """The layer with its real attributes but weights that take no memory.
+
+    Built with sizes of 1 (a few bytes), then given the real sizes; its params
+    are read-only zero-stride views, so .size and .shape are right.
+    """
+    small = {k: 1 if k not in ("padding",) else 0 for k in kwargs}
+    layer = LAYER_CLASSES[kind](**small, dtype=dtype)
+    for k, v in kwargs.items():
+        setattr(layer, k, pair(v, k, kind) if k in _GEOMETRY else v)
+    zero = np.zeros((), dtype=dtype)
+    layer.params = {name: np.broadcast_to(zero, shape) for name, shape in PARAM_SHAPES[kind](kwargs).items()}
+    layer.grads = {}
+    return layer
 
 
 def _infer(kwargs, key, value, file, path):
@@ -376,6 +466,60 @@ def _infer(kwargs, key, value, file, path):
         raise ConfigError(file, f"{path}.{key}", f"expected {value} (inferred from the previous layer), "
                           f"got {kwargs[key]}")
     kwargs[key] = value
+
+
+# ---------------------------------------------------------------- memory
+
+def available_memory() -> int | None:
+    """Bytes this process may still allocate: MemAvailable, capped by a cgroup limit; None if unknown."""
+    found = []
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    found.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        limit = pathlib.Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = pathlib.Path("/sys/fs/cgroup/memory.current").read_text().strip()
+        if limit != "max":
+            found.append(int(limit) - int(used))
+    except (OSError, ValueError):
+        pass
+    if not found:
+        try:
+            found.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (OSError, ValueError, AttributeError):
+            return None
+    return max(0, min(found))
+
+
+def memory_estimate(config: Config, dtype=np.float32):
+    """training_memory() of the config's model, built without allocating its weights."""
+    slots = {"sgd": 1 if config.optimizer.options.get("momentum", 0) else 0, "adam": 2}[config.optimizer.name]
+    return training_memory(build_model(config, dtype, allocate=False), config.batch_size,
+                           config.eval_batch_size, slots, np.dtype(dtype).itemsize)
+
+
+def check_memory(config: Config, available: int | None = None, dtype=np.float32) -> None:
+    """Refuse (UserError, exit 2) a model whose training estimate exceeds the memory available.
+
+    ``available`` in bytes, default available_memory(); no check when that is unknown.
+    """
+    available = available_memory() if available is None else available
+    if available is None:
+        return
+    estimate = memory_estimate(config, dtype)
+    if estimate.total > available:
+        i, row = estimate.dominant
+        raise UserError(f"{config.file}: model.layers: training needs about {_gib(estimate.total)} "
+                        f"(batch_size {config.batch_size}), more than the {_gib(available)} available; "
+                        f"most of it, {_gib(row.total)}, is layer {i} ({config.layers[i][0]})")
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
 
 
 def dump_yaml(resolved: dict) -> str:

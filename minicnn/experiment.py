@@ -26,9 +26,10 @@ import pathlib
 import sys
 import time
 
-from minicnn.config import load_config, load_yaml
+from minicnn.config import ExperimentKeys, load_config, load_yaml
 from minicnn.errors import ConfigError, UserError
 from minicnn.report import aggregate, write_report, write_results
+from minicnn.schema import parse, show
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "MINICNN_KERNEL_THREADS")
 
@@ -56,44 +57,28 @@ class Experiment:
 def load_experiment(path, overrides=(), quick=False, out=None) -> Experiment:
     """Read and check an experiment file; every config is validated now, before any run."""
     path = pathlib.Path(path)
-    raw = load_yaml(path)
     file = str(path)
-    allowed = ("name", "configs", "seeds", "set", "out", "quick")
-    for key in raw:
-        if key not in allowed:
-            raise ConfigError(file, key, f"unknown key; expected one of {', '.join(allowed)}")
-    configs = raw.get("configs")
-    if not isinstance(configs, list) or not configs or not all(isinstance(c, str) for c in configs):
-        raise ConfigError(file, "configs", f"expected a non-empty list of config file paths, got {configs!r}")
-    seeds = _seeds(raw.get("seeds", [0]), file, "seeds")
-    sets = _strings(raw.get("set", []), file, "set")
+    keys = parse(ExperimentKeys, load_yaml(path), file, "")
+    seeds, sets = list(keys.seeds), list(keys.set)
     if quick:
-        q = raw.get("quick", {}) or {}
-        if not isinstance(q, dict) or any(k not in ("seeds", "set") for k in q):
-            raise ConfigError(file, "quick", "expected a mapping with seeds and/or set")
-        seeds = _seeds(q.get("seeds", seeds[:1]), file, "quick.seeds")
-        sets = sets + _strings(q.get("set", ["train.epochs=1", "data.train_size=2000"]), file, "quick.set")
-    sets = sets + list(overrides)
-    name = raw.get("name", path.stem)
-    if not isinstance(name, str) or not name:
-        raise ConfigError(file, "name", f"expected a string, got {name!r}")
+        seeds = list(keys.quick.seeds or seeds[:1])
+        sets += keys.quick.set
+    sets += list(overrides)
+    name = keys.name or path.stem
     if out is None:
-        out_raw = raw.get("out", f"runs/{name}")
-        if not isinstance(out_raw, str):
-            raise ConfigError(file, "out", f"expected a folder path, got {out_raw!r}")
-        out = path.parent / out_raw if "out" in raw else pathlib.Path(out_raw)
+        out = path.parent / keys.out if keys.out is not None else pathlib.Path(f"runs/{name}")
         if quick:
             out = out.with_name(out.name + "-quick")
     out = pathlib.Path(os.path.normpath(out))
 
     runs, variants = [], []
-    for i, rel in enumerate(configs):
+    for i, rel in enumerate(keys.configs):
         config_path = path.parent / rel
         try:
             config = load_config(config_path, sets)
         except ConfigError as e:
             if e.file == str(config_path) and not config_path.exists():
-                raise ConfigError(file, f"configs[{i}]", f"no such file: {config_path}") from None
+                raise ConfigError(file, f"configs[{i}]", f"no such file: {show(str(config_path))}") from None
             raise
         if config.name in variants:
             raise ConfigError(file, f"configs[{i}]", f"two configs are both named {config.name!r}")
@@ -102,19 +87,6 @@ def load_experiment(path, overrides=(), quick=False, out=None) -> Experiment:
             runs.append(Run(str(config_path), seed, (*sets, f"seed={seed}"), config.name,
                             out / config.name / f"seed{seed}"))
     return Experiment(name, file, runs, variants, out)
-
-
-def _seeds(value, file, key):
-    if not isinstance(value, list) or not value or not all(
-            isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value) or len(set(value)) != len(value):
-        raise ConfigError(file, key, f"expected a non-empty list of distinct integers >= 0, got {value!r}")
-    return list(value)
-
-
-def _strings(value, file, key):
-    if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
-        raise ConfigError(file, key, f"expected a list of KEY=VALUE strings, got {value!r}")
-    return list(value)
 
 
 def run_one(run: Run, data_dir=None, resume=True, show_progress=False) -> dict:

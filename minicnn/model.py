@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 
@@ -132,3 +133,52 @@ class Sequential:
                f"MACs per image: {self.macs:,}",
                f"receptive field of the last spatial layer: {rf[0]}x{rf[1]}" if rf else "receptive field: -"]
         return "\n".join(out)
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryRow:
+    """One layer's share of the training-memory estimate, in bytes."""
+
+    weights: int       # parameters, gradients and optimizer state
+    activations: int   # per training batch: output, backward cache, gradient
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.activations
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryEstimate:
+    rows: list[MemoryRow]
+    eval_peak: int     # largest input + output of one layer at the evaluation batch size
+
+    @property
+    def total(self) -> int:
+        weights = sum(r.weights for r in self.rows)
+        return weights + max(sum(r.activations for r in self.rows), self.eval_peak)
+
+    @property
+    def dominant(self) -> tuple[int, MemoryRow]:
+        """(index, row) of the layer with the largest share."""
+        return max(enumerate(self.rows), key=lambda ir: ir[1].total)
+
+
+def training_memory(model: Sequential, batch_size: int, eval_batch_size: int, optimizer_slots: int,
+                    itemsize: int = 4) -> MemoryEstimate:
+    """Estimate the bytes training ``model`` needs, from shapes alone (nothing is allocated).
+
+    Per layer: its parameters times (1 + 1 gradient + ``optimizer_slots``, e.g.
+    1 for SGD momentum, 2 for Adam), plus three arrays of its output per
+    training batch (the output, the cache a layer keeps for backward, and the
+    gradient coming back).  Evaluation runs without caches, one batch of
+    ``eval_batch_size`` at a time; it counts when its largest layer input plus
+    output exceeds all of training's activations.  Not counted: the data set,
+    Python and NumPy themselves, and Conv2D's cache-sized scratch buffers.
+    """
+    rows, eval_peak, shape = [], 0, model.input_shape
+    for row in model.rows:
+        out = math.prod(row.output_shape)
+        rows.append(MemoryRow(row.params * itemsize * (2 + optimizer_slots), 3 * batch_size * out * itemsize))
+        eval_peak = max(eval_peak, eval_batch_size * (math.prod(shape) + out) * itemsize)
+        shape = row.output_shape
+    return MemoryEstimate(rows, eval_peak)

@@ -114,7 +114,7 @@ BROKEN = [
     ("negative seed", edit((("seed",), -1)), [], "seed", ["expected an integer >= 0"]),
     ("data not a mapping", edit((("data",), [1, 2])), [], "data", ["expected a mapping"]),
     ("unknown data key", edit((("data", "shuffle"), True)), [], "data.shuffle", ["unknown key", "expected"]),
-    ("other data set", edit((("data", "dataset"), "cifar10")), [], "data.dataset", ["expected mnist"]),
+    ("other data set", edit((("data", "dataset"), "cifar10")), [], "data.dataset", ["expected one of mnist, fashion_mnist, npz"]),
     ("negative val_size", edit((("data", "val_size"), -5)), [], "data.val_size", ["expected an integer >= 0"]),
     ("val_size takes all images", edit((("data", "val_size"), 60000)), [], "data.val_size", ["expected fewer"]),
     ("zero train_size", edit((("data", "train_size"), 0)), [], "data.train_size", ["expected a positive"]),
