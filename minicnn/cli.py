@@ -100,11 +100,12 @@ def _plot(args) -> None:
 
 
 def _summary(args) -> None:
-    from minicnn.config import build_model, load_config
+    from minicnn.config import build_model, load_config, memory_summary
 
     config = load_config(args.config, args.set)
     print(f"{config.name} ({config.file})")
-    print(build_model(config).summary())
+    print(build_model(config, allocate=False).summary())  # no weights: any size prints
+    print(memory_summary(config))
 
 
 def _data(args) -> None:
@@ -126,7 +127,7 @@ def main(argv=None) -> int:
     # A shell starts background jobs with SIGINT ignored; restore Ctrl-C -> KeyboardInterrupt.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     args = _parser().parse_args(argv)
-    from minicnn.data import DataError
+    from minicnn.data import DataError  # a UserError once data.py imports it from minicnn.errors
     from minicnn.errors import UserError
 
     try:

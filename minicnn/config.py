@@ -518,6 +518,15 @@ def check_memory(config: Config, available: int | None = None, dtype=np.float32)
                         f"most of it, {_gib(row.total)}, is layer {i} ({config.layers[i][0]})")
 
 
+def memory_summary(config: Config, dtype=np.float32) -> str:
+    """One line for ``minicnn summary``: the training estimate, its largest layer, what is available."""
+    estimate, available = memory_estimate(config, dtype), available_memory()
+    i, row = estimate.dominant
+    return (f"training memory estimate: {_gib(estimate.total)} at batch_size {config.batch_size} "
+            f"(largest: layer {i}, {config.layers[i][0]}, {_gib(row.total)}); "
+            + (f"available: {_gib(available)}" if available is not None else "available: unknown"))
+
+
 def _gib(n: int) -> str:
     return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
 

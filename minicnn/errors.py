@@ -13,3 +13,7 @@ class ConfigError(UserError):
         self.file, self.path, self.message = str(file), path, message
         where = f"{self.file}: {path}" if path else self.file
         super().__init__(f"{where}: {message}")
+
+
+class DataError(UserError):
+    """A data set that is missing, corrupt or does not fit the config (minicnn.data raises it)."""

@@ -131,10 +131,13 @@ def test_missing_file(tmp_path):
 
 
 def test_yaml_is_loaded_safely(tmp_path):
-    path = write(tmp_path, "name: !!python/object/apply:os.system ['touch pwned']\n")
+    pwned = tmp_path / "pwned"  # an absolute path: the command would create it wherever the cwd is
+    path = write(tmp_path, f"name: !!python/object/apply:os.system ['touch {pwned}']\n")
     with pytest.raises(ConfigError, match="invalid YAML"):
         load_config(path)
-    assert not (tmp_path / "pwned").exists()
+    assert not pwned.exists()
+    yaml.unsafe_load(path.read_text())  # the same text with an unsafe loader does create it
+    assert pwned.exists()
 
 
 def test_seed_changes_weights_and_same_seed_repeats():
@@ -143,3 +146,74 @@ def test_seed_changes_weights_and_same_seed_repeats():
     c = build_model(load_config(CONFIGS / "max_pool.yaml", ["seed=1"]))
     assert (a.layers[0].params["W"] == b.layers[0].params["W"]).all()
     assert not (a.layers[0].params["W"] == c.layers[0].params["W"]).all()
+
+
+# ---------------------------------------------------------------- schema additions and memory
+
+def test_optimizer_left_out_or_named_only_gives_the_same_sgd(tmp_path):
+    left_out = load_config(write(tmp_path, {k: v for k, v in BASE.items() if k != "train"}))
+    named = load_config(write(tmp_path, BASE | {"train": {"optimizer": {"name": "sgd"}}}, "n.yaml"))
+    assert left_out.optimizer == named.optimizer
+    assert named.optimizer.options == {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.0}
+
+
+def test_new_keys_default_to_todays_behaviour_and_are_exposed(tmp_path):
+    config = load_config(CONFIGS / "max_pool.yaml")
+    assert (config.dataset, config.data_path, config.augment_shift) == ("mnist", None, 0)
+    assert config.schedule.name == "constant" and config.num_outputs == 10
+    data = BASE | {"data": {"dataset": "npz", "path": "sub/d.npz"},
+                   "model": BASE["model"] | {"input_shape": [3, 32, 32]},
+                   "train": BASE["train"] | {"schedule": {"name": "step", "step_epochs": 2, "gamma": 0.5}}}
+    data["model"]["layers"] = [*BASE["model"]["layers"][:-2], {"type": "dense", "out_features": 7}]
+    config = load_config(write(tmp_path, data))
+    assert config.data_path == str((tmp_path / "sub" / "d.npz").resolve())
+    assert config.num_outputs == 7 and config.input_shape == (3, 32, 32)
+    assert (config.schedule.name, config.schedule.options) == ("step", {"step_epochs": 2, "gamma": 0.5})
+
+
+NEW_KEYS_BROKEN = [
+    ({"data": {"dataset": "npz"}}, "data.path", "missing"),
+    ({"data": {"path": "x.npz"}}, "data.path", "only for dataset npz"),
+    ({"data": {"augment": {"shift": -1}}}, "data.augment.shift", ">= 0"),
+    ({"data": {"augment": {"flip": True}}}, "data.augment.flip", "unknown key"),
+    ({"train": {"schedule": {"name": "step"}}}, "train.schedule.step_epochs", "missing"),
+    ({"train": {"schedule": {"name": "step", "step_epochs": 1, "gamma": 0}}}, "train.schedule.gamma", "(0, 1]"),
+    ({"train": {"schedule": {"name": "cosine", "warmup_epochs": -1}}}, "train.schedule.warmup_epochs", ">= 0"),
+    ({"train": {"schedule": {"name": "cyclic"}}}, "train.schedule.name", "constant, step, cosine"),
+    ({"data": {"dataset": "fashion_mnist"}, "model": {"input_shape": [3, 28, 28], "layers": [{"type": "flatten"}]}},
+     "model.input_shape", "[1, 28, 28]"),
+]
+
+
+@pytest.mark.parametrize("edit, key_path, words", NEW_KEYS_BROKEN, ids=[c[1] + ":" + c[2] for c in NEW_KEYS_BROKEN])
+def test_new_keys_are_checked(tmp_path, edit, key_path, words):
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, BASE | edit))
+    assert (info.value.path, words in info.value.message) == (key_path, True), info.value
+
+
+def test_memory_check_names_both_numbers_and_the_dominating_layer(tmp_path):
+    from minicnn.config import check_memory, memory_estimate
+    from minicnn.errors import UserError
+
+    data = mutate(["model", "layers", 0, "out_channels"], 100000)
+    config = load_config(write(tmp_path, data))
+    estimate = memory_estimate(config)
+    # 100000 x 28 x 28 float32 outputs, three arrays of them per batch of 64, for layers 0 and 1 each
+    assert estimate.rows[0].activations == 3 * 64 * 100000 * 28 * 28 * 4
+    assert estimate.dominant[0] == 0
+    with pytest.raises(UserError, match=r"needs about [\d.]+ GiB .*more than the 8.0 GiB available.*layer 0 \(conv2d\)"):
+        check_memory(config, available=8 * 2**30)
+    small = load_config(CONFIGS / "max_pool.yaml")
+    check_memory(small, available=8 * 2**30)  # 101 MiB: passes
+    with pytest.raises(UserError, match="more than the 50 MiB available"):
+        check_memory(small, available=50 * 2**20)
+
+
+def test_the_plan_has_the_built_models_shapes_and_counts():
+    config = load_config(CONFIGS / "max_pool.yaml")
+    built, plan = build_model(config), build_model(config, allocate=False)
+    assert plan.rows == built.rows
+    assert [{k: p.shape for k, p in layer.params.items()} for layer in plan.layers] == \
+        [{k: p.shape for k, p in layer.params.items()} for layer in built.layers]
+    assert all(p.strides == (0,) * p.ndim for layer in plan.layers for p in layer.params.values())
