@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 
 from minicnn.errors import UserError
 from minicnn.files import atomic_open
-from minicnn.report import mean_std, shift_keys
+from minicnn.report import shift_keys
 
 FIGSIZE = (6.4, 4.2)
 # the columns the figures read, and which of them must hold numbers

@@ -327,6 +327,12 @@ def _plain(value, kind):
     return list(value) if isinstance(value, tuple) else value
 
 
+def _yaml_text(value) -> str:
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    return repr(value).replace("'", "")
+
+
 def schema_table(sections: dict) -> str:
     """A Markdown table of every key: path, expected value, default, meaning.
 
@@ -338,7 +344,7 @@ def schema_table(sections: dict) -> str:
     def walk(section, prefix, only=""):
         for f in dataclasses.fields(section):
             kind, here = f.metadata["kind"], f"{prefix}.{f.name}" if prefix else f.name
-            default = "required" if f.default is REQUIRED else f"`{_plain(f.default, kind)!r}`".replace("'", "")
+            default = "required" if f.default is REQUIRED else f"`{_yaml_text(_plain(f.default, kind))}`"
             if isinstance(kind, Nested):
                 walk(kind.section, here, only)
             elif isinstance(kind, (Variant, ListOf)):
@@ -356,3 +362,9 @@ def schema_table(sections: dict) -> str:
     lines = ["| key | value | default | meaning |", "|---|---|---|---|"]
     lines += [f"| `{k}` | {e} | {d} | {m} |" for k, e, d, m in rows]
     return "\n".join(lines)
+
+
+if __name__ == "__main__":  # print the tables of docs/architecture.md
+    from minicnn.config import EXPERIMENT_SCHEMA, SCHEMA
+
+    print(schema_table(SCHEMA), schema_table(EXPERIMENT_SCHEMA), sep="\n\n")
