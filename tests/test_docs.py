@@ -34,3 +34,42 @@ def test_no_reference_to_design_md():
     files = [ROOT / "README.md", *(p for p in (ROOT / "minicnn").rglob("*")
                                    if p.suffix in (".py", ".pyx", ".h") and p.name != "data.py")]
     assert [str(p) for p in files if "DESIGN.md" in p.read_text()] == []
+
+
+def floors():
+    """{module: (floor, allowed imports)} from the floors table of docs/architecture.md."""
+    table = DOC[DOC.index("| floor | modules |"):].split("\n\n")[0].splitlines()[2:]
+    out = {}
+    for row in table:
+        floor, modules, allowed = (cell.strip() for cell in row.strip("|").split("|"))
+        members = [m for m in re.findall(r"`(\w+)`", modules) if m != "data" or floor == "services"]
+        members = [m for m in members if floor != "front door" or m in ("cli", "__main__")]
+        for m in members:
+            out[m] = (floor, None if allowed == "every module" else set(re.findall(r"`(\w+)`", allowed)))
+    return out
+
+
+def imports(path):
+    """Top-level minicnn modules that a file imports (anywhere in it)."""
+    text = path.read_text()
+    found = set(re.findall(r"^\s*(?:from|import) minicnn\.(\w+)", text, re.M))
+    for names in re.findall(r"^\s*from minicnn import ([\w ,]+)", text, re.M):
+        found |= {n.split(" as ")[0].strip() for n in names.split(",")}
+    return found
+
+
+def test_every_import_follows_the_floors_table():
+    table = floors()
+    wrong = []
+    for path in sorted((ROOT / "minicnn").rglob("*")):
+        if path.suffix not in (".py", ".pyx"):
+            continue
+        module = path.relative_to(ROOT / "minicnn").with_suffix("").parts[0]
+        if module == "__init__":  # the package's version line
+            continue
+        assert module in table, f"{module} is in no floor of docs/architecture.md"
+        floor, allowed = table[module]
+        for name in imports(path) - {module}:
+            if allowed is not None and name not in allowed and table.get(name, ("?",))[0] != floor:
+                wrong.append(f"{path.relative_to(ROOT)} imports {name}")
+    assert wrong == []
