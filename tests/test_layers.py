@@ -348,7 +348,11 @@ def test_wrong_gradient_is_rejected(name):
             layer.backward(np.ones(bad_shape))
     with pytest.raises(TypeError, match=name):
         layer.backward(np.ones(y.shape, dtype=np.int64))
-    layer.backward(np.ones(y.shape))                     # the layer still works afterwards
+    fresh = make()                                       # the refusals changed nothing:
+    fresh.forward(np.ones(shape))
+    np.testing.assert_array_equal(layer.backward(np.ones(y.shape)), fresh.backward(np.ones(y.shape)))
+    for key in layer.grads:
+        np.testing.assert_array_equal(layer.grads[key], fresh.grads[key])
 
 
 POOLS = ["MaxPool2D", "MinPool2D", "AvgPool2D"]
@@ -396,12 +400,29 @@ def test_conv_and_dense_reject_wrong_feature_count():
         L.Conv2D(3, 2, 3).forward(np.zeros((1, 2, 5, 5)))
     with pytest.raises(ValueError, match="Dense"):
         L.Dense(4, 2).forward(np.zeros((2, 5)))
-    for bad, error in [(0, ValueError), (-1, ValueError), (2.0, (TypeError, ValueError)),
-                       (True, (TypeError, ValueError))]:
+
+
+# One rule for counts as for window sizes: a value of the wrong type is a
+# TypeError, a value out of range a ValueError (layers.base.count and pair).
+BAD_COUNTS = [(0, ValueError), (-1, ValueError), (2.0, TypeError), (True, TypeError), ("3", TypeError)]
+
+
+@pytest.mark.parametrize("bad, error", BAD_COUNTS)
+def test_dense_counts_follow_the_rule(bad, error):
+    with pytest.raises(error, match="Dense: in_features"):
+        L.Dense(bad, 2)
+    with pytest.raises(error, match="Dense: out_features"):
+        L.Dense(3, bad)
+
+
+@pytest.mark.xfail(strict=True, reason="conv.py is rewritten on another branch; its channel checks "
+                                       "should call layers.base.count (they raise ValueError for 2.0)")
+def test_conv_counts_follow_the_rule():
+    for bad, error in BAD_COUNTS:
         with pytest.raises(error, match="Conv2D"):
             L.Conv2D(bad, 2, 3)
-        with pytest.raises(error, match="Dense"):
-            L.Dense(3, bad)
+        with pytest.raises(error, match="Conv2D"):
+            L.Conv2D(3, bad, 3)
 
 
 @pytest.mark.parametrize("name", ["GlobalAvgPool2D", "GlobalMaxPool2D"])

@@ -127,7 +127,10 @@ def test_thread_count_from_the_environment(monkeypatch, value, expected):
     assert threads._kernel_threads() == (expected if expected is not None else 5)
     monkeypatch.delenv("MINICNN_KERNEL_THREADS")
     monkeypatch.delenv("OMP_NUM_THREADS")
-    assert threads._kernel_threads() >= 1
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 7)
+    assert threads._kernel_threads() == 7           # neither variable: the number of CPUs
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: None)
+    assert threads._kernel_threads() == 1           # unknown CPU count
 
 
 def test_small_work_stays_on_the_calling_thread(monkeypatch):

@@ -57,12 +57,24 @@ def pair(value, name: str, layer: str) -> tuple[int, int]:
         h, w = value
     else:
         h = w = value
-    for v in (h, w):
-        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
-            raise TypeError(f"{layer}: {name} must be an int or a pair of ints, got {value!r}")
-        if not -MAX_GEOMETRY <= v <= MAX_GEOMETRY:  # the kernels index with C int
-            raise ValueError(f"{layer}: {name} must be at most {MAX_GEOMETRY} in size, got {value!r}")
+    if any(isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) for v in (h, w)):
+        raise TypeError(f"{layer}: {name} must be an int or a pair of ints, got {value!r}")
+    if not all(-MAX_GEOMETRY <= v <= MAX_GEOMETRY for v in (h, w)):  # the kernels index with C int
+        raise ValueError(f"{layer}: {name} must be at most {MAX_GEOMETRY} in size, got {value!r}")
     return int(h), int(w)
+
+
+def count(value, name: str, layer: str) -> int:
+    """A positive int (channels, features): TypeError for a non-integer, ValueError for <= 0.
+
+    The same rule as ``pair``: the wrong type of value is a TypeError, a
+    value out of range a ValueError.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{layer}: {name} must be a positive int, got {value!r}")
+    if value <= 0:
+        raise ValueError(f"{layer}: {name} must be a positive int, got {value!r}")
+    return int(value)
 
 
 def check_array(x, layer: str, ndim: int | None, name: str = "input") -> np.ndarray:

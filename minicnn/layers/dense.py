@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from minicnn import threads
-from minicnn.layers.base import Layer, check_array, check_grad, require_forward
+from minicnn.layers.base import Layer, check_array, check_grad, count, require_forward
 from minicnn.layers.init import he_normal
 
 
@@ -17,10 +17,8 @@ class Dense(Layer):
 
     def __init__(self, in_features, out_features, *, dtype=np.float64, rng=None) -> None:
         super().__init__()
-        for name, v in (("in_features", in_features), ("out_features", out_features)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
-                raise ValueError(f"Dense: {name} must be a positive int, got {v!r}")
-        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.in_features = count(in_features, "in_features", "Dense")
+        self.out_features = count(out_features, "out_features", "Dense")
         self.params = {
             "W": he_normal((self.in_features, self.out_features), self.in_features, dtype, rng),
             "b": np.zeros(self.out_features, dtype=dtype),
