@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import minicnn.layers as L
+from minicnn import _pool
 import reference as ref
 from reference import assert_close
 
@@ -416,3 +417,84 @@ def test_global_pools_match_torch(shape, dtype):
     ty, tdx = torch_pool(lambda t: F.adaptive_avg_pool2d(t, 1)[..., 0, 0], x, dy)
     assert_close(y, ty, dtype)
     assert_close(dx, tdx, dtype)
+
+
+# ---------------------------------------------------------------- SSE2 fast paths against the generic loops
+
+def awkward_planes(p, h, w, seed):
+    """float32 planes with ties, NaN, +-inf and -0.0 among normal values."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-2, 3, size=(p, h, w)).astype(np.float32) * rng.choice([1.0, 0.5], size=(p, h, w))
+    x = x.astype(np.float32)
+    flat = x.reshape(-1)
+    for value in (np.nan, np.inf, -np.inf, -0.0):
+        flat[rng.integers(0, flat.size, size=max(1, flat.size // 50))] = value
+    return x
+
+
+FAST_SHAPES = [(3, 2, 2), (2, 7, 9), (4, 12, 12), (1, 28, 28), (2, 5, 33), (1, 1, 64)]
+
+
+def both_paths(kernel, inputs, outputs, *args):
+    """Run kernel with simd=True and simd=False on fresh copies of outputs; return both results."""
+    results = []
+    for simd in (True, False):
+        outs = [np.full_like(o, 7) for o in outputs]
+        kernel(*inputs, *outs, *args, simd)
+        results.append(outs)
+    return results
+
+
+def assert_bits_equal(a, b):
+    assert a.dtype == b.dtype and a.shape == b.shape
+    np.testing.assert_array_equal(a.view(np.uint8), b.view(np.uint8))  # bit for bit, NaN and -0.0 included
+
+
+@pytest.mark.parametrize("shape", FAST_SHAPES)
+@pytest.mark.parametrize("window", [(2, 2), (3, 3), (2, 3), (4, 4), (3, 2)])
+@pytest.mark.parametrize("minimum", [False, True])
+def test_extreme_fast_paths_equal_the_generic_loops_bit_for_bit(shape, window, minimum):
+    p, h, w = shape
+    kh, kw = window
+    if kh > h or kw > w:
+        pytest.skip("window larger than the plane")
+    x = awkward_planes(p, h, w, seed=h * w + kh)
+    oh, ow = (h - kh) // 2 + 1, (w - kw) // 2 + 1
+    y = np.empty((p, oh, ow), np.float32)
+    argmax = np.empty((p, oh, ow), np.uint8)
+    (y1, a1), (y2, a2) = both_paths(_pool.extreme_forward, (x,), (y, argmax), kh, kw, 2, 2, 0, 0, minimum)
+    assert_bits_equal(y1, y2)
+    assert_bits_equal(a1, a2)
+    if window == (2, 2):
+        dy = awkward_planes(p, oh, ow, seed=5)
+        dx = np.empty_like(x)
+        (d1,), (d2,) = both_paths(_pool.extreme_backward, (dy, a1), (dx,), 2, 2, 2, 2, 0, 0)
+        assert_bits_equal(d1, d2)
+
+
+@pytest.mark.parametrize("shape", FAST_SHAPES)
+def test_average_fast_paths_equal_the_generic_loops_bit_for_bit(shape):
+    p, h, w = shape
+    x = awkward_planes(p, h, w, seed=h + w)
+    oh, ow = h // 2, w // 2
+    if oh == 0 or ow == 0:
+        pytest.skip("no 2x2 window fits")
+    y = np.empty((p, oh, ow), np.float32)
+    (y1,), (y2,) = both_paths(_pool.average_forward, (x,), (y,), 2, 2, 2, 2, 0, 0, True)
+    assert_bits_equal(y1, y2)
+    dy = awkward_planes(p, oh, ow, seed=3)
+    (d1,), (d2,) = both_paths(_pool.average_backward, (dy,), (np.empty_like(x),), 2, 2, 2, 2, 0, 0, True)
+    assert_bits_equal(d1, d2)
+
+
+@pytest.mark.parametrize("length", [1, 3, 4, 7, 16, 49, 784, 1001])
+def test_global_fast_paths_equal_the_generic_loops_bit_for_bit(length):
+    rng = np.random.default_rng(length)
+    x = rng.standard_normal((5, length)).astype(np.float32)   # sums: no NaN, so rounding shows
+    (y1,), (y2,) = both_paths(_pool.global_average_forward, (x,), (np.empty(5, np.float32),))
+    assert_bits_equal(y1, y2)
+    x = awkward_planes(5, 1, length, seed=length).reshape(5, length)
+    (m1, i1), (m2, i2) = both_paths(_pool.global_max_forward, (x,), (np.empty(5, np.float32),
+                                                                     np.empty(5, np.int32)))
+    assert_bits_equal(m1, m2)
+    assert_bits_equal(i1, i2)
