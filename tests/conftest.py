@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny fake MNIST so training tests run in seconds."""
+"""Shared fixtures: a tiny fake MNIST and a tiny config, so training tests run in seconds."""
 import numpy as np
 import pytest
 
@@ -24,3 +24,33 @@ def tiny_mnist():
     x_train, y_train = make(600)
     x_test, y_test = make(200)
     return MNIST(x_train, y_train, x_test, y_test, "tiny fake")
+
+
+def tiny_config(name="tiny", pool="maxpool2d", seed=0, data=None, train=None, eval=None) -> dict:
+    """The small network the training tests share, as a fresh config dict.
+
+    conv2d 4 filters 3x3 stride 2, relu, ``pool`` 2x2, flatten, dense 10,
+    softmax.  ``data``, ``train`` and ``eval`` update those sections.  Also
+    the ``tiny_config`` fixture, for tests that prefer fixtures; modules that
+    build tables at import time do ``from conftest import tiny_config``.
+    """
+    return {
+        "name": name, "seed": seed,
+        "data": {"dataset": "mnist", "val_size": 100, "train_size": 300, **(data or {})},
+        "model": {"input_shape": [1, 28, 28], "layers": [
+            {"type": "conv2d", "out_channels": 4, "kernel_size": 3, "stride": 2},
+            {"type": "relu"},
+            {"type": pool, "kernel_size": 2},
+            {"type": "flatten"},
+            {"type": "dense", "out_features": 10},
+            {"type": "softmax"},
+        ]},
+        "train": {"epochs": 2, "batch_size": 50, "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9},
+                  **(train or {})},
+        "eval": {"shifts": [0, 2], **(eval or {})},
+    }
+
+
+@pytest.fixture(name="tiny_config")
+def tiny_config_fixture():
+    return tiny_config

@@ -15,8 +15,11 @@ import sys
 import pytest
 import yaml
 
+from conftest import tiny_config
 from minicnn.config import MAX_FILE_BYTES, load_config
-from tests.test_cli import BASE, CONFIGS, ROOT
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+CONFIGS = ROOT / "configs"
 
 CPU_SECONDS, MAX_RSS_MB = 1.0, 200
 LEVELS = 9  # 10**9 strings once expanded
@@ -54,8 +57,8 @@ def assert_quick_one_line_exit_2(result, *words):
 
 
 def config_text(**replace) -> str:
-    """BASE as YAML with top-level values replaced by raw YAML text."""
-    data = {k: v for k, v in BASE.items() if k not in replace}
+    """The tiny config as YAML with top-level values replaced by raw YAML text."""
+    data = {k: v for k, v in tiny_config().items() if k not in replace}
     text = yaml.safe_dump(data, default_flow_style=None)
     return text + "".join(f"{k}: {v}\n" for k, v in replace.items())
 

@@ -27,6 +27,7 @@ from minicnn import plots, report
 from minicnn.config import load_config
 from minicnn.errors import UserError
 from minicnn.experiment import load_experiment, run_experiment
+from conftest import tiny_config
 from minicnn.files import read_csv
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -34,21 +35,9 @@ FIGURES = ["val_accuracy.png", "test_accuracy.png", "loss.png", "shift_accuracy.
 TIMING = {"seconds_per_epoch", "images_per_second", "run_dir"}
 
 
-def tiny_config(name, pool="maxpool2d", lr=0.05, epochs=2):
-    return {
-        "name": name, "seed": 0,
-        "data": {"dataset": "mnist", "val_size": 100, "train_size": 300},
-        "model": {"input_shape": [1, 28, 28], "layers": [
-            {"type": "conv2d", "out_channels": 4, "kernel_size": 3, "stride": 2},
-            {"type": "relu"},
-            {"type": pool, "kernel_size": 2},
-            {"type": "flatten"},
-            {"type": "dense", "out_features": 10},
-            {"type": "softmax"},
-        ]},
-        "train": {"epochs": epochs, "batch_size": 50, "optimizer": {"name": "sgd", "lr": lr, "momentum": 0.9}},
-        "eval": {"shifts": [0, 2, 4]},
-    }
+def study_config(name, pool="maxpool2d", lr=0.05, epochs=2):
+    return tiny_config(name, pool, train={"epochs": epochs, "optimizer": {"name": "sgd", "lr": lr, "momentum": 0.9}},
+                       eval={"shifts": [0, 2, 4]})
 
 
 def write_study(folder: pathlib.Path, configs: dict, seeds=(0, 1), **extra) -> pathlib.Path:
@@ -102,7 +91,7 @@ def fake_data(monkeypatch, tiny_mnist):
     return calls
 
 
-TWO = {"max": tiny_config("max"), "avg": tiny_config("avg", pool="avgpool2d")}
+TWO = {"max": study_config("max"), "avg": study_config("avg", pool="avgpool2d")}
 
 
 def run(path, **kwargs):
@@ -342,7 +331,7 @@ def test_resume_continues_an_interrupted_run_and_equals_an_uninterrupted_study(t
 def test_resume_rewrites_a_stale_metrics_csv(tmp_path, tiny_mnist, monkeypatch):
     from minicnn.config import validate
 
-    config = validate(tiny_config("max"), "max.yaml")
+    config = validate(study_config("max"), "max.yaml")
     minicnn.train.fit(config, tmp_path / "whole", mnist=tiny_mnist, log=lambda line: None)
     real_write_csv = minicnn.train.write_csv
     writes = {"metrics": 0}
@@ -372,7 +361,7 @@ def test_a_thread_pool_gives_the_same_results(tmp_path, fake_data):
 # ---------------------------------------------------------------- divergence and failures
 
 def test_a_diverged_run_is_recorded_and_the_study_goes_on(tmp_path, fake_data):
-    configs = {"boom": tiny_config("boom", lr=100.0), "max": tiny_config("max")}
+    configs = {"boom": study_config("boom", lr=100.0), "max": study_config("max")}
     path = write_study(tmp_path, configs, seeds=[0, 1])
     rows, lines = run(path)
     assert fake_data["fit"] == 4

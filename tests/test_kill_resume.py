@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 import yaml
 
+from conftest import tiny_config
 from minicnn import data as mnist_data
 from minicnn.files import read_csv
 
@@ -41,20 +42,8 @@ EPOCH_LINE = re.compile(r"^\[(\S+) seed (\d+)\] epoch (\d+)/\d+ ")
 
 
 def config(name, pool):
-    return {
-        "name": name, "seed": 0,
-        "data": {"dataset": "mnist", "val_size": 200, "train_size": 1000, "test_size": 300},
-        "model": {"input_shape": [1, 28, 28], "layers": [
-            {"type": "conv2d", "out_channels": 4, "kernel_size": 3, "stride": 2},
-            {"type": "relu"},
-            {"type": pool, "kernel_size": 2},
-            {"type": "flatten"},
-            {"type": "dense", "out_features": 10},
-            {"type": "softmax"},
-        ]},
-        "train": {"epochs": 2, "batch_size": 50, "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9}},
-        "eval": {"shifts": [0, 2]},
-    }
+    return tiny_config(name, pool, data={"val_size": 200, "train_size": 1000, "test_size": 300},
+                       train={"batch_size": 50})
 
 
 @pytest.fixture(scope="module")

@@ -5,25 +5,14 @@ import os
 import numpy as np
 import pytest
 
+from conftest import tiny_config
 from minicnn.config import validate
 from minicnn.errors import UserError
 from minicnn.files import read_csv
 from minicnn.train import fit
 
-SMALL = {
-    "name": "small", "seed": 3,
-    "data": {"dataset": "mnist", "val_size": 100},
-    "model": {"input_shape": [1, 28, 28], "layers": [
-        {"type": "conv2d", "out_channels": 4, "kernel_size": 3, "stride": 2},
-        {"type": "relu"},
-        {"type": "maxpool2d", "kernel_size": 2},
-        {"type": "flatten"},
-        {"type": "dense", "out_features": 10},
-        {"type": "softmax"},
-    ]},
-    "train": {"epochs": 3, "batch_size": 32, "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9}},
-    "eval": {"shifts": [0, 2]},
-}
+SMALL = tiny_config("small", seed=3, data={"train_size": None},
+                    train={"epochs": 3, "batch_size": 32}, eval={"shifts": [0, 2]})
 
 
 def config(**train):
