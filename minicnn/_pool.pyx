@@ -50,6 +50,11 @@ ctypedef fused index_t:
     int32_t
 
 
+cdef inline bint _is_2x2(int kh, int kw, int sh, int sw, int ph, int pw) noexcept nogil:
+    """2x2 windows, stride 2, no padding: the case with hand-unrolled loops."""
+    return kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0
+
+
 cdef inline bint _wins(floating v, floating best, bint minimum) noexcept nogil:
     """True when ``v`` replaces ``best`` (PyTorch's rule; ``v != v`` is isnan)."""
     if minimum:
@@ -134,23 +139,22 @@ def extreme_forward(
     """
     cdef Py_ssize_t P = x.shape[0], H = x.shape[1], W = x.shape[2]
     cdef Py_ssize_t OH = y.shape[1], OW = y.shape[2], p
-    cdef bint fast = kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0
+    cdef bint fast = _is_2x2(kh, kw, sh, sw, ph, pw)
     if P == 0 or OH == 0 or OW == 0:
         return
-    cdef bint done = False
+    # the SSE2 paths exist for float32 with uint8 positions; the casts let the
+    # other (dead) specialisations compile
+    cdef bint vector = floating is float and index_t is uint8_t and simd
     with nogil:
-        if floating is float and simd:
-            if index_t is uint8_t:
-                if fast:
-                    for p in range(P):
-                        mc_extreme_2x2_f32(&x[p, 0, 0], &y[p, 0, 0], &argmax[p, 0, 0], W, OH, OW, minimum)
-                    done = True
-                elif sh == 2 and sw == 2 and ph == 0 and pw == 0:
-                    for p in range(P):
-                        mc_extreme_s2_f32(&x[p, 0, 0], &y[p, 0, 0], &argmax[p, 0, 0], W, OH, OW,
-                                          kh, kw, minimum)
-                    done = True
-        if not done:
+        if vector and fast:
+            for p in range(P):
+                mc_extreme_2x2_f32(<float*>&x[p, 0, 0], <float*>&y[p, 0, 0], <uint8_t*>&argmax[p, 0, 0],
+                                   W, OH, OW, minimum)
+        elif vector and sh == 2 and sw == 2 and ph == 0 and pw == 0:
+            for p in range(P):
+                mc_extreme_s2_f32(<float*>&x[p, 0, 0], <float*>&y[p, 0, 0], <uint8_t*>&argmax[p, 0, 0],
+                                  W, OH, OW, kh, kw, minimum)
+        else:
             for p in range(P):
                 if fast:
                     _extreme_plane_2x2(&x[p, 0, 0], &y[p, 0, 0], &argmax[p, 0, 0], W, OH, OW, minimum)
@@ -212,18 +216,16 @@ def extreme_backward(
     """
     cdef Py_ssize_t P = dx.shape[0], H = dx.shape[1], W = dx.shape[2]
     cdef Py_ssize_t OH = dy.shape[1], OW = dy.shape[2], p
-    cdef bint fast = kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0
+    cdef bint fast = _is_2x2(kh, kw, sh, sw, ph, pw)
     if P == 0 or H == 0 or W == 0:
         return
-    cdef bint done = False
+    cdef bint vector = floating is float and index_t is uint8_t and simd
     with nogil:
-        if floating is float and simd:
-            if index_t is uint8_t:
-                if fast:
-                    for p in range(P):
-                        mc_scatter_2x2_f32(&dy[p, 0, 0], &argmax[p, 0, 0], &dx[p, 0, 0], H, W, OH, OW)
-                    done = True
-        if not done:
+        if vector and fast:
+            for p in range(P):
+                mc_scatter_2x2_f32(<float*>&dy[p, 0, 0], <uint8_t*>&argmax[p, 0, 0], <float*>&dx[p, 0, 0],
+                                   H, W, OH, OW)
+        else:
             for p in range(P):
                 if fast:
                     _scatter_plane_2x2(&dy[p, 0, 0], &argmax[p, 0, 0], &dx[p, 0, 0], H, W, OH, OW)
@@ -285,17 +287,14 @@ def average_forward(
     """
     cdef Py_ssize_t P = x.shape[0], H = x.shape[1], W = x.shape[2]
     cdef Py_ssize_t OH = y.shape[1], OW = y.shape[2], p
-    cdef bint fast = kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0
+    cdef bint fast = _is_2x2(kh, kw, sh, sw, ph, pw)
     if P == 0 or OH == 0 or OW == 0:
         return
-    cdef bint done = False
     with nogil:
-        if floating is float and simd:
-            if fast:
-                for p in range(P):
-                    mc_average_2x2_f32(&x[p, 0, 0], &y[p, 0, 0], W, OH, OW)
-                done = True
-        if not done:
+        if floating is float and simd and fast:
+            for p in range(P):
+                mc_average_2x2_f32(<float*>&x[p, 0, 0], <float*>&y[p, 0, 0], W, OH, OW)
+        else:
             for p in range(P):
                 if fast:
                     _average_plane_2x2(&x[p, 0, 0], &y[p, 0, 0], W, OH, OW)
@@ -366,17 +365,14 @@ def average_backward(
     """
     cdef Py_ssize_t P = dx.shape[0], H = dx.shape[1], W = dx.shape[2]
     cdef Py_ssize_t OH = dy.shape[1], OW = dy.shape[2], p
-    cdef bint fast = kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0
+    cdef bint fast = _is_2x2(kh, kw, sh, sw, ph, pw)
     if P == 0 or H == 0 or W == 0:
         return
-    cdef bint done = False
     with nogil:
-        if floating is float and simd:
-            if fast:
-                for p in range(P):
-                    mc_spread_2x2_f32(&dy[p, 0, 0], &dx[p, 0, 0], H, W, OH, OW)
-                done = True
-        if not done:
+        if floating is float and simd and fast:
+            for p in range(P):
+                mc_spread_2x2_f32(<float*>&dy[p, 0, 0], <float*>&dx[p, 0, 0], H, W, OH, OW)
+        else:
             for p in range(P):
                 if fast:
                     _spread_plane_2x2(&dy[p, 0, 0], &dx[p, 0, 0], H, W, OH, OW)
