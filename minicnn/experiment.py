@@ -29,7 +29,7 @@ import time
 from minicnn.config import ExperimentKeys, load_config, load_yaml
 from minicnn.errors import ConfigError, UserError
 from minicnn.report import aggregate, write_report, write_results
-from minicnn.schema import parse, show
+from minicnn.schema import parse
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "MINICNN_KERNEL_THREADS")
 
@@ -78,7 +78,7 @@ def load_experiment(path, overrides=(), quick=False, out=None) -> Experiment:
             config = load_config(config_path, sets)
         except ConfigError as e:
             if e.file == str(config_path) and not config_path.exists():
-                raise ConfigError(file, f"configs[{i}]", f"no such file: {show(str(config_path))}") from None
+                raise ConfigError(file, f"configs[{i}]", f"no such file: {config_path}") from None
             raise
         if config.name in variants:
             raise ConfigError(file, f"configs[{i}]", f"two configs are both named {config.name!r}")
