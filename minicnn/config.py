@@ -39,17 +39,24 @@ def _layer(kind: str, **keys):
     return dataclasses.make_dataclass(f"{kind}_keys", fields, frozen=True, kw_only=True)
 
 
-_SIZE, _PAD, _STRIDE = (key(Size(1), REQUIRED, "window height and width"), key(Size(0), 0, "zero rows/columns added on each side"),
-                        key(Size(1), None, "step between windows (default: kernel_size)"))
+def _window(**more):
+    """kernel_size, stride, padding of a pooling layer (fresh fields: dataclasses own them)."""
+    return dict(kernel_size=key(Size(1), REQUIRED, "window height and width"),
+                stride=key(Size(1), None, "step between windows (default: kernel_size)"),
+                padding=key(Size(0), 0, "zero rows/columns added on each side"), **more)
+
+
 LAYERS = {
     "conv2d": _layer("conv2d", in_channels=key(Int(1, null=True), None, "inferred from the previous layer"),
-                     out_channels=key(Int(1), REQUIRED, "filters"), kernel_size=_SIZE,
-                     stride=key(Size(1), 1, "step between windows"), padding=_PAD),
+                     out_channels=key(Int(1), REQUIRED, "filters"),
+                     kernel_size=key(Size(1), REQUIRED, "window height and width"),
+                     stride=key(Size(1), 1, "step between windows"),
+                     padding=key(Size(0), 0, "zero rows/columns added on each side")),
     "relu": _layer("relu"),
-    "maxpool2d": _layer("maxpool2d", kernel_size=_SIZE, stride=_STRIDE, padding=_PAD),
-    "minpool2d": _layer("minpool2d", kernel_size=_SIZE, stride=_STRIDE, padding=_PAD),
-    "avgpool2d": _layer("avgpool2d", kernel_size=_SIZE, stride=_STRIDE, padding=_PAD,
-                        count_include_pad=key(Bool(), True, "divide by the full window, padding included")),
+    "maxpool2d": _layer("maxpool2d", **_window()),
+    "minpool2d": _layer("minpool2d", **_window()),
+    "avgpool2d": _layer("avgpool2d", **_window(
+        count_include_pad=key(Bool(), True, "divide by the full window, padding included"))),
     "globalavgpool2d": _layer("globalavgpool2d"),
     "globalmaxpool2d": _layer("globalmaxpool2d"),
     "flatten": _layer("flatten"),
@@ -177,12 +184,19 @@ class OptimizerConfig:
     options: dict  # keyword arguments of minicnn.optim.OPTIMIZERS[name]
 
 
-ScheduleConfig = OptimizerConfig  # name and options, the same shape
+ScheduleConfig = OptimizerConfig  # the same shape: name and the schedule's keys (step_epochs, gamma, ...)
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """A validated config.  ``resolved`` is the full dict, defaults filled in."""
+    """A validated config.  ``resolved`` is the full dict, defaults filled in.
+
+    The attributes after ``resolved`` serve the data sets, augmentation and
+    schedules: ``dataset`` (mnist | fashion_mnist | npz), ``data_path`` (the
+    npz file, absolute), ``augment_shift`` (pixels), ``schedule`` (.name,
+    .options) and ``num_outputs`` (the last layer's score count, which the
+    data loader compares with the number of classes).
+    """
 
     file: str
     name: str
