@@ -221,8 +221,12 @@ class Config:
 
 # ---------------------------------------------------------------- reading YAML
 
-class _BoundedLoader(yaml.SafeLoader):
-    """SafeLoader that refuses documents of more than MAX_NODES values, aliases expanded."""
+class _BoundedLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """SafeLoader that refuses documents of more than MAX_NODES values, aliases expanded.
+
+    libyaml's parser when PyYAML has it: it refuses deep nesting in
+    microseconds, where the Python parser takes 0.6 s to run out of stack.
+    """
 
     def construct_document(self, node):
         sizes = {}
