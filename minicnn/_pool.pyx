@@ -145,22 +145,20 @@ def extreme_forward(
     # the SSE2 paths exist for float32 with uint8 positions; the casts let the
     # other (dead) specialisations compile
     cdef bint vector = floating is float and index_t is uint8_t and simd
+    cdef bint stride2 = sh == 2 and sw == 2 and ph == 0 and pw == 0
     with nogil:
-        if vector and fast:
-            for p in range(P):
+        for p in range(P):
+            if vector and fast:
                 mc_extreme_2x2_f32(<float*>&x[p, 0, 0], <float*>&y[p, 0, 0], <uint8_t*>&argmax[p, 0, 0],
                                    W, OH, OW, minimum)
-        elif vector and sh == 2 and sw == 2 and ph == 0 and pw == 0:
-            for p in range(P):
+            elif vector and stride2:
                 mc_extreme_s2_f32(<float*>&x[p, 0, 0], <float*>&y[p, 0, 0], <uint8_t*>&argmax[p, 0, 0],
                                   W, OH, OW, kh, kw, minimum)
-        else:
-            for p in range(P):
-                if fast:
-                    _extreme_plane_2x2(&x[p, 0, 0], &y[p, 0, 0], &argmax[p, 0, 0], W, OH, OW, minimum)
-                else:
-                    _extreme_plane(&x[p, 0, 0], &y[p, 0, 0], &argmax[p, 0, 0],
-                                   H, W, OH, OW, kh, kw, sh, sw, ph, pw, minimum)
+            elif fast:
+                _extreme_plane_2x2(&x[p, 0, 0], &y[p, 0, 0], &argmax[p, 0, 0], W, OH, OW, minimum)
+            else:
+                _extreme_plane(&x[p, 0, 0], &y[p, 0, 0], &argmax[p, 0, 0],
+                               H, W, OH, OW, kh, kw, sh, sw, ph, pw, minimum)
 
 
 cdef inline void _scatter_plane(
@@ -221,17 +219,14 @@ def extreme_backward(
         return
     cdef bint vector = floating is float and index_t is uint8_t and simd
     with nogil:
-        if vector and fast:
-            for p in range(P):
+        for p in range(P):
+            if not fast:
+                _scatter_plane(&dy[p, 0, 0], &argmax[p, 0, 0], &dx[p, 0, 0], H, W, OH, OW, kw, sh, sw, ph, pw)
+            elif vector:
                 mc_scatter_2x2_f32(<float*>&dy[p, 0, 0], <uint8_t*>&argmax[p, 0, 0], <float*>&dx[p, 0, 0],
                                    H, W, OH, OW)
-        else:
-            for p in range(P):
-                if fast:
-                    _scatter_plane_2x2(&dy[p, 0, 0], &argmax[p, 0, 0], &dx[p, 0, 0], H, W, OH, OW)
-                else:
-                    _scatter_plane(&dy[p, 0, 0], &argmax[p, 0, 0], &dx[p, 0, 0],
-                                   H, W, OH, OW, kw, sh, sw, ph, pw)
+            else:
+                _scatter_plane_2x2(&dy[p, 0, 0], &argmax[p, 0, 0], &dx[p, 0, 0], H, W, OH, OW)
 
 
 # ------------------------------------------------------------------ average --
