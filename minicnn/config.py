@@ -22,13 +22,14 @@ from minicnn.errors import ConfigError, UserError
 from minicnn.layers.base import pair
 from minicnn.model import Sequential, training_memory
 from minicnn.schema import (MAX_EPOCHS, MAX_SEED, MAX_SHIFT, REQUIRED, Bool, Choice, Int, IntList, ListOf,
-                            Nested, Number, Shape, Size, Text, TextList, Variant, as_plain, key, parse, show)
+                            Nested, Number, Shape, Size, Text, TextList, Variant, as_plain, clip, key, parse, show)
 
 MNIST_TRAIN_IMAGES = 60000   # MNIST and Fashion-MNIST alike
 MNIST_SHAPE, MNIST_CLASSES = (1, 28, 28), 10
 MAX_FILE_BYTES = 64 * 1024   # a config is about 1 KB; an experiment file less
 MAX_NODES = 100_000          # YAML values after alias expansion
 MAX_OVERRIDE_CHARS = 4096
+MAX_KEY_CHARS = 200
 
 
 # ---------------------------------------------------------------- the schema
@@ -315,9 +316,12 @@ def apply_overrides(raw: dict, overrides, file: str) -> None:
     """
     for item in overrides:
         if "=" not in item:
-            raise ConfigError(file, item, "bad override: expected KEY=VALUE, e.g. train.epochs=1")
+            raise ConfigError(file, clip(item), "bad override: expected KEY=VALUE, e.g. train.epochs=1")
         key, text = item.split("=", 1)
         key = key.strip()
+        if len(key) > MAX_KEY_CHARS:
+            raise ConfigError(file, clip(key), f"override key of {len(key):,} characters; a key path has "
+                              f"at most {MAX_KEY_CHARS}")
         steps = parse_key(key, file)
         if len(text) > MAX_OVERRIDE_CHARS:
             raise ConfigError(file, key, f"override value of {len(text):,} characters; at most "

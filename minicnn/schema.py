@@ -39,6 +39,11 @@ def show(value) -> str:
     return text if len(text) <= SHOW_CHARS else text[:SHOW_CHARS - 3] + "..."
 
 
+def clip(text: str) -> str:
+    """A key (or key path) cut to SHOW_CHARS characters for a message."""
+    return text if len(text) <= SHOW_CHARS else text[:SHOW_CHARS - 3] + "..."
+
+
 class Bad(Exception):
     """A value does not fit its kind; the message is what was expected."""
 
@@ -285,7 +290,7 @@ def parse(section: type, node, file: str, path: str, owner: str | None = None):
     names = [f.name for f in fields]
     for name in node:
         if name not in names:
-            where = f"{path}.{name}" if path else str(name)
+            where = clip(f"{path}.{name}" if path else str(name))
             expected = f"one of {', '.join(names)}" if names else "no other keys"
             raise ConfigError(file, where, f"unknown key{f' for {owner}' if owner else ''}; expected {expected}")
     values = {}

@@ -89,6 +89,9 @@ CONFIG_CASES = [
     ("alias bomb override", config_text(), [f"eval.shifts={bomb('0')}"], ["eval.shifts", "aliases"]),
     ("override of 100 KB", config_text(), ["name=" + "x" * 100_000], ["name", "at most"]),
     ("long string echoed", config_text(), ["train.optimizer.name=" + "x" * 3000], ["train.optimizer.name", "..."]),
+    ("unknown key of 50 KB", config_text() + "? " + "k" * 50_000 + "\n: 1\n", [], ["unknown key", "kkk..."]),
+    ("override key of 100 KB", config_text(), ["k" * 100_000 + "=1"], ["override key of 100,000 characters"]),
+    ("override without = of 100 KB", config_text(), ["k" * 100_000], ["expected KEY=VALUE"]),
 ]
 
 
