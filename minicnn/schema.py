@@ -370,6 +370,8 @@ def schema_table(sections: dict) -> str:
 
 
 if __name__ == "__main__":  # print the tables of docs/architecture.md
+    # through the imported module: this __main__ copy's kinds are other classes than config.py's
+    from minicnn import schema
     from minicnn.config import EXPERIMENT_SCHEMA, SCHEMA
 
-    print(schema_table(SCHEMA), schema_table(EXPERIMENT_SCHEMA), sep="\n\n")
+    print(schema.schema_table(SCHEMA), schema.schema_table(EXPERIMENT_SCHEMA), sep="\n\n")
