@@ -13,3 +13,8 @@ class ConfigError(UserError):
         self.file, self.path, self.message = str(file), path, message
         where = f"{self.file}: {path}" if path else self.file
         super().__init__(f"{where}: {message}")
+
+
+class DataError(UserError):
+    """A data set that cannot be had or is not what it claims: the message names the file or
+    source, the array and the value, and says what was tried and how to fix it."""
