@@ -87,11 +87,11 @@ def _images(path, key: str, x: np.ndarray) -> np.ndarray:
         raise DataError(f"{path}: {key} has dtype {x.dtype}; expected uint8 (0..255) or float (0..1).")
     finite = np.isfinite(x)
     if not finite.all():
-        i = np.unravel_index(int(np.argmin(finite)), x.shape)
+        i = tuple(int(j) for j in np.unravel_index(int(np.argmin(finite)), x.shape))
         raise DataError(f"{path}: {key}{list(i)} = {x[i]}; images must be finite numbers in [0, 1].")
     outside = (x < 0) | (x > 1)
     if outside.any():
-        i = np.unravel_index(int(np.argmax(outside)), x.shape)
+        i = tuple(int(j) for j in np.unravel_index(int(np.argmax(outside)), x.shape))
         raise DataError(f"{path}: {key}{list(i)} = {x[i]}; float images must be in [0, 1] "
                         "(uint8 images may be 0..255).")
     return x.astype(np.float32)
