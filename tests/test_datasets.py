@@ -349,9 +349,14 @@ except KeyboardInterrupt:
     assert sources.read_cache(cache)[1] == "old"
 
 
-def test_fetch_a_named_data_set(fake_fashion):
+def test_fetch_a_named_data_set_and_sweep_stale_temporaries(fake_fashion):
     path = data.fetch(progress=None, dataset="fashion_mnist")
     assert path == data.cache_dir() / "fashion_mnist.npz" and path.is_file()
+    stale = path.parent / ".fashion_mnist.npz.k1ll3d00.tmp"
+    stale.write_bytes(b"half")
+    before = path.stat().st_mtime_ns
+    assert data.fetch(progress=None, dataset="fashion_mnist") == path
+    assert os.listdir(path.parent) == ["fashion_mnist.npz"] and path.stat().st_mtime_ns == before
     with pytest.raises(DataError, match="nothing to fetch for 'npz'"):
         data.fetch(dataset="npz")
 

@@ -121,6 +121,13 @@ def read_cache(path: pathlib.Path) -> tuple[dict, str]:
     return arrays, origin
 
 
+def _remove_temporaries(path: pathlib.Path) -> None:
+    """Delete the temporary files of writes of ``path`` a kill interrupted (hold ``_locked``)."""
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        if TEMPORARY_NAME.match(stale.name):
+            stale.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def _locked(folder: pathlib.Path):
     """Hold an exclusive flock on ``folder`` (a directory) while the block runs."""
@@ -140,9 +147,7 @@ def write_cache(path: pathlib.Path, data: GreyImages, label: str) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with _locked(path.parent):
-            for stale in path.parent.glob(f".{path.name}.*.tmp"):
-                if TEMPORARY_NAME.match(stale.name):
-                    stale.unlink(missing_ok=True)
+            _remove_temporaries(path)
             write_npz(path, {**{k: getattr(data, k) for k in KEYS}, "source": np.array(data.source)})
     except OSError as e:
         raise DataError(f"cannot write the {label} cache {path}: {e}. Set MINICNN_DATA "
@@ -209,9 +214,13 @@ def save(data: GreyImages, cache: pathlib.Path, label: str, progress) -> None:
 def fetch(load, read_cache_file, cache: pathlib.Path, label: str) -> pathlib.Path:
     """``load()`` the data, then make sure its verified cache file exists; return its path.
 
-    Unlike loading, a cache that cannot be written is an error here (``minicnn data fetch``).
+    Unlike loading, a cache that cannot be written is an error here (``minicnn data fetch``);
+    temporaries of killed cache writes are removed either way.
     """
     data = load()
     if not _cache_ok(read_cache_file, cache):
         write_cache(cache, data, label)
+    else:
+        with _locked(cache.parent):
+            _remove_temporaries(cache)
     return cache
