@@ -377,3 +377,10 @@ def test_dataset_input_shape_and_repr():
     assert ds.input_shape == (3, 5, 7)
     assert "x_train" not in repr(ds) and "f.npz" in repr(ds)
     assert pathlib.Path(data.__file__).parent.name == "data"
+
+
+def test_npz_compressed_files_load_too(tmp_path):
+    arrays = good_npz_arrays(channels=3)
+    np.savez_compressed(tmp_path / "small.npz", **arrays)
+    ds = data.load_dataset("npz", path=tmp_path / "small.npz")
+    np.testing.assert_array_equal(ds.x_train, arrays["x_train"])
