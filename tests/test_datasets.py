@@ -243,24 +243,57 @@ def _lying_header(tmp_path):
     return _zip_with(tmp_path, **members)
 
 
+def _object_array(tmp_path):
+    members = {f"{k}.npy": _npy(v) for k, v in good_npz_arrays().items()}
+    members["y_train.npy"] = _npy(np.array([1, "a"], dtype=object), allow_pickle=True)
+    return _zip_with(tmp_path, **members)
+
+
+def _raw_file(content):
+    def make(tmp_path):
+        (tmp_path / "bad.npz").write_bytes(content)
+        return tmp_path / "bad.npz"
+    return make
+
+
+def _truncated(tmp_path):
+    path = save_npz(tmp_path, good_npz_arrays())
+    path.write_bytes(path.read_bytes()[:-300])
+    return path
+
+
+def _nan_at_5(x):
+    return np.where(np.arange(36) == 5, np.nan, x / 255.0)
+
+
+def _minus_inf_at_0(x):
+    return np.where(np.arange(36) == 0, -np.inf, x / 255.0).astype(np.float32)
+
+
 NPZ_ERRORS = {
     "missing-array": (_edit(y_test=None), r"no array y_test; the file holds 'x_train', 'y_train', 'x_test'"),
-    "labels-out-of-range": (_edit(y_train=lambda y: np.where(np.arange(12) == 7, -3, y)), r"y_train\[7\] = -3; labels must be integers"),
-    "labels-not-integers": (_edit(y_test=lambda y: y + 0.5), r"y_test has dtype float64 \(first value 0\.5\); labels must be integers"),
+    "labels-out-of-range": (_edit(y_train=lambda y: np.where(np.arange(12) == 7, -3, y)),
+                            r"y_train\[7\] = -3; labels must be integers"),
+    "labels-not-integers": (_edit(y_test=lambda y: y + 0.5),
+                            r"y_test has dtype float64 \(first value 0\.5\); labels must be integers"),
     "labels-2d": (_edit(y_test=lambda y: y[:, None]), r"y_test has shape \(5, 1\); expected one label per image"),
     "lengths-differ": (_edit(y_train=lambda y: y[:11]), r"y_train has 11 labels but x_train has 12 images"),
-    "train-test-shapes": (_edit(x_test=lambda x: x[:, :, :39]), r"x_train holds images of shape \(C, H, W\) = \(3, 40, 36\) but x_test \(3, 39, 36\)"),
+    "train-test-shapes": (_edit(x_test=lambda x: x[:, :, :39]),
+                          r"x_train holds images of shape \(C, H, W\) = \(3, 40, 36\) but x_test \(3, 39, 36\)"),
     "flat-images": (_edit(x_train=lambda x: x.reshape(12, -1)), r"x_train has shape \(12, 4320\); expected images"),
-    "no-images": (_edit(x_train=lambda x: x[:0], y_train=lambda y: y[:0]), r"x_train has shape \(0, 3, 40, 36\): no images"),
-    "nan": (_edit(x_train=lambda x: np.where(np.arange(36) == 5, np.nan, x / 255.0)), r"x_train\[0, 0, 0, 5\] = nan; images must be finite"),
-    "inf": (_edit(x_test=lambda x: np.where(np.arange(36) == 0, -np.inf, x / 255.0).astype(np.float32)), r"x_test\[0, 0, 0, 0\] = -inf"),
-    "float-above-1": (_edit(x_train=lambda x: x.astype(np.float32)), r"x_train\[0, 0, 0, 0\] = \d+\.0; float images must be in \[0, 1\]"),
-    "int-images": (_edit(x_train=lambda x: x.astype(np.int64)), r"x_train has dtype int64; expected uint8 \(0\.\.255\) or float"),
-    "object-array": (lambda tmp_path: _zip_with(tmp_path, **{f"{k}.npy": _npy(np.array([1, "a"], dtype=object), allow_pickle=True) if k == "y_train" else _npy(v) for k, v in good_npz_arrays().items()}), r"y_train is an object array"),
+    "no-images": (_edit(x_train=lambda x: x[:0], y_train=lambda y: y[:0]),
+                  r"x_train has shape \(0, 3, 40, 36\): no images"),
+    "nan": (_edit(x_train=_nan_at_5), r"x_train\[0, 0, 0, 5\] = nan; images must be finite"),
+    "inf": (_edit(x_test=_minus_inf_at_0), r"x_test\[0, 0, 0, 0\] = -inf"),
+    "float-above-1": (_edit(x_train=lambda x: x.astype(np.float32)),
+                      r"x_train\[0, 0, 0, 0\] = \d+\.0; float images must be in \[0, 1\]"),
+    "int-images": (_edit(x_train=lambda x: x.astype(np.int64)),
+                   r"x_train has dtype int64; expected uint8 \(0\.\.255\) or float"),
+    "object-array": (_object_array, r"y_train is an object array"),
     "lying-header": (_lying_header, r"x_train: its header says \(9999, 3, 4\) uint8, more than the \d+ bytes stored"),
-    "not-a-zip": (lambda tmp_path: (tmp_path / "bad.npz").write_bytes(b"plain text") and tmp_path / "bad.npz", r"not a readable \.npz file \(BadZipFile"),
-    "npy-not-npz": (lambda tmp_path: (tmp_path / "bad.npz").write_bytes(_npy(np.zeros(3))) and tmp_path / "bad.npz", r"not a readable \.npz file"),
-    "truncated": (lambda tmp_path: (lambda p: p.write_bytes(p.read_bytes()[:-300]) and p)(save_npz(tmp_path, good_npz_arrays())), r"not a readable \.npz file"),
+    "not-a-zip": (_raw_file(b"plain text"), r"not a readable \.npz file \(BadZipFile"),
+    "npy-not-npz": (_raw_file(_npy(np.zeros(3))), r"not a readable \.npz file"),
+    "truncated": (_truncated, r"not a readable \.npz file"),
     "no-such-file": (lambda tmp_path: tmp_path / "absent.npz", r"absent\.npz: no such file \(data\.path\)"),
 }
 

@@ -40,8 +40,8 @@ def _check_headers(path: pathlib.Path, archive: zipfile.ZipFile) -> None:
     members = archive.namelist()
     for key in KEYS:
         if key + ".npy" not in members:
-            raise DataError(f"{path}: no array {key}; the file holds {_short([m.removesuffix('.npy') for m in members]) or 'nothing'}. "
-                            f"Expected {_HOW}.")
+            held = _short([m.removesuffix(".npy") for m in members]) or "nothing"
+            raise DataError(f"{path}: no array {key}; the file holds {held}. Expected {_HOW}.")
         info = archive.getinfo(key + ".npy")
         with archive.open(info) as f:
             version = np.lib.format.read_magic(f)
