@@ -127,12 +127,11 @@ def main(argv=None) -> int:
     # A shell starts background jobs with SIGINT ignored; restore Ctrl-C -> KeyboardInterrupt.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     args = _parser().parse_args(argv)
-    from minicnn.data import DataError  # a UserError once data.py imports it from minicnn.errors
-    from minicnn.errors import UserError
+    from minicnn.errors import UserError  # ConfigError and DataError included
 
     try:
         COMMANDS[args.command](args)
-    except (UserError, DataError) as e:
+    except UserError as e:
         print(f"minicnn: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -16,4 +16,5 @@ class ConfigError(UserError):
 
 
 class DataError(UserError):
-    """A data set that is missing, corrupt or does not fit the config (minicnn.data raises it)."""
+    """A data set that cannot be had or is not what it claims: the message names the file or
+    source, the array and the value, and says what was tried and how to fix it."""

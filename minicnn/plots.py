@@ -12,8 +12,12 @@ import pathlib
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
+from matplotlib.ticker import EngFormatter, FuncFormatter, LogLocator, NullFormatter
+from matplotlib.transforms import Bbox
 
+from minicnn.confusion import read_run, row_normalised
 from minicnn.errors import UserError
 from minicnn.files import atomic_open
 from minicnn.report import shift_keys
@@ -133,6 +137,86 @@ def shift_figure(stats: list[dict]) -> Figure:
     return fig
 
 
+def accuracy_vs_macs_figure(stats: list[dict]) -> Figure:
+    """One labelled point per variant: test accuracy (mean ± std over seeds) against MACs per image."""
+    fig, ax = _new("Test accuracy against compute (mean ± std over seeds)", "MACs per image (log scale)",
+                   "test accuracy (%)")
+    points = [(s["config"], s["macs"], 100 * s["test_mean"], 0.0 if math.isnan(s["test_std"]) else 100 * s["test_std"])
+              for s in stats if not math.isnan(s["test_mean"])]
+    for i, (name, macs, mean, std) in enumerate(points):
+        ax.errorbar([macs], [mean], yerr=[std], marker="o", markersize=7, capsize=5, color=f"C{i}")
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 2M, 5M, 10M: no crowded 3x10^6 4x10^6
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    if points:
+        xs = [p[1] for p in points]
+        ax.set_xlim(min(xs) / 2.5, max(xs) * 3)  # room for the labels beside the points
+        ys = [p[2] for p in points]
+        pad = max(0.5, (max(ys) - min(ys)) * 0.15, *(2 * p[3] for p in points))
+        ax.set_ylim(min(ys) - pad, max(ys) + pad)
+    _label_points(fig, ax, [(f"{name} {mean:.2f} ± {std:.2f}", macs, mean, std, f"C{i}")
+                            for i, (name, macs, mean, std) in enumerate(points)])
+    return fig
+
+
+def _label_points(fig: Figure, ax, labels: list[tuple[str, float, float, float, str]]) -> None:
+    """Write each (text, x, y, error bar half height, colour) beside its point, at the first of a
+    few places where it covers no other label, point or error bar (variants with equal MACs share
+    a vertical line)."""
+    renderer = fig.canvas.get_renderer()
+    fig.draw_without_rendering()  # final limits and layout, so text extents are where they end up
+    placed = []
+    for _, x, y, err, _ in labels:
+        (x0, y0), (x1, y1) = ax.transData.transform([(x, y - err), (x, y + err)])
+        placed.append(Bbox([[x0 - 7, y0 - 7], [x1 + 7, y1 + 7]]))
+    places = [((8, 6), "left"), ((8, -14), "left"), ((-8, 6), "right"), ((-8, -14), "right"),
+              ((8, 20), "left"), ((8, -28), "left"), ((-8, 20), "right"), ((-8, -28), "right")]
+    for text, x, y, _, colour in labels:
+        for offset, align in places:
+            label = ax.annotate(text, (x, y), textcoords="offset points", xytext=offset, ha=align,
+                                color=colour, fontsize=9)
+            box = label.get_window_extent(renderer)
+            if not any(box.overlaps(other) for other in placed) or (offset, align) == places[-1]:
+                placed.append(box)
+                break
+            label.remove()
+
+
+def confusion_figure(matrices: dict[str, list[np.ndarray]], classes: list[str]) -> Figure:
+    """One row-normalised confusion matrix per variant (counts summed over its seeds, then each
+    true-class row divided by its total: the mean over seeds, as every seed uses the same test set)."""
+    names = list(matrices)
+    cols = min(len(names), 2)
+    rows = max(1, math.ceil(len(names) / cols))
+    size = 4.6 if len(classes) <= 10 else 6.0
+    fig = Figure(figsize=(size * cols + 0.8, size * rows + 0.4), dpi=110, layout="constrained")
+    FigureCanvasAgg(fig)
+    fig.suptitle("Confusion on the test set (row-normalised: share of each true class, mean over seeds)")
+    ticks = np.arange(len(classes))
+    image = None
+    for i, name in enumerate(names):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        share = row_normalised(np.sum(matrices[name], axis=0))
+        # a log scale from 0.1 %: at 99 % accuracy the errors are what a reader looks for
+        image = ax.imshow(np.ma.masked_less(100 * share, 0.05), cmap="Blues", norm=LogNorm(0.1, 100))
+        ax.set_title(f"{name} ({len(matrices[name])} seed{'s' if len(matrices[name]) != 1 else ''})")
+        ax.set_xticks(ticks, classes, rotation=60 if max(map(len, classes)) > 2 else 0, ha="right"
+                      if max(map(len, classes)) > 2 else "center", fontsize=8)
+        ax.set_yticks(ticks, classes, fontsize=8)
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("true class")
+        if len(classes) <= 12:
+            for (t, p), value in np.ndenumerate(100 * share):
+                if value >= 0.05:
+                    ax.text(p, t, f"{value:.0f}" if value >= 9.5 else f"{value:.1f}", ha="center", va="center",
+                            fontsize=7 if len(classes) <= 10 else 6, color="white" if value > 20 else "black")
+    if image is not None:
+        bar = fig.colorbar(image, ax=fig.axes, shrink=0.6, label="% of the true class (log scale; blank: under 0.05 %)")
+        bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    return fig
+
+
 def save(fig: Figure, path) -> pathlib.Path:
     """Write the figure as PNG atomically."""
     with atomic_open(path, "wb") as f:
@@ -153,10 +237,32 @@ def plot_experiment(folder) -> list[pathlib.Path]:
                    if r["config"] == v and (folder / r["run_dir"] / "metrics.csv").exists()]
                for v in variants}
     figures = [(val_accuracy_figure(metrics), "val_accuracy.png"), (test_accuracy_figure(stats), "test_accuracy.png"),
-               (loss_figure(metrics), "loss.png")]
+               (loss_figure(metrics), "loss.png"), (accuracy_vs_macs_figure(stats), "accuracy_vs_macs.png")]
     if rows and shift_keys(rows):
         figures.append((shift_figure(stats), "shift_accuracy.png"))
+    confusion = _confusions(folder, rows, variants)
+    if confusion:
+        figures.append((confusion_figure(*confusion), "confusion.png"))
     return [save(fig, folder / name) for fig, name in figures]
+
+
+def _confusions(folder: pathlib.Path, rows: list[dict], variants: list[str]):
+    """({variant: [counts per run]}, class names) from the runs' summary.json (minicnn.confusion);
+    None when no run saved one. Diverged runs are left out, as in the accuracy statistics."""
+    matrices, classes = {}, None
+    for r in rows:
+        found = None if str(r["diverged"]).lower() == "true" else read_run(folder / r["run_dir"])
+        if found is None:
+            continue
+        counts, names = found
+        if classes is not None and names != classes:
+            raise UserError(f"{folder / r['run_dir'] / 'summary.json'}: classes {names[:12]} differ from "
+                            f"another run's {classes[:12]}: not one study")
+        classes = names
+        matrices.setdefault(r["config"], []).append(counts)
+    if not matrices:
+        return None
+    return {v: matrices[v] for v in variants if v in matrices}, classes
 
 
 def plot_run(folder) -> list[pathlib.Path]:

