@@ -22,6 +22,7 @@ from matplotlib.collections import PolyCollection
 from matplotlib.container import BarContainer, ErrorbarContainer
 
 import minicnn.data
+import minicnn.runs
 import minicnn.train
 from minicnn import plots, report
 from minicnn.config import load_config
@@ -344,7 +345,7 @@ def test_resume_rewrites_a_stale_metrics_csv(tmp_path, tiny_mnist, monkeypatch):
 
     config = validate(tiny_config("max"), "max.yaml")
     minicnn.train.fit(config, tmp_path / "whole", mnist=tiny_mnist, log=lambda line: None)
-    real_write_csv = minicnn.train.write_csv
+    real_write_csv = minicnn.runs.write_csv
     writes = {"metrics": 0}
 
     def killed_before_the_second_metrics_csv(path, rows, fields=None):
@@ -354,10 +355,10 @@ def test_resume_rewrites_a_stale_metrics_csv(tmp_path, tiny_mnist, monkeypatch):
                 raise KeyboardInterrupt
         return real_write_csv(path, rows, fields)
 
-    monkeypatch.setattr(minicnn.train, "write_csv", killed_before_the_second_metrics_csv)
+    monkeypatch.setattr(minicnn.runs, "write_csv", killed_before_the_second_metrics_csv)
     with pytest.raises(KeyboardInterrupt):
         minicnn.train.fit(config, tmp_path / "cut", mnist=tiny_mnist, log=lambda line: None)
-    monkeypatch.setattr(minicnn.train, "write_csv", real_write_csv)
+    monkeypatch.setattr(minicnn.runs, "write_csv", real_write_csv)
     minicnn.train.fit(config, tmp_path / "cut", mnist=tiny_mnist, resume=True, log=lambda line: None)
     assert len(read_csv(tmp_path / "cut" / "metrics.csv")) == len(read_csv(tmp_path / "whole" / "metrics.csv")) == 2
 
