@@ -27,7 +27,7 @@ import minicnn.train
 from minicnn import plots, report
 from minicnn.config import load_config
 from minicnn.errors import UserError
-from minicnn.experiment import load_experiment, run_experiment
+from minicnn.experiment import RunsFailed, load_experiment, run_experiment
 from minicnn.files import read_csv
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -405,8 +405,11 @@ def test_a_failing_run_does_not_stop_the_study(tmp_path, fake_data, monkeypatch)
 
     monkeypatch.setattr(minicnn.train, "fit", flaky)
     lines = []
-    with pytest.raises(RuntimeError, match="1 runs failed: max seed 0: RuntimeError: disk on fire"):
+    with pytest.raises(RunsFailed, match="1 of 4 runs failed") as failed:
         run_experiment(path, executor=InProcess(), log=lines.append)
+    table = failed.value.table()
+    assert "max seed 0  RuntimeError: disk on fire" in table and "--resume" in table
+    assert "disk on fire" in failed.value.tracebacks() and "Traceback" in failed.value.tracebacks()
     out = tmp_path / "runs" / "study"
     results = read_csv(out / "results.csv")
     assert [(r["config"], r["seed"]) for r in results] == [("max", "1"), ("avg", "0"), ("avg", "1")]
