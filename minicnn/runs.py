@@ -35,6 +35,7 @@ import json
 import os
 import pathlib
 import socket
+import time
 import zipfile
 from typing import Sequence
 
@@ -72,7 +73,7 @@ class FolderLock:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+                holder = _holder(fd)
                 os.close(fd)
                 raise UserError(f"the {self.what} {self.folder} is in use by "
                                 f"{'process ' + holder if holder else 'another process'}; wait until it "
@@ -101,6 +102,16 @@ class FolderLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def _holder(fd: int) -> str:
+    """"PID on HOST" from a lock file another process holds; it writes that just after it locks."""
+    for _ in range(50):
+        holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+        if holder:
+            return holder
+        time.sleep(0.01)
+    return ""
 
 
 class RunFolder:
