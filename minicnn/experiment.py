@@ -263,10 +263,11 @@ def run_experiment(path, jobs=1, resume=False, quick=False, overrides=(), out=No
         rows = [_row(r, folders[r]) for r in exp.runs if folders[r].finished]
         write_results(exp.out / "results.csv", rows)
         write_report(exp.out / "report.md", exp, aggregate(rows, exp.variants), rows)
-        from minicnn.plots import plot_experiment
+        if rows:  # no finished run: nothing to draw
+            from minicnn.plots import plot_experiment
 
-        for figure in plot_experiment(exp.out):
-            log(f"figure: {figure}")
+            for figure in plot_experiment(exp.out):
+                log(f"figure: {figure}")
         log(f"report: {exp.out / 'report.md'}")
     if failures:
         raise RunsFailed(failures, len(exp.runs), again)

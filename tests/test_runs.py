@@ -367,6 +367,19 @@ def test_cli_ablate_with_failed_runs_prints_a_table_and_exits_1(tmp_path, run_cl
     assert status == 1 and err.count("Traceback") == 2 and "disk on fire in max" in err
 
 
+def test_cli_ablate_whose_runs_all_fail_ends_in_the_table(tmp_path, run_cli, monkeypatch, recwarn):
+    monkeypatch.setattr(minicnn.experiment, "process_pool", lambda jobs: _in_process())
+
+    def broken(config, out_dir, **kwargs):
+        raise UserError(f"the run folder {out_dir} is in use by process 1 on elsewhere")
+
+    monkeypatch.setattr(minicnn.train, "fit", broken)
+    status, _, err = run_cli("ablate", write_study(tmp_path, TWO, seeds=[0]))
+    assert status == 1 and "Traceback" not in err
+    assert "2 of 2 runs failed" in err and "max seed 0  the run folder" in err
+    assert not list(recwarn), [str(w.message) for w in recwarn]           # no empty figures drawn
+
+
 def _in_process():
     import contextlib
 
