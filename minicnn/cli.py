@@ -1,6 +1,11 @@
 """The ``minicnn`` command: train | ablate | plot | summary | data fetch.
 
-Exit status: 0 done, 2 bad input (config, arguments, data), 1 anything else.
+Exit status: 0 done; 2 bad input or a state the user must change (config,
+arguments, data, a folder in use or holding another run, a corrupt
+checkpoint, a full disk); 128 + N when stopped by signal N (Ctrl-C: 130,
+SIGTERM: 143, SIGHUP: 129), after saving what can be resumed and saying how;
+1 anything else, among it a study some of whose runs failed (a table says
+which and why; ``--verbose`` adds their tracebacks).
 """
 from __future__ import annotations
 
@@ -40,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="override a config key in every run")
     a.add_argument("--out", help="experiment folder (default: the experiment's `out`)")
     a.add_argument("--data-dir", help="folder with the four MNIST IDX files")
+    a.add_argument("--verbose", action="store_true", help="print the tracebacks of failed runs")
 
     pl = sub.add_parser("plot", help="draw the figures of a run or experiment folder")
     pl.add_argument("folder")
@@ -63,33 +69,36 @@ def _train(args) -> None:
         raise_user("--resume needs --out, the run folder to continue")
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = pathlib.Path(args.out or f"runs/{config.name}-{stamp}")
-    if args.resume:  # temporary files of writes that a kill interrupted
-        from minicnn.files import remove_temporaries
-
-        remove_temporaries(out)
     print(f"run folder: {out}", file=sys.stderr)
     try:
         summary = fit(config, out, data_dir=args.data_dir, resume=args.resume)
-    except KeyboardInterrupt:
-        print(f"\ninterrupted; the last finished epoch is saved in {out}/checkpoint.npz. Continue with:\n"
+    except KeyboardInterrupt as e:
+        print(f"\n{_stopped(e)}; the last finished epoch is saved in {out}. Continue with:\n"
               f"  minicnn train {args.config} --out {out} --resume"
               + "".join(f" --set {s}" for s in args.set), file=sys.stderr)
-        sys.exit(130)
+        sys.exit(_status(e))
     verdict = "DIVERGED" if summary["diverged"] else "done"
     print(f"{verdict}: test accuracy {100 * summary['test_accuracy']:.2f}% after {summary['epochs']} epochs, "
           f"{summary['images_per_second']:.0f} images/s; {out}/summary.json")
 
 
 def _ablate(args) -> None:
-    from minicnn.experiment import run_experiment
+    from minicnn.experiment import RunsFailed, run_experiment
 
     if args.jobs < 1:
         raise_user(f"--jobs must be at least 1, got {args.jobs}")
     try:
         run_experiment(args.experiment, jobs=args.jobs, resume=args.resume, quick=args.quick,
                        overrides=args.set, out=args.out, data_dir=args.data_dir)
-    except KeyboardInterrupt:  # run_experiment has said how to resume
-        sys.exit(130)
+    except KeyboardInterrupt as e:  # run_experiment has said how to resume
+        print(_stopped(e), file=sys.stderr)
+        sys.exit(_status(e))
+    except RunsFailed as e:
+        if args.verbose:
+            print(e.tracebacks(), file=sys.stderr)
+        print(f"minicnn: error: {e.table()}" + ("" if args.verbose else "\n(--verbose shows the tracebacks)"),
+              file=sys.stderr)
+        sys.exit(1)
 
 
 def _plot(args) -> None:
@@ -120,12 +129,37 @@ def raise_user(message: str):
     raise UserError(message)
 
 
+class Stopped(KeyboardInterrupt):
+    """Raised in the main thread by SIGTERM or SIGHUP, so that they stop a run as Ctrl-C does."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop(signum, frame):
+    # once: a second signal must not break the clean-up the first one started
+    for s in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, signal.SIG_IGN)
+    raise Stopped(signum)
+
+
+def _stopped(e: KeyboardInterrupt) -> str:
+    return f"stopped by {signal.Signals(e.signum).name}" if isinstance(e, Stopped) else "interrupted"
+
+
+def _status(e: KeyboardInterrupt) -> int:
+    return 128 + (e.signum if isinstance(e, Stopped) else signal.SIGINT)
+
+
 COMMANDS = {"train": _train, "ablate": _ablate, "plot": _plot, "summary": _summary, "data": _data}
 
 
 def main(argv=None) -> int:
     # A shell starts background jobs with SIGINT ignored; restore Ctrl-C -> KeyboardInterrupt.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    for s in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, _stop)
     args = _parser().parse_args(argv)
     from minicnn.errors import UserError  # ConfigError and DataError included
 
@@ -134,9 +168,9 @@ def main(argv=None) -> int:
     except UserError as e:
         print(f"minicnn: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        print(f"\n{_stopped(e)}", file=sys.stderr)
+        return _status(e)
     except BrokenPipeError:  # e.g. `minicnn ... | head`: the reader left, not our failure
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1

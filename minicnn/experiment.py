@@ -12,23 +12,33 @@ Each run is ``fit(config, OUT/NAME/seedK)`` in a worker of a
 ``concurrent.futures.Executor`` (a process pool by default, BLAS and OpenMP
 limited to cpu_count // jobs threads per worker).  A run is a pure function of
 its resolved config and seed, and everything it returns is also on disk, so
-``--resume`` only has to look at the run folders.
+``--resume`` only has to look at the run folders (minicnn.runs).
+
+The experiment folder is locked like a run folder for as long as the study
+runs, so two studies never share one.  A pool worker ends by itself when the
+runner is gone, however the runner ended.  Runs that fail do not stop the
+study: they are listed at the end (``RunsFailed``).
 """
 from __future__ import annotations
 
 import concurrent.futures
+import concurrent.futures.process
 import contextlib
 import dataclasses
-import json
+import math
 import multiprocessing
 import os
 import pathlib
 import sys
+import threading
 import time
+import traceback
 
-from minicnn.config import ExperimentKeys, load_config, load_yaml
+from minicnn.config import ExperimentKeys, dump_yaml, load_config, load_yaml
 from minicnn.errors import ConfigError, UserError
+from minicnn.files import remove_temporaries
 from minicnn.report import aggregate, write_report, write_results
+from minicnn.runs import FolderLock, RunFolder
 from minicnn.schema import parse
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "MINICNN_KERNEL_THREADS")
@@ -99,8 +109,55 @@ def run_one(run: Run, data_dir=None, resume=True, show_progress=False) -> dict:
                log=lambda line: print(prefix + line, flush=True))
 
 
-def is_finished(run: Run) -> bool:
-    return (run.folder / "summary.json").exists()
+def run_folder(run: Run) -> RunFolder:
+    return RunFolder(run.folder, dump_yaml(load_config(run.config_path, run.overrides).resolved))
+
+
+class RunsFailed(Exception):
+    """Some runs of a study failed; the others finished and are in its results.
+
+    ``failures``: (run, exception) pairs; ``resume``: the command that continues the study.
+    """
+
+    def __init__(self, failures: list[tuple[Run, BaseException]], total: int, resume: str) -> None:
+        self.failures, self.total, self.resume = failures, total, resume
+        super().__init__(f"{len(failures)} of {total} runs failed")
+
+    def table(self) -> str:
+        """Which runs failed and why, one line each, and what to do."""
+        rows = [(f"{run.name} seed {run.seed}", _reason(e)) for run, e in self.failures]
+        width = max(len("run"), *(len(name) for name, _ in rows))
+        lines = [f"{self}:", f"  {'run':<{width}}  why"]
+        lines += [f"  {name:<{width}}  {why}" for name, why in rows]
+        lines.append(f"The finished runs are in the results. Fix the cause, then continue with:\n  {self.resume}")
+        return "\n".join(lines)
+
+    def tracebacks(self) -> str:
+        return "\n".join(f"--- {run.name} seed {run.seed}\n" + "".join(traceback.format_exception(e))
+                         for run, e in self.failures)
+
+
+def _reason(e: BaseException) -> str:
+    if isinstance(e, concurrent.futures.process.BrokenProcessPool):
+        return ("its worker process died (killed, or out of memory); its last finished epoch is saved "
+                "and --resume continues it")
+    text = str(e).splitlines()[0] if str(e) else ""
+    return text[:300] if isinstance(e, UserError) else f"{type(e).__name__}: {text[:300]}"
+
+
+def _watch_parent(parent: int) -> None:
+    """Pool worker initializer: exit as soon as the runner ``parent`` is gone.
+
+    A worker whose runner was killed (even by SIGKILL) would otherwise run every
+    queued run into a folder a resumed study is using.  Polled, not
+    PR_SET_PDEATHSIG: that fires when the *thread* that started the worker ends.
+    """
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.25)
+        os._exit(1)  # the run's lock dies with us; its last checkpoint is intact
+
+    threading.Thread(target=watch, name="minicnn-watch-parent", daemon=True).start()
 
 
 @contextlib.contextmanager
@@ -113,16 +170,19 @@ def process_pool(jobs: int):
     threads = str(max(1, (os.cpu_count() or 1) // jobs))
     saved = {k: os.environ.get(k) for k in THREAD_VARIABLES}
     os.environ.update({k: threads for k in THREAD_VARIABLES})
-    pool = concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
+    pool = concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                                                  initializer=_watch_parent, initargs=(os.getpid(),))
     try:
         yield pool
     except BaseException:
-        # Ctrl-C or a crash: queued runs must not start, running ones stop now (their
+        # Ctrl-C, SIGTERM or a crash: queued runs must not start, running ones stop now (their
         # last checkpoint is intact: files are replaced atomically).
         workers = list((getattr(pool, "_processes", None) or {}).values())  # shutdown forgets them
         pool.shutdown(wait=False, cancel_futures=True)
         for process in workers:
             process.terminate()
+        for process in workers:
+            process.join(5)
         raise
     else:
         pool.shutdown()
@@ -140,73 +200,75 @@ def run_experiment(path, jobs=1, resume=False, quick=False, overrides=(), out=No
 
     ``executor``: any concurrent.futures.Executor (e.g. Dask's client.get_executor());
     default a local process pool of ``jobs`` workers.  Returns the result rows.
+    Raises UserError for bad input or a folder in use, RunsFailed (after writing the
+    results of the others) when runs failed, KeyboardInterrupt (after saying how to
+    resume) when interrupted.
     """
     from minicnn.data import load_mnist
 
     exp = load_experiment(path, overrides, quick, out)
-    _check_folder(exp, resume)
-    todo = [r for r in exp.runs if not (resume and is_finished(r))]
-    log(f"{exp.name}: {len(exp.runs)} runs ({len(exp.variants)} configs x {len(exp.runs) // len(exp.variants)} seeds), "
-        f"{len(exp.runs) - len(todo)} already finished, {len(todo)} to run, {jobs} in parallel; folder {exp.out}")
-    if todo:
-        load_mnist(data_dir)  # fetch and cache once, before the workers read the cache
-    failures = []
-    start = time.perf_counter()
-    try:
-        if executor is not None:
-            failures = _submit_all(executor, todo, data_dir, resume, jobs, log)
-        else:
-            with process_pool(jobs) as pool:
-                failures = _submit_all(pool, todo, data_dir, resume, jobs, log)
-    except KeyboardInterrupt:
-        log(f"\ninterrupted; finished runs and the last epoch of each unfinished run are saved in {exp.out}. "
-            f"Continue with:\n  minicnn ablate {path} --resume" + (" --quick" if quick else "")
-            + "".join(f" --set {s}" for s in overrides) + (f" --out {out}" if out else ""))
-        raise
-    if todo:
-        log(f"ran {len(todo) - len(failures)} runs in {time.perf_counter() - start:.0f} s")
-    rows = [_row(r) for r in exp.runs if is_finished(r)]
-    write_results(exp.out / "results.csv", rows)
-    write_report(exp.out / "report.md", exp, aggregate(rows, exp.variants), rows)
-    from minicnn.plots import plot_experiment
+    again = (f"minicnn ablate {path} --resume" + (" --quick" if quick else "")
+             + "".join(f" --set {s}" for s in overrides) + (f" --out {out}" if out else ""))
+    with FolderLock(exp.out, "experiment folder"):
+        folders = {run: run_folder(run) for run in exp.runs}
+        _check_folder(exp, folders, resume)
+        todo = [r for r in exp.runs if not (resume and folders[r].finished)]
+        log(f"{exp.name}: {len(exp.runs)} runs ({len(exp.variants)} configs x {len(exp.runs) // len(exp.variants)} "
+            f"seeds), {len(exp.runs) - len(todo)} already finished, {len(todo)} to run, {jobs} in parallel; "
+            f"folder {exp.out}")
+        if todo:
+            load_mnist(data_dir)  # fetch and cache once, before the workers read the cache
+        failures = []
+        start = time.perf_counter()
+        try:
+            if executor is not None:
+                failures = _submit_all(executor, todo, data_dir, jobs, log)
+            else:
+                with process_pool(jobs) as pool:
+                    failures = _submit_all(pool, todo, data_dir, jobs, log)
+        except KeyboardInterrupt:
+            log(f"\ninterrupted; finished runs and the last epoch of each unfinished run are saved in {exp.out}. "
+                f"Continue with:\n  {again}")
+            raise
+        if todo:
+            log(f"ran {len(todo) - len(failures)} runs in {time.perf_counter() - start:.0f} s")
+        rows = [_row(r, folders[r]) for r in exp.runs if folders[r].finished]
+        write_results(exp.out / "results.csv", rows)
+        write_report(exp.out / "report.md", exp, aggregate(rows, exp.variants), rows)
+        if rows:  # no finished run: nothing to draw
+            from minicnn.plots import plot_experiment
 
-    for figure in plot_experiment(exp.out):
-        log(f"figure: {figure}")
-    log(f"report: {exp.out / 'report.md'}")
+            for figure in plot_experiment(exp.out):
+                log(f"figure: {figure}")
+        log(f"report: {exp.out / 'report.md'}")
     if failures:
-        raise RuntimeError(f"{len(failures)} runs failed: " + "; ".join(failures))
+        raise RunsFailed(failures, len(exp.runs), again)
     return rows
 
 
-def _check_folder(exp: Experiment, resume: bool) -> None:
-    """Refuse to mix a new study into a folder with runs, unless resuming; check it is writable."""
-    from minicnn.files import check_writable
-
-    started = [r for r in exp.runs if (r.folder / "config.yaml").exists()]
+def _check_folder(exp: Experiment, folders: dict[Run, RunFolder], resume: bool) -> None:
+    """Refuse to mix a new study into a folder with runs, unless resuming (then every started
+    run must be of the config as it reads now, since finished ones are skipped)."""
+    started = [r for r in exp.runs if folders[r].started]
     if started and not resume:
         raise UserError(f"{exp.out} already holds {len(started)} runs of this study; pass --resume to "
                         "continue it, or --out to start a new one")
-    if resume:
-        from minicnn.config import dump_yaml
-        from minicnn.files import remove_temporaries
-
-        # a finished run is skipped, so it must be a run of the config as it reads now
-        for r in started:
-            if (r.folder / "config.yaml").read_text(encoding="utf-8") != \
-                    dump_yaml(load_config(r.config_path, r.overrides).resolved):
-                raise UserError(f"{r.folder} holds a run of an older version of {r.config_path} (the config "
-                                "or the --set overrides changed since); use --out to start a new study, or "
-                                "delete that run folder to run it again")
-        # temporary files of writes a kill interrupted: never read back, but litter (MBs for checkpoints)
-        for folder in [exp.out, *(r.folder for r in exp.runs)]:
-            remove_temporaries(folder)
-    try:
-        check_writable(exp.out)
-    except OSError as e:
-        raise UserError(f"cannot write the experiment folder {exp.out}: {e}") from None
+    for r in started:
+        try:
+            folders[r].check_identity()
+        except UserError:
+            raise UserError(f"{r.folder} holds a run of an older version of {r.config_path} (the config "
+                            "or the --set overrides changed since); use --out to start a new study, or "
+                            "delete that run folder to run it again") from None
+    # temporary files of writes a kill interrupted: never read back, but litter (MBs for checkpoints);
+    # an unfinished run's own are removed when a worker claims it
+    remove_temporaries(exp.out)
+    for r in started:
+        if folders[r].finished:
+            folders[r].tidy()
 
 
-def _submit_all(executor, todo, data_dir, resume, jobs, log) -> list[str]:
+def _submit_all(executor, todo, data_dir, jobs, log) -> list[tuple[Run, BaseException]]:
     futures = {executor.submit(run_one, run, data_dir, True, jobs == 1 and sys.stderr.isatty()): run
                for run in todo}
     failures = []
@@ -217,20 +279,20 @@ def _submit_all(executor, todo, data_dir, resume, jobs, log) -> list[str]:
         except KeyboardInterrupt:
             raise
         except Exception as e:  # a failed run must not stop the study; it is reported at the end
-            failures.append(f"{run.name} seed {run.seed}: {type(e).__name__}: {e}")
-            log(f"[{done}/{len(todo)}] {run.name} seed {run.seed} FAILED: {e}")
+            failures.append((run, e))
+            log(f"[{done}/{len(todo)}] {run.name} seed {run.seed} FAILED: {_reason(e)}")
             continue
         status = "DIVERGED" if summary["diverged"] else f"test {100 * summary['test_accuracy']:.2f}%"
         log(f"[{done}/{len(todo)}] {run.name} seed {run.seed}: {status}")
     return failures
 
 
-def _row(run: Run) -> dict:
-    s = json.loads((run.folder / "summary.json").read_text())
+def _row(run: Run, folder: RunFolder) -> dict:
+    s = folder.summary()
     row = {"config": run.name, "seed": run.seed}
     for key in ("test_accuracy", "val_accuracy", "epochs", "params", "macs", "seconds_per_epoch",
                 "images_per_second", "diverged"):
-        row[key] = s[key]
+        row[key] = math.nan if s[key] is None else s[key]  # summary.json's null: a number not measured
     rf = s.get("receptive_field")
     row["receptive_field"] = f"{rf[0]}x{rf[1]}" if rf else ""
     for shift, acc in s.get("shift_accuracy", {}).items():

@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import io
 import json
+import math
 import os
 import pathlib
 import re
 import tempfile
 
 import numpy as np
+
+from minicnn.errors import UserError
 
 
 # the names atomic_open and check_writable give their temporary files (mkstemp adds 8 characters)
@@ -32,30 +36,77 @@ FILE_MODE = _file_mode()  # read once, at import: os.umask is process-wide, so n
 
 
 @contextlib.contextmanager
-def atomic_open(path, mode: str = "w"):
-    """Open a temporary file for writing; on success rename it to ``path``."""
+def atomic_open(path, mode: str = "w", size: int | None = None):
+    """Open a temporary file for writing; on success rename it to ``path``.
+
+    A full disk (ENOSPC, EDQUOT) raises UserError naming the folder, the bytes
+    needed (``size``, when the caller knows it) and the bytes free; the
+    temporary file is removed whatever happens.
+    """
     path = pathlib.Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})) as f:
             os.fchmod(f.fileno(), FILE_MODE)  # like any new file, not mkstemp's owner-only 0o600
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+    except BaseException as e:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise UserError(_disk_full(path, size)) from None
         raise
 
 
+def _disk_full(path: pathlib.Path, size: int | None) -> str:
+    try:
+        stat = os.statvfs(path.parent)
+        free = f"{_bytes(stat.f_bavail * stat.f_frsize)} free"
+    except OSError:
+        free = "free space unknown"
+    needed = f"{_bytes(size)} needed" if size is not None else "size unknown"
+    return f"disk full: cannot write {path.name} in {path.parent} ({needed}, {free}); free some space and run again"
+
+
+def _bytes(n: float) -> str:
+    """1536 -> '1.5 KiB'."""
+    if n < 1024:
+        return f"{int(n)} bytes"
+    for unit in ("KiB", "MiB", "GiB"):
+        n /= 1024
+        if n < 1024 or unit == "GiB":
+            return f"{n:.1f} {unit}"
+
+
+def write_bytes(path, data: bytes) -> None:
+    with atomic_open(path, "wb", size=len(data)) as f:
+        f.write(data)
+
+
 def write_text(path, text: str) -> None:
-    with atomic_open(path) as f:
-        f.write(text)
+    write_bytes(path, text.encode("utf-8"))
 
 
-def write_json(path, obj) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+def write_json(path, obj) -> object:
+    """Write ``obj`` as strict JSON (a non-finite float becomes null); return what was written."""
+    obj = finite_or_none(obj)
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n")
+    return obj
+
+
+def finite_or_none(obj):
+    """``obj`` with every NaN or infinite float, in nested dicts and lists, replaced by None."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_or_none(v) for v in obj]
+    return obj
 
 
 def write_csv(path, rows: list[dict], fields: list[str] | None = None) -> None:
@@ -74,8 +125,9 @@ def read_csv(path) -> list[dict[str, str]]:
 
 
 def write_npz(path, arrays: dict[str, np.ndarray]) -> None:
-    with atomic_open(path, "wb") as f:
-        np.savez(f, **arrays)
+    buf = io.BytesIO()  # in memory first, so that a full disk can say how much was needed
+    np.savez(buf, **arrays)
+    write_bytes(path, buf.getvalue())
 
 
 def remove_temporaries(folder) -> list[pathlib.Path]:

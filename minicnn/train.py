@@ -1,33 +1,25 @@
-"""Fit and evaluate one model; the run folder is its complete record.
+"""Fit and evaluate one model; its run folder (minicnn.runs) is its complete record.
 
-Run folder:
-    config.yaml     the resolved config (defaults filled in)
-    checkpoint.npz  parameters, optimizer state and metrics after the last finished epoch
-    metrics.csv     one row per finished epoch
-    summary.json    written once the run is finished (see ``fit``)
-
-Resuming reads checkpoint.npz only, and every epoch shuffles with its own
+Resuming reads the checkpoint only, and every epoch shuffles with its own
 generator ``default_rng([seed, epoch])``, so an interrupted and resumed run
 gives the same numbers as an uninterrupted one.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
-import pathlib
 import resource
+import sys
 import time
 
 import numpy as np
 
 from minicnn import data as mnist_data, threads
 from minicnn.config import Config, build_model, dump_yaml
-from minicnn.errors import UserError
-from minicnn.files import check_writable, write_csv, write_json, write_npz, write_text
 from minicnn.losses import softmax_cross_entropy
 from minicnn.model import Sequential
 from minicnn.optim import OPTIMIZERS
 from minicnn.progress import ProgressBar
+from minicnn.runs import RunFolder
 
 # A run has diverged when a batch's mean cross-entropy is not finite or exceeds
 # this many nats: the model then gives the right class e^-100 on average, which
@@ -116,25 +108,25 @@ def fit(config: Config, out_dir, *, mnist=None, data_dir=None, resume: bool = Fa
     ``mnist``: preloaded minicnn.data.MNIST (else loaded from ``data_dir`` or the usual
     sources).  ``resume``: continue from out_dir's checkpoint, or return its summary if
     the run is finished.  ``log``: called with one line per epoch.
-    Raises UserError for an unwritable folder or a folder holding a different run.
+    Raises UserError for a folder that is unwritable, in use by another process,
+    holding a run of a different config, holding a run while ``resume`` is false,
+    or holding a checkpoint that does not fit the model (see minicnn.runs).
     """
-    out = pathlib.Path(out_dir)
-    try:
-        check_writable(out)
-    except OSError as e:
-        raise UserError(f"cannot write the run folder {out}: {e}") from None
-    config_text = dump_yaml(config.resolved)
-    if resume and (out / "summary.json").exists():
-        return json.loads((out / "summary.json").read_text())
-    if mnist is None:  # before writing config.yaml: a data error leaves no half-made run
-        mnist = mnist_data.load_mnist(data_dir)
-    _claim(out, config_text, resume)
+    with RunFolder(out_dir, dump_yaml(config.resolved), METRIC_FIELDS).claim(resume) as run:
+        if run.finished:
+            return run.summary()
+        if mnist is None:  # before writing config.yaml: a data error leaves no half-made run
+            mnist = mnist_data.load_mnist(data_dir)
+        run.start()
+        return run.finish(_train(config, mnist, run, log, show_progress))
+
+
+def _train(config: Config, mnist, run: RunFolder, log, show_progress) -> dict:
+    """Continue from run's checkpoint, train the remaining epochs (checkpointing each); return the summary."""
     splits = split(config, mnist)
     model = build_model(config)
     optimizer = OPTIMIZERS[config.optimizer.name](model.slots(), **config.optimizer.options)
-    rows = _restore(out / "checkpoint.npz", model, optimizer) if resume else []
-    if rows:  # a kill between the checkpoint and metrics.csv left the csv an epoch behind
-        _write_metrics(out / "metrics.csv", rows)
+    rows = run.restore(model, optimizer)
 
     diverged = any(r.get("diverged") for r in rows)
     with threads.one_blas_thread():  # the layers spread their work over minicnn's own threads
@@ -155,51 +147,10 @@ def fit(config: Config, out_dir, *, mnist=None, data_dir=None, resume: bool = Fa
                          "test_loss": test_loss, "test_accuracy": test_acc,
                          "train_seconds": seconds, "images_per_second": len(splits.x_train) / seconds,
                          "diverged": diverged})
-            # checkpoint first: it is the record a resume trusts; metrics.csv is derived from it
-            _save(out / "checkpoint.npz", model, optimizer, rows)
-            _write_metrics(out / "metrics.csv", rows)
+            run.save_epoch(model, optimizer, rows)
             log(_epoch_line(config, rows[-1]))
 
-    summary = _summary(config, model, splits, rows)
-    write_json(out / "summary.json", summary)
-    return summary
-
-
-def _claim(out: pathlib.Path, config_text: str, resume: bool) -> None:
-    """Write config.yaml, refusing to mix two different runs in one folder."""
-    existing = out / "config.yaml"
-    if existing.exists() and existing.read_text(encoding="utf-8") != config_text:
-        raise UserError(f"{out} holds a run of a different config ({existing}); "
-                        "choose another --out folder or delete it")
-    if not resume:
-        for name in ("checkpoint.npz", "metrics.csv", "summary.json"):
-            (out / name).unlink(missing_ok=True)
-    write_text(existing, config_text)
-
-
-def _write_metrics(path, rows: list[dict]) -> None:
-    write_csv(path, [{k: r[k] for k in METRIC_FIELDS} for r in rows], METRIC_FIELDS)
-
-
-def _save(path, model, optimizer, rows) -> None:
-    arrays = {f"model.{k}": v for k, v in model.state_dict().items()}
-    arrays.update({f"optim.{k}": v for k, v in optimizer.state_dict().items()})
-    arrays["metrics"] = np.array(json.dumps(rows))
-    write_npz(path, arrays)
-
-
-def _restore(path: pathlib.Path, model, optimizer) -> list[dict]:
-    """Load checkpoint.npz into model and optimizer; return its metric rows ([] if none)."""
-    if not path.exists():
-        return []
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-        model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
-        optimizer.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("optim.")})
-        return json.loads(str(arrays["metrics"]))
-    except (OSError, ValueError, KeyError) as e:
-        raise UserError(f"{path}: cannot resume from this checkpoint ({e}); delete it to start the run over") from None
+    return _summary(config, model, splits, rows)
 
 
 def _summary(config: Config, model: Sequential, splits: Splits, rows: list[dict]) -> dict:
@@ -223,9 +174,15 @@ def _summary(config: Config, model: Sequential, splits: Splits, rows: list[dict]
         "images_per_second": images / train_seconds if train_seconds else None,
         "shift_accuracy": shifted,
         "diverged": diverged,
-        "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_memory_mib": peak_memory_mib(),
         "train_images": len(splits.x_train),
     }
+
+
+def peak_memory_mib() -> float:
+    """This process's peak resident memory in MiB (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
 def _epoch_line(config: Config, r: dict) -> str:

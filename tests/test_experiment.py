@@ -22,11 +22,12 @@ from matplotlib.collections import PolyCollection
 from matplotlib.container import BarContainer, ErrorbarContainer
 
 import minicnn.data
+import minicnn.runs
 import minicnn.train
 from minicnn import plots, report
 from minicnn.config import load_config
 from minicnn.errors import UserError
-from minicnn.experiment import load_experiment, run_experiment
+from minicnn.experiment import RunsFailed, load_experiment, run_experiment
 from conftest import tiny_config
 from minicnn.files import read_csv
 
@@ -335,7 +336,7 @@ def test_resume_rewrites_a_stale_metrics_csv(tmp_path, tiny_mnist, monkeypatch):
 
     config = validate(study_config("max"), "max.yaml")
     minicnn.train.fit(config, tmp_path / "whole", mnist=tiny_mnist, log=lambda line: None)
-    real_write_csv = minicnn.train.write_csv
+    real_write_csv = minicnn.runs.write_csv
     writes = {"metrics": 0}
 
     def killed_before_the_second_metrics_csv(path, rows, fields=None):
@@ -345,10 +346,10 @@ def test_resume_rewrites_a_stale_metrics_csv(tmp_path, tiny_mnist, monkeypatch):
                 raise KeyboardInterrupt
         return real_write_csv(path, rows, fields)
 
-    monkeypatch.setattr(minicnn.train, "write_csv", killed_before_the_second_metrics_csv)
+    monkeypatch.setattr(minicnn.runs, "write_csv", killed_before_the_second_metrics_csv)
     with pytest.raises(KeyboardInterrupt):
         minicnn.train.fit(config, tmp_path / "cut", mnist=tiny_mnist, log=lambda line: None)
-    monkeypatch.setattr(minicnn.train, "write_csv", real_write_csv)
+    monkeypatch.setattr(minicnn.runs, "write_csv", real_write_csv)
     minicnn.train.fit(config, tmp_path / "cut", mnist=tiny_mnist, resume=True, log=lambda line: None)
     assert len(read_csv(tmp_path / "cut" / "metrics.csv")) == len(read_csv(tmp_path / "whole" / "metrics.csv")) == 2
 
@@ -395,8 +396,11 @@ def test_a_failing_run_does_not_stop_the_study(tmp_path, fake_data, monkeypatch)
 
     monkeypatch.setattr(minicnn.train, "fit", flaky)
     lines = []
-    with pytest.raises(RuntimeError, match="1 runs failed: max seed 0: RuntimeError: disk on fire"):
+    with pytest.raises(RunsFailed, match="1 of 4 runs failed") as failed:
         run_experiment(path, executor=InProcess(), log=lines.append)
+    table = failed.value.table()
+    assert "max seed 0  RuntimeError: disk on fire" in table and "--resume" in table
+    assert "disk on fire" in failed.value.tracebacks() and "Traceback" in failed.value.tracebacks()
     out = tmp_path / "runs" / "study"
     results = read_csv(out / "results.csv")
     assert [(r["config"], r["seed"]) for r in results] == [("max", "1"), ("avg", "0"), ("avg", "1")]

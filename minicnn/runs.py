@@ -1,0 +1,328 @@
+"""A run folder, and the only code that reads or writes one.
+
+Run folder:
+    config.yaml     the resolved config (defaults filled in): the run's identity
+    checkpoint.npz  parameters, optimizer state and metric rows after the last finished epoch
+    metrics.csv     one row per finished epoch (derived from the checkpoint)
+    summary.json    written once the run is finished; strict JSON (null, never NaN)
+    .lock           exists while a process holds the run (``FolderLock``)
+
+Rules, in the order ``RunFolder.claim`` applies them:
+1. one process at a time: an exclusive ``fcntl.flock`` on ``.lock``, held for
+   the run's life; a second process gets a UserError naming the folder and
+   the holder's pid and host;
+2. temporary files of writes that a kill interrupted are removed;
+3. the folder must hold a run of this very config (config.yaml, compared as
+   text) before anything else in it is read back;
+4. a folder holding a finished or checkpointed run is only continued with
+   ``resume``; otherwise the caller is told how to start over.
+A checkpoint is read and checked completely (every array's name, shape and
+dtype against the model and optimizer, every metric row against its schema)
+before any state is loaded.  Every file is written atomically (minicnn.files).
+
+A run may be claimed, and resumed, by a process on another machine that
+mounts the same folder: the lock is a ``flock``, which Linux's NFS client
+(since 2.6.12) emulates with NFS byte-range locks, so it holds across
+machines; we rely on that for now.  A lock dies with its process, so a
+killed holder never leaves a folder locked.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import io
+import json
+import os
+import pathlib
+import socket
+import time
+import zipfile
+from typing import Sequence
+
+import numpy as np
+import yaml
+
+from minicnn.errors import UserError
+from minicnn.files import FILE_MODE, check_writable, remove_temporaries, write_csv, write_json, write_npz, write_text
+
+CONFIG, CHECKPOINT, METRICS, SUMMARY, LOCK = "config.yaml", "checkpoint.npz", "metrics.csv", "summary.json", ".lock"
+# Metric rows are JSON in the checkpoint; about 300 characters an epoch.  This bounds what
+# a corrupt header could make us allocate, while leaving room for 10,000 epochs.
+METRICS_MAX_BYTES = 16 << 20
+
+
+class FolderLock:
+    """An exclusive ``flock`` on FOLDER/.lock, from ``acquire`` (or ``with``) until ``release``.
+
+    ``what`` names the folder in messages ("run folder", "experiment folder").
+    The lock file holds "PID on HOST" of the holder and is removed on release.
+    """
+
+    def __init__(self, folder, what: str = "folder") -> None:
+        self.folder, self.what = pathlib.Path(folder), what
+        self.path = self.folder / LOCK
+        self._fd: int | None = None
+
+    def acquire(self) -> FolderLock:
+        try:
+            check_writable(self.folder)
+        except OSError as e:
+            raise UserError(f"cannot write the {self.what} {self.folder}: {e}") from None
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _holder(fd)
+                os.close(fd)
+                raise UserError(f"the {self.what} {self.folder} is in use by "
+                                f"{'process ' + holder if holder else 'another process'}; wait until it "
+                                "ends, or choose another --out folder") from None
+            # the last holder unlinks the file before it lets go: then this lock is on a dead inode
+            with contextlib.suppress(FileNotFoundError):
+                on_disk, ours = os.stat(self.path), os.fstat(fd)
+                if (on_disk.st_dev, on_disk.st_ino) == (ours.st_dev, ours.st_ino):
+                    break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)  # while still holding it: see the inode check in acquire
+        os.close(self._fd)
+        self._fd = None
+
+    def __enter__(self) -> FolderLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _holder(fd: int) -> str:
+    """"PID on HOST" from a lock file another process holds; it writes that just after it locks."""
+    for _ in range(50):
+        holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+        if holder:
+            return holder
+        time.sleep(0.01)
+    return ""
+
+
+class RunFolder:
+    """The folder of one run of the config whose resolved YAML is ``config_text``.
+
+    ``metric_fields``: the columns of metrics.csv, in order; every metric row is a
+    dict of these (numbers, ``epoch`` an int counting from 1) plus ``diverged`` (bool).
+    """
+
+    def __init__(self, path, config_text: str, metric_fields: Sequence[str] = ()) -> None:
+        self.path = pathlib.Path(path)
+        self.config_text = config_text
+        self.metric_fields = tuple(metric_fields)
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
+
+    @property
+    def started(self) -> bool:
+        return (self.path / CONFIG).exists()
+
+    @property
+    def finished(self) -> bool:
+        return (self.path / SUMMARY).exists()
+
+    # ------------------------------------------------------------ claim
+
+    @contextlib.contextmanager
+    def claim(self, resume: bool):
+        """Hold the folder for the life of the ``with`` block; check it may be (re)used.
+
+        Raises UserError when another process holds it, it holds a run of another
+        config, or (without ``resume``) it holds a finished or checkpointed run.
+        """
+        with FolderLock(self.path, "run folder"):
+            remove_temporaries(self.path)
+            self.check_identity()
+            if not resume and (self.finished or (self.path / CHECKPOINT).exists()):
+                what, verb = ("a finished run", "keep it") if self.finished else ("an unfinished run", "continue it")
+                raise UserError(f"{self.path} already holds {what} of this config; pass --resume to {verb}, "
+                                "or delete the folder (or choose another --out) to start over")
+            yield self
+
+    def tidy(self) -> None:
+        """Remove the temporary files of killed writes, if no process holds the folder now."""
+        with contextlib.suppress(UserError), FolderLock(self.path, "run folder"):
+            remove_temporaries(self.path)
+
+    def check_identity(self) -> None:
+        """UserError unless the folder is new or its config.yaml is this config's."""
+        path = self.path / CONFIG
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return
+        except (OSError, UnicodeDecodeError) as e:
+            raise UserError(f"cannot read {path}: {e}") from None
+        if text != self.config_text:
+            raise UserError(f"{self.path} holds a run of a different config ({_difference(text, self.config_text)}); "
+                            "choose another --out folder, or delete this one to start over")
+
+    # ------------------------------------------------------------ read back
+
+    def summary(self) -> dict:
+        """summary.json of the finished run (its config checked first)."""
+        self.check_identity()
+        path = self.path / SUMMARY
+        try:
+            summary = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            raise UserError(f"{path}: cannot read it ({e}); delete it and resume the run to write it "
+                            "again from checkpoint.npz") from None
+        if not isinstance(summary, dict):
+            raise UserError(f"{path}: expected a JSON object, got {type(summary).__name__}; delete it and "
+                            "resume the run to write it again from checkpoint.npz")
+        return summary
+
+    def restore(self, model, optimizer) -> list[dict]:
+        """Load checkpoint.npz into ``model`` and ``optimizer``; return its metric rows ([] if none).
+
+        Everything is checked before anything is loaded; a checkpoint that does not fit
+        raises UserError and leaves model and optimizer untouched.  metrics.csv is
+        rewritten from the rows (a kill between the two writes leaves it an epoch behind).
+        """
+        path = self.path / CHECKPOINT
+        if not path.exists():
+            return []
+        expected = {f"model.{k}": v for k, v in model.state_dict().items()}
+        expected.update({f"optim.{k}": v for k, v in optimizer.state_dict().items()})
+        try:
+            arrays = _read_checkpoint(path, expected)
+            rows = _check_rows(arrays.pop("metrics"), self.metric_fields)
+        except ValueError as e:
+            raise UserError(f"{path}: cannot resume from this checkpoint: {e}; delete it to start the "
+                            "run over") from None
+        model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
+        optimizer.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("optim.")})
+        if rows:
+            self._write_metrics(rows)
+        return rows
+
+    # ------------------------------------------------------------ write
+
+    def start(self) -> None:
+        """Write config.yaml (the run's identity); a metrics.csv without a checkpoint is stale."""
+        if not (self.path / CHECKPOINT).exists():
+            (self.path / METRICS).unlink(missing_ok=True)
+        write_text(self.path / CONFIG, self.config_text)
+
+    def save_epoch(self, model, optimizer, rows: list[dict]) -> None:
+        """Checkpoint first: it is the record a resume trusts; metrics.csv is derived from it."""
+        arrays = {f"model.{k}": v for k, v in model.state_dict().items()}
+        arrays.update({f"optim.{k}": v for k, v in optimizer.state_dict().items()})
+        arrays["metrics"] = np.array(json.dumps(rows))
+        write_npz(self.path / CHECKPOINT, arrays)
+        self._write_metrics(rows)
+
+    def finish(self, summary: dict) -> dict:
+        """Write summary.json (non-finite numbers as null); return the summary as written."""
+        return write_json(self.path / SUMMARY, summary)
+
+    def _write_metrics(self, rows: list[dict]) -> None:
+        write_csv(self.path / METRICS, [{k: r[k] for k in self.metric_fields} for r in rows],
+                  list(self.metric_fields))
+
+
+def _read_checkpoint(path: pathlib.Path, expected: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The arrays of ``path``, each checked against ``expected`` (name, shape, dtype) plus
+    ``metrics``, a 0-d string; ValueError saying what does not fit."""
+    limits = {f"{k}.npy": v.nbytes + 4096 for k, v in expected.items()}  # + the .npy header
+    limits["metrics.npy"] = METRICS_MAX_BYTES
+    arrays = {}
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+            for name in names:
+                if name not in limits:
+                    raise ValueError(f"unexpected array {name[:-4] if name.endswith('.npy') else name!r}")
+            for name, limit in limits.items():
+                if name not in names:
+                    raise ValueError(f"array {name[:-4]!r} is missing")
+                if z.getinfo(name).file_size > limit:
+                    raise ValueError(f"array {name[:-4]!r} is larger than it can be ({z.getinfo(name).file_size} bytes)")
+                raw = z.read(name)  # checks the CRC: a flipped byte is caught here
+                arrays[name[:-4]] = np.lib.format.read_array(io.BytesIO(raw), allow_pickle=False)
+    except ValueError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a corrupt zip can fail in zipfile's parser in many ways
+        raise ValueError(f"not a readable .npz file ({type(e).__name__}: {e})") from None
+    for key, want in expected.items():
+        got = arrays[key]
+        if got.shape != want.shape or got.dtype != want.dtype:
+            raise ValueError(f"array {key!r} is {got.dtype}{list(got.shape)}, the model and optimizer "
+                             f"need {want.dtype}{list(want.shape)}")
+    metrics = arrays["metrics"]
+    if metrics.shape != () or metrics.dtype.kind != "U":
+        raise ValueError(f"array 'metrics' is {metrics.dtype}{list(metrics.shape)}, expected a string")
+    return arrays
+
+
+def _check_rows(metrics: np.ndarray, fields: Sequence[str]) -> list[dict]:
+    """The metric rows of a checkpoint, checked against their schema; ValueError if not."""
+    try:
+        rows = json.loads(str(metrics))
+    except ValueError as e:
+        raise ValueError(f"its metrics are not JSON ({e})") from None
+    if not isinstance(rows, list):
+        raise ValueError(f"its metrics are a {type(rows).__name__}, expected a list of rows")
+    keys = {*fields, "diverged"}
+    for i, row in enumerate(rows):
+        where = f"metrics row {i}"
+        if not isinstance(row, dict) or set(row) != keys:
+            got = sorted(row) if isinstance(row, dict) else type(row).__name__
+            raise ValueError(f"{where} has {str(got)[:200]}, expected the keys {sorted(keys)}")
+        for key in fields:
+            value = row[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{where}: {key} is {str(value)[:50]!r}, expected a number")
+        if row["epoch"] != i + 1 or not isinstance(row["epoch"], int):
+            raise ValueError(f"{where}: epoch is {row['epoch']!r}, expected {i + 1}")
+        if not isinstance(row["diverged"], bool) or (row["diverged"] and i != len(rows) - 1):
+            raise ValueError(f"{where}: diverged is {row['diverged']!r}, expected a bool that only "
+                             "the last row may have true")
+    return rows
+
+
+def _difference(old_text: str, new_text: str) -> str:
+    """Where two resolved configs differ, e.g. 'train.epochs is 1 there, 2 here'."""
+    try:
+        old, new = yaml.safe_load(old_text), yaml.safe_load(new_text)
+    except yaml.YAMLError:
+        return "its config.yaml is not this config's"
+
+    def first(a, b, path):
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in [*a, *(k for k in b if k not in a)]:
+                found = first(a.get(key), b.get(key), f"{path}.{key}" if path else str(key))
+                if found:
+                    return found
+        elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+            for i, (x, y) in enumerate(zip(a, b)):
+                found = first(x, y, f"{path}[{i}]")
+                if found:
+                    return found
+        elif a != b:
+            return f"{path or 'the config'} is {_short(a)} there, {_short(b)} here"
+        return None
+
+    return first(old, new, "") or "its config.yaml is not this config's"
+
+
+def _short(value) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
