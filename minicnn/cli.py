@@ -38,7 +38,11 @@ def _parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("ablate", help="run an experiment grid (configs x seeds)")
     a.add_argument("experiment", help="experiment YAML, e.g. experiments/pooling_ablation.yaml")
-    a.add_argument("--jobs", type=int, default=1, help="runs in parallel (default 1)")
+    where = a.add_mutually_exclusive_group()
+    where.add_argument("--jobs", type=int, default=1, help="runs in parallel on this machine (default 1)")
+    where.add_argument("--dask", metavar="ADDRESS",
+                       help="run on a Dask cluster: a scheduler address (tcp://host:8786), or local:N "
+                            "for N worker processes here; needs pip install \"minicnn[dask]\"")
     a.add_argument("--resume", action="store_true", help="skip finished runs, continue interrupted ones")
     a.add_argument("--quick", action="store_true", help="smoke test: 1 epoch, 2,000 training images, 1 seed")
     a.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -88,8 +92,14 @@ def _ablate(args) -> None:
     if args.jobs < 1:
         raise_user(f"--jobs must be at least 1, got {args.jobs}")
     try:
-        run_experiment(args.experiment, jobs=args.jobs, resume=args.resume, quick=args.quick,
-                       overrides=args.set, out=args.out, data_dir=args.data_dir)
+        if args.dask:
+            from minicnn.cluster import run_study
+
+            run_study(args.dask, args.experiment, resume=args.resume, quick=args.quick, overrides=args.set,
+                      out=args.out, data_dir=args.data_dir)
+        else:
+            run_experiment(args.experiment, jobs=args.jobs, resume=args.resume, quick=args.quick,
+                           overrides=args.set, out=args.out, data_dir=args.data_dir)
     except KeyboardInterrupt as e:  # run_experiment has said how to resume
         print(_stopped(e), file=sys.stderr)
         sys.exit(_status(e))

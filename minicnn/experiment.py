@@ -9,8 +9,9 @@ Experiment file (YAML):
     quick: {seeds: [0], set: [...]}            # what --quick changes (optional)
 
 Each run is ``fit(config, OUT/NAME/seedK)`` in a worker of a
-``concurrent.futures.Executor`` (a process pool by default, BLAS and OpenMP
-limited to cpu_count // jobs threads per worker).  A run is a pure function of
+``concurrent.futures.Executor``: a local process pool by default, or a Dask
+cluster's (minicnn.cluster).  Each run takes its share of the cores inside
+its task (``threads.limit``: cpu_count // jobs in the local pool).  A run is a pure function of
 its resolved config and seed, and everything it returns is also on disk, so
 ``--resume`` only has to look at the run folders (minicnn.runs).
 
@@ -41,7 +42,11 @@ from minicnn.report import aggregate, write_report, write_results
 from minicnn.runs import FolderLock, RunFolder
 from minicnn.schema import parse
 
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "MINICNN_KERNEL_THREADS")
+STOP_FILE = ".stop"  # in the experiment folder while the driver stops the study
+
+
+class StudyStopped(Exception):
+    """Raised in a run whose driver stopped the study (Ctrl-C, SIGTERM) after its last saved epoch."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,14 +104,36 @@ def load_experiment(path, overrides=(), quick=False, out=None) -> Experiment:
     return Experiment(name, file, runs, variants, out)
 
 
-def run_one(run: Run, data_dir=None, resume=True, show_progress=False) -> dict:
-    """Fit one run in this process (the function the executor calls); return its summary."""
+def run_one(run: Run, data_dir=None, threads=None, show_progress=False) -> dict:
+    """Fit one run in this process (the function the executor calls); return its summary.
+
+    ``threads``: the run's share of the cores, taken here, inside the task: an
+    int, or a Dask thread plan {host: threads} (minicnn.cluster.thread_plan)
+    looked up for the worker the run landed on; None leaves the process as is.
+    Each epoch's line goes to stdout, or to the driver when the run is on a
+    Dask worker.  Between epochs the run stops (its last epoch saved) once the
+    driver has asked the study to stop (``STOP_FILE``, for workers the driver
+    cannot kill, such as a remote cluster's).
+    """
+    from minicnn import cluster, threads as kernel_threads
     from minicnn.train import fit
 
     config = load_config(run.config_path, run.overrides)
     prefix = f"[{run.name} seed {run.seed}] "
-    return fit(config, run.folder, data_dir=data_dir, resume=resume, show_progress=show_progress,
-               log=lambda line: print(prefix + line, flush=True))
+    forward = cluster.worker_log()
+    stop = run.folder.parent.parent / STOP_FILE
+
+    def log(line):
+        if forward is not None:
+            forward(prefix + line)
+        else:
+            print(prefix + line, flush=True)
+        if stop.exists():
+            raise StudyStopped(f"{run.name} seed {run.seed}: the study was stopped; --resume continues it")
+
+    share = cluster.threads_here(threads) if isinstance(threads, dict) else threads
+    with kernel_threads.limit(share) if share else contextlib.nullcontext():
+        return fit(config, run.folder, data_dir=data_dir, resume=True, show_progress=show_progress, log=log)
 
 
 def run_folder(run: Run) -> RunFolder:
@@ -138,6 +165,9 @@ class RunsFailed(Exception):
 
 
 def _reason(e: BaseException) -> str:
+    if type(e).__name__ == "KilledWorker":  # distributed's, without importing it
+        return ("its Dask worker died each time it was tried (killed, or out of memory); its last finished "
+                "epoch is saved and --resume continues it")
     if isinstance(e, concurrent.futures.process.BrokenProcessPool):
         return ("its worker process died (killed, or out of memory); its last finished epoch is saved "
                 "and --resume continues it")
@@ -162,14 +192,7 @@ def _watch_parent(parent: int) -> None:
 
 @contextlib.contextmanager
 def process_pool(jobs: int):
-    """A spawn-based process pool whose workers each use cpu_count // jobs threads.
-
-    The thread variables must be in the environment whenever a worker starts,
-    and the pool starts workers on demand, so they stay set while it lives.
-    """
-    threads = str(max(1, (os.cpu_count() or 1) // jobs))
-    saved = {k: os.environ.get(k) for k in THREAD_VARIABLES}
-    os.environ.update({k: threads for k in THREAD_VARIABLES})
+    """A spawn-based process pool of ``jobs`` workers that end when the runner does."""
     pool = concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
                                                   initializer=_watch_parent, initargs=(os.getpid(),))
     try:
@@ -186,47 +209,49 @@ def process_pool(jobs: int):
         raise
     else:
         pool.shutdown()
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def run_experiment(path, jobs=1, resume=False, quick=False, overrides=(), out=None,
-                   data_dir=None, executor=None, log=print) -> list[dict]:
+                   data_dir=None, executor=None, threads=None, log=print) -> list[dict]:
     """Run every unfinished run of the grid, then write results.csv, report.md and figures.
 
     ``executor``: any concurrent.futures.Executor (e.g. Dask's client.get_executor());
-    default a local process pool of ``jobs`` workers.  Returns the result rows.
-    Raises UserError for bad input or a folder in use, RunsFailed (after writing the
-    results of the others) when runs failed, KeyboardInterrupt (after saying how to
-    resume) when interrupted.
+    default a local process pool of ``jobs`` workers.  ``threads``: each run's
+    share of the cores (an int, or a Dask plan {host: threads}); default
+    cpu_count // jobs for the local pool, the process as it is for an executor.
+    Returns the result rows.  Raises UserError for bad input or a folder in
+    use, RunsFailed (after writing the results of the others) when runs failed,
+    KeyboardInterrupt (after saying how to resume) when interrupted.
     """
     from minicnn.data import load_mnist
 
     exp = load_experiment(path, overrides, quick, out)
     again = (f"minicnn ablate {path} --resume" + (" --quick" if quick else "")
              + "".join(f" --set {s}" for s in overrides) + (f" --out {out}" if out else ""))
+    if executor is None and threads is None:
+        threads = max(1, (os.cpu_count() or 1) // jobs)
     with FolderLock(exp.out, "experiment folder"):
         folders = {run: run_folder(run) for run in exp.runs}
         _check_folder(exp, folders, resume)
+        (exp.out / STOP_FILE).unlink(missing_ok=True)  # left by an earlier, interrupted driver
         todo = [r for r in exp.runs if not (resume and folders[r].finished)]
+        where = f"{jobs} in parallel" if executor is None else f"on {type(executor).__name__}"
         log(f"{exp.name}: {len(exp.runs)} runs ({len(exp.variants)} configs x {len(exp.runs) // len(exp.variants)} "
-            f"seeds), {len(exp.runs) - len(todo)} already finished, {len(todo)} to run, {jobs} in parallel; "
+            f"seeds), {len(exp.runs) - len(todo)} already finished, {len(todo)} to run, {where}; "
             f"folder {exp.out}")
         if todo:
             load_mnist(data_dir)  # fetch and cache once, before the workers read the cache
         failures = []
         start = time.perf_counter()
+        progress = executor is not None or jobs > 1  # else the run's own per-batch bar shows
         try:
             if executor is not None:
-                failures = _submit_all(executor, todo, data_dir, jobs, log)
+                failures = _submit_all(executor, todo, data_dir, threads, progress, log)
             else:
                 with process_pool(jobs) as pool:
-                    failures = _submit_all(pool, todo, data_dir, jobs, log)
+                    failures = _submit_all(pool, todo, data_dir, threads, progress, log)
         except KeyboardInterrupt:
+            (exp.out / STOP_FILE).touch()  # runs the driver cannot kill stop after their current epoch
             log(f"\ninterrupted; finished runs and the last epoch of each unfinished run are saved in {exp.out}. "
                 f"Continue with:\n  {again}")
             raise
@@ -268,22 +293,30 @@ def _check_folder(exp: Experiment, folders: dict[Run, RunFolder], resume: bool) 
             folders[r].tidy()
 
 
-def _submit_all(executor, todo, data_dir, jobs, log) -> list[tuple[Run, BaseException]]:
-    futures = {executor.submit(run_one, run, data_dir, True, jobs == 1 and sys.stderr.isatty()): run
-               for run in todo}
+def _submit_all(executor, todo, data_dir, threads, progress, log) -> list[tuple[Run, BaseException]]:
+    """Hand every run to ``executor``; collect failures as they come, with one bar over runs."""
+    from tqdm import tqdm
+
+    show_batches = not progress and sys.stderr.isatty()
+    futures = {executor.submit(run_one, run, data_dir, threads, show_batches): run for run in todo}
     failures = []
-    for done, future in enumerate(concurrent.futures.as_completed(futures), start=1):
-        run = futures[future]
-        try:
-            summary = future.result()
-        except KeyboardInterrupt:
-            raise
-        except Exception as e:  # a failed run must not stop the study; it is reported at the end
-            failures.append((run, e))
-            log(f"[{done}/{len(todo)}] {run.name} seed {run.seed} FAILED: {_reason(e)}")
-            continue
-        status = "DIVERGED" if summary["diverged"] else f"test {100 * summary['test_accuracy']:.2f}%"
-        log(f"[{done}/{len(todo)}] {run.name} seed {run.seed}: {status}")
+    with tqdm(total=len(todo), unit="run", desc="runs", disable=not progress or None, file=sys.stderr,
+              dynamic_ncols=True) as bar:
+        for done, future in enumerate(concurrent.futures.as_completed(futures), start=1):
+            run = futures[future]
+            try:
+                summary = future.result()
+            except KeyboardInterrupt:
+                raise
+            except Exception as e:  # a failed run must not stop the study; it is reported at the end
+                failures.append((run, e))
+                status = f"FAILED: {_reason(e)}"
+            else:
+                status = "DIVERGED" if summary["diverged"] else f"test {100 * summary['test_accuracy']:.2f}%"
+            bar.update()
+            bar.clear()
+            log(f"[{done}/{len(todo)}] {run.name} seed {run.seed}: {status}")
+            bar.refresh()
     return failures
 
 

@@ -16,8 +16,10 @@ OpenMP's wait policy cannot be changed once its runtime is loaded, and that
 runtime is shared with PyTorch in the same process; Python's pool threads wait
 on a lock and never spin.
 
-``ablate --jobs N`` gives each worker cpu_count // N threads (one each with
-``--jobs 2`` on 2 cores).  Small work stays on the calling thread
+A run of a study owns a share of its host's cores (``ablate --jobs N``:
+cpu_count // N; on Dask, the host's CPUs over its task slots) and takes it
+inside its own process with ``limit(n)``, whatever the environment the
+worker was started with.  Small work stays on the calling thread
 (``PARALLEL_MIN_WORK``).
 """
 from __future__ import annotations
@@ -45,6 +47,25 @@ PARALLEL_MIN_WORK = 1 << 20
 _pool: concurrent.futures.ThreadPoolExecutor | None = None
 _blas = None
 _held = False  # inside one_blas_thread (only the main thread enters it)
+
+
+@contextlib.contextmanager
+def limit(n: int):
+    """Inside the block, minicnn's layers use ``n`` threads and BLAS at most ``n``.
+
+    For a whole run in a worker process (one run at a time per process).  With
+    n > 1 the training loop still holds BLAS to one thread while the layers
+    run their own (``one_blas_thread``).
+    """
+    global KERNEL_THREADS
+    from threadpoolctl import threadpool_limits
+
+    saved, KERNEL_THREADS = KERNEL_THREADS, max(1, int(n))
+    try:
+        with threadpool_limits(limits=KERNEL_THREADS):
+            yield
+    finally:
+        KERNEL_THREADS = saved
 
 
 def _executor(workers: int) -> concurrent.futures.ThreadPoolExecutor:

@@ -116,3 +116,37 @@ def test_probe_names_the_worker_that_cannot_see_the_folder(scheduler, tmp_path):
     assert f"cannot use the experiment folder {folder}" in message
     assert "cannot read" in message and "MINICNN_DATA" in message
     assert "Dask worker tcp://127.0.0.1:" in message
+
+
+def _threads_in_task(plan):
+    from threadpoolctl import threadpool_info
+
+    from minicnn import threads
+
+    def blas():
+        return sorted({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
+
+    before = (threads.KERNEL_THREADS, blas())
+    with threads.limit(cluster.threads_here(plan)):
+        inside = (threads.KERNEL_THREADS, blas())
+    return before, inside
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2 CPUs to tell a share from the whole")
+@pytest.mark.parametrize("workers", [1, 2])
+def test_each_run_takes_its_hosts_share_inside_the_task(workers):
+    """N worker processes with one slot each on this host: each run gets cpu_count // N
+    threads, BLAS and minicnn's own.  Dask starts workers with OMP_NUM_THREADS=1 and the
+    like; with one worker on 2 CPUs the share (2) differs from that, so only the task's
+    own limit can give it."""
+    distributed = pytest.importorskip("distributed")
+    share = os.cpu_count() // workers
+    with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as lc, distributed.Client(lc) as client:
+        plan = cluster.thread_plan(client)
+        assert plan == {"127.0.0.1": share}
+        answers = client.gather([client.submit(_threads_in_task, plan, pure=False) for _ in range(2 * workers)])
+    for before, inside in answers:
+        assert inside == (share, [share])
+        if workers == 1:
+            assert before != inside  # the worker's environment said otherwise: the limit did the work
