@@ -287,3 +287,14 @@ def test_a_study_preloads_each_data_set_once(tmp_path, tiny_data, monkeypatch):
         preload([load_config(own_config(tmp_path), ["data.val_size=150"])])
     with pytest.raises(UserError, match=r"= [4-9], but the last dense layer has out_features 4"):  # labels 0..9
         preload([load_config(own_config(tmp_path), ["model.layers[9].out_features=4"])])
+
+
+def test_data_fetch_takes_the_data_set_by_name(tmp_path, run_cli, monkeypatch):
+    monkeypatch.setenv("MINICNN_DATA", str(tmp_path / "cache"))
+    (tmp_path / "empty").mkdir()
+    status, _, err = run_cli("data", "fetch", "--dataset", "fashion_mnist", "--data-dir", tmp_path / "empty")
+    assert status == 2 and "Fashion-MNIST" in err and "train-images-idx3-ubyte" in err
+    assert not (tmp_path / "cache" / "fashion_mnist.npz").exists()
+    with pytest.raises(SystemExit) as stopped:  # npz has nothing to fetch: argparse refuses it
+        run_cli("data", "fetch", "--dataset", "npz")
+    assert stopped.value.code == 2
