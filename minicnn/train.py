@@ -177,10 +177,8 @@ def fit(config: Config, out_dir, *, data: datasets.Dataset | None = None, mnist:
         # before writing config.yaml: a data error leaves no half-made run
         if mnist is not None:
             data = as_dataset(mnist)
-        if data is None:
-            dataset = load_data(config, data_dir)
-        else:
-            dataset = datasets.check_fits(data, config.input_shape, config.num_outputs)
+        dataset = (load_data(config, data_dir) if data is None
+                   else datasets.check_fits(data, config.input_shape, config.num_outputs))
         splits = split(config, dataset)
         run.start()
         return run.finish(_train(config, dataset, splits, run, log, show_progress))
