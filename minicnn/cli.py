@@ -33,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key by its dotted path, e.g. train.epochs=1")
     t.add_argument("--out", help="run folder (default runs/NAME-DATE-TIME)")
-    t.add_argument("--data-dir", help="folder with the four MNIST IDX files")
+    t.add_argument("--data-dir", help="folder with the four IDX files of data.dataset (mnist, fashion_mnist)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
 
     a = sub.add_parser("ablate", help="run an experiment grid (configs x seeds)")
@@ -58,17 +58,20 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("config")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
 
-    d = sub.add_parser("data", help="manage the MNIST cache")
-    d.add_argument("action", choices=["fetch"], help="fetch: download, verify and cache MNIST")
-    d.add_argument("--data-dir", help="folder with the four MNIST IDX files")
+    d = sub.add_parser("data", help="manage the data set cache")
+    d.add_argument("action", choices=["fetch"], help="fetch: download, verify and cache a data set")
+    d.add_argument("--dataset", choices=["mnist", "fashion_mnist"], default="mnist",
+                   help="the data set to fetch (default mnist)")
+    d.add_argument("--data-dir", help="folder with the four IDX files")
     return p
 
 
 def _train(args) -> None:
-    from minicnn.config import load_config
+    from minicnn.config import check_memory, load_config
     from minicnn.train import fit
 
     config = load_config(args.config, args.set)
+    check_memory(config)
     if args.resume and not args.out:
         raise_user("--resume needs --out, the run folder to continue")
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -130,7 +133,7 @@ def _summary(args) -> None:
 def _data(args) -> None:
     from minicnn.data import fetch
 
-    print(fetch(args.data_dir))
+    print(fetch(args.data_dir, dataset=args.dataset))
 
 
 def raise_user(message: str):

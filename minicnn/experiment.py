@@ -38,7 +38,7 @@ import traceback
 from minicnn.config import ExperimentKeys, dump_yaml, load_config, load_yaml
 from minicnn.errors import ConfigError, UserError
 from minicnn.files import remove_temporaries
-from minicnn.report import aggregate, write_report, write_results
+from minicnn.report import PROVENANCE_FIELDS, aggregate, write_report, write_results
 from minicnn.runs import FolderLock, RunFolder
 from minicnn.schema import parse
 
@@ -223,7 +223,7 @@ def run_experiment(path, jobs=1, resume=False, quick=False, overrides=(), out=No
     use, RunsFailed (after writing the results of the others) when runs failed,
     KeyboardInterrupt (after saying how to resume) when interrupted.
     """
-    from minicnn.data import load_mnist
+    from minicnn.train import preload
 
     exp = load_experiment(path, overrides, quick, out)
     again = (f"minicnn ablate {path} --resume" + (" --quick" if quick else "")
@@ -239,8 +239,8 @@ def run_experiment(path, jobs=1, resume=False, quick=False, overrides=(), out=No
         log(f"{exp.name}: {len(exp.runs)} runs ({len(exp.variants)} configs x {len(exp.runs) // len(exp.variants)} "
             f"seeds), {len(exp.runs) - len(todo)} already finished, {len(todo)} to run, {where}; "
             f"folder {exp.out}")
-        if todo:
-            load_mnist(data_dir)  # fetch and cache once, before the workers read the cache
+        if todo:  # fetch and cache each data set once, before the workers read the caches
+            preload([load_config(r.config_path, r.overrides) for r in todo], data_dir)
         failures = []
         start = time.perf_counter()
         progress = executor is not None or jobs > 1  # else the run's own per-batch bar shows
@@ -330,5 +330,8 @@ def _row(run: Run, folder: RunFolder) -> dict:
     row["receptive_field"] = f"{rf[0]}x{rf[1]}" if rf else ""
     for shift, acc in s.get("shift_accuracy", {}).items():
         row[f"shift_{shift}"] = acc
+    for key in PROVENANCE_FIELDS:  # data set, its sha256, BLAS; runs of older versions lack them
+        if key in s:
+            row[key] = s[key]
     row["run_dir"] = f"{run.name}/seed{run.seed}"  # relative to the experiment folder, which may move
     return row

@@ -3,7 +3,7 @@
 Run folder:
     config.yaml     the resolved config (defaults filled in): the run's identity
     checkpoint.npz  parameters, optimizer state and metric rows after the last finished epoch
-    metrics.csv     one row per finished epoch (derived from the checkpoint)
+    metrics.csv     one row per finished epoch (derived from the checkpoint), METRIC_FIELDS
     summary.json    written once the run is finished; strict JSON (null, never NaN)
     .lock           exists while a process holds the run (``FolderLock``)
 
@@ -49,6 +49,10 @@ CONFIG, CHECKPOINT, METRICS, SUMMARY, LOCK = "config.yaml", "checkpoint.npz", "m
 # Metric rows are JSON in the checkpoint; about 300 characters an epoch.  This bounds what
 # a corrupt header could make us allocate, while leaving room for 10,000 epochs.
 METRICS_MAX_BYTES = 16 << 20
+# The columns of metrics.csv, in order (every metric row also has ``diverged``): losses and
+# accuracies after the epoch, ``lr`` the learning rate of the epoch's last batch, then timing.
+METRIC_FIELDS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
+                 "test_loss", "test_accuracy", "lr", "train_seconds", "images_per_second")
 
 
 class FolderLock:
@@ -121,7 +125,7 @@ class RunFolder:
     dict of these (numbers, ``epoch`` an int counting from 1) plus ``diverged`` (bool).
     """
 
-    def __init__(self, path, config_text: str, metric_fields: Sequence[str] = ()) -> None:
+    def __init__(self, path, config_text: str, metric_fields: Sequence[str] = METRIC_FIELDS) -> None:
         self.path = pathlib.Path(path)
         self.config_text = config_text
         self.metric_fields = tuple(metric_fields)

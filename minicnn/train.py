@@ -1,8 +1,10 @@
 """Fit and evaluate one model; its run folder (minicnn.runs) is its complete record.
 
-Resuming reads the checkpoint only, and every epoch shuffles with its own
-generator ``default_rng([seed, epoch])``, so an interrupted and resumed run
-gives the same numbers as an uninterrupted one.
+Resuming reads the checkpoint only, and nothing else carries over between epochs:
+every epoch shuffles with its own generator ``default_rng([seed, epoch])``, draws
+its augmentation shifts from ``minicnn.data.augment_rng(seed, epoch)``, and sets the
+learning rate of every batch from its global index (minicnn.schedules), so an
+interrupted and resumed run gives exactly the numbers of an uninterrupted one.
 """
 from __future__ import annotations
 
@@ -13,8 +15,11 @@ import time
 
 import numpy as np
 
-from minicnn import data as mnist_data, threads
-from minicnn.config import Config, build_model, dump_yaml
+from minicnn import blas, confusion, schedules, threads
+from minicnn import data as datasets
+from minicnn.config import Config, build_model, check_memory, dump_yaml
+from minicnn.data.dataset import from_grey
+from minicnn.errors import ConfigError
 from minicnn.losses import softmax_cross_entropy
 from minicnn.model import Sequential
 from minicnn.optim import OPTIMIZERS
@@ -25,13 +30,11 @@ from minicnn.runs import RunFolder
 # this many nats: the model then gives the right class e^-100 on average, which
 # no learning run recovers from (an untrained model scores ln 10 = 2.3).
 DIVERGED_LOSS = 100.0
-METRIC_FIELDS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
-                 "test_loss", "test_accuracy", "train_seconds", "images_per_second"]
 
 
 @dataclasses.dataclass
 class Splits:
-    """Float32 images (N, 1, 28, 28) in [0, 1] and int64 labels (N,), plus raw test images."""
+    """Float32 images (N, C, H, W) in [0, 1] and int64 labels (N,)."""
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -39,54 +42,105 @@ class Splits:
     y_val: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
-    test_images: np.ndarray  # uint8 (N, 28, 28), source of the shifted test sets
 
 
-def to_float(images: np.ndarray) -> np.ndarray:
-    """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28) in [0, 1]."""
-    return (images.astype(np.float32) / np.float32(255))[:, None]
+def as_dataset(mnist: datasets.MNIST) -> datasets.Dataset:
+    """An MNIST object (uint8 (N, 28, 28) arrays, e.g. a test's small fake) as a Dataset named
+    mnist; its sha256 is the digest of the arrays given (MNIST_SHA256 for the real set)."""
+    sha256 = datasets.digest(mnist.x_train, mnist.y_train, mnist.x_test, mnist.y_test)
+    return from_grey(mnist, "mnist", datasets.mnist.CLASSES, sha256)
 
 
-def split(config: Config, mnist) -> Splits:
-    """Validation = the last val_size training images; train_size/test_size cut from the front."""
-    n_train = len(mnist.x_train) - config.val_size
+def load_data(config: Config, data_dir=None) -> datasets.Dataset:
+    """The config's data set (data.dataset, data.path; ``data_dir`` for mnist and fashion_mnist),
+    checked against its model (input shape, class count): the Dataset to train on."""
+    dataset = datasets.load_dataset(config.dataset, data_dir=data_dir, path=config.data_path)
+    return datasets.check_fits(dataset, config.input_shape, config.num_outputs)
+
+
+def preload(configs, data_dir=None) -> None:
+    """Check every config's memory estimate, then load each distinct data set the configs
+    use once (fetching and caching it) and check it fits each of them: a study's up-front
+    check, before its workers start. UserError (ConfigError, DataError) for the first problem."""
+    by_data: dict[tuple, list[Config]] = {}
+    for config in configs:
+        check_memory(config)
+        by_data.setdefault((config.dataset, config.data_path), []).append(config)
+    for group in by_data.values():
+        dataset = datasets.load_dataset(group[0].dataset, data_dir=data_dir, path=group[0].data_path)
+        for config in group:
+            _train_count(config, datasets.check_fits(dataset, config.input_shape, config.num_outputs))
+
+
+def split(config: Config, dataset: datasets.Dataset) -> Splits:
+    """Validation = the last val_size training images; train_size/test_size cut from the front.
+
+    ConfigError (data.val_size) when val_size leaves no training image.
+    """
+    n_train = _train_count(config, dataset)
     stop = n_train if config.train_size is None else min(config.train_size, n_train)
     test = slice(0, config.test_size)
     return Splits(
-        to_float(mnist.x_train[:stop]), mnist.y_train[:stop].astype(np.int64),
-        to_float(mnist.x_train[n_train:]), mnist.y_train[n_train:].astype(np.int64),
-        to_float(mnist.x_test[test]), mnist.y_test[test].astype(np.int64),
-        mnist.x_test[test],
+        datasets.to_float32(dataset.x_train[:stop]), dataset.y_train[:stop],
+        datasets.to_float32(dataset.x_train[n_train:]), dataset.y_train[n_train:],
+        datasets.to_float32(dataset.x_test[test]), dataset.y_test[test],
     )
+
+
+def _train_count(config: Config, dataset: datasets.Dataset) -> int:
+    """Training images left after the validation split; ConfigError (data.val_size) if none."""
+    n_train = len(dataset.x_train) - config.val_size
+    if n_train <= 0:
+        raise ConfigError(config.file, "data.val_size", f"expected fewer than the {len(dataset.x_train)} "
+                          f"training images of {dataset.source}, got {config.val_size}")
+    return n_train
 
 
 def evaluate(model: Sequential, x: np.ndarray, y: np.ndarray, batch_size: int = 500) -> tuple[float, float]:
     """Mean cross-entropy and accuracy (0..1) of the model on (x, y); (nan, nan) if empty."""
+    loss, predicted = predict(model, x, y, batch_size)
+    return loss, (int((predicted == y).sum()) / len(x) if len(x) else float("nan"))
+
+
+def predict(model: Sequential, x: np.ndarray, y: np.ndarray, batch_size: int = 500) -> tuple[float, np.ndarray]:
+    """Mean cross-entropy on (x, y) (nan if empty) and the predicted classes (N,) int64.
+
+    x: (N, C, H, W) float; y: (N,) int64.
+    """
+    predicted = np.zeros(len(x), dtype=np.int64)
     if len(x) == 0:
-        return float("nan"), float("nan")
-    loss_sum, correct = 0.0, 0
+        return float("nan"), predicted
+    loss_sum = 0.0
     with np.errstate(all="ignore"):
         for start in range(0, len(x), batch_size):
             xb, yb = x[start:start + batch_size], y[start:start + batch_size]
             logits = model.forward(xb, training=False, logits=True)
             loss, _ = softmax_cross_entropy(logits, yb)
             loss_sum += loss * len(xb)
-            correct += int((logits.argmax(axis=1) == yb).sum())
-    return loss_sum / len(x), correct / len(x)
+            predicted[start:start + len(xb)] = logits.argmax(axis=1)
+    return loss_sum / len(x), predicted
 
 
-def train_epoch(model, optimizer, x, y, batch_size, rng, bar=None) -> tuple[float, float, bool]:
+def train_epoch(model, optimizer, x, y, batch_size, rng, bar=None, rates=None,
+                augment=None) -> tuple[float, float, bool]:
     """One pass over (x, y) in shuffled mini-batches.
 
+    x: (N, C, H, W) float, y: (N,) int64; rng shuffles. ``rates``: the learning rate of
+    each batch, in order (None: optimizer.lr as it is); ``augment``: called with each
+    batch's images (B, C, H, W), in batch order, returns the images to train on.
     Returns (mean loss, accuracy, diverged); stops at the first batch whose loss
-    is not finite or above DIVERGED_LOSS.
+    is not finite or above DIVERGED_LOSS, returning that loss.
     """
     order = rng.permutation(len(x))
     loss_sum, correct, seen = 0.0, 0, 0
     with np.errstate(all="ignore"):
-        for start in range(0, len(x), batch_size):
+        for batch, start in enumerate(range(0, len(x), batch_size)):
             idx = order[start:start + batch_size]
             xb, yb = x[idx], y[idx]
+            if augment is not None:
+                xb = augment(xb)
+            if rates is not None:
+                optimizer.lr = rates[batch]
             logits = model.forward(xb, training=True, logits=True)
             loss, dlogits = softmax_cross_entropy(logits, yb)
             if not loss <= DIVERGED_LOSS:  # also true for nan
@@ -101,64 +155,86 @@ def train_epoch(model, optimizer, x, y, batch_size, rng, bar=None) -> tuple[floa
     return loss_sum / seen, correct / seen, False
 
 
-def fit(config: Config, out_dir, *, mnist=None, data_dir=None, resume: bool = False,
-        log=print, show_progress: bool | None = None) -> dict:
+def fit(config: Config, out_dir, *, data: datasets.Dataset | None = None, mnist: datasets.MNIST | None = None,
+        data_dir=None, resume: bool = False, log=print, show_progress: bool | None = None) -> dict:
     """Train ``config`` and write its run folder ``out_dir``; return summary.json's dict.
 
-    ``mnist``: preloaded minicnn.data.MNIST (else loaded from ``data_dir`` or the usual
-    sources).  ``resume``: continue from out_dir's checkpoint, or return its summary if
-    the run is finished.  ``log``: called with one line per epoch.
-    Raises UserError for a folder that is unwritable, in use by another process,
-    holding a run of a different config, holding a run while ``resume`` is false,
-    or holding a checkpoint that does not fit the model (see minicnn.runs).
+    ``data``: a preloaded Dataset to train on instead of the config's data set (tests,
+    benchmarks); ``mnist``: the same for a minicnn.data.MNIST object (``as_dataset``).
+    Otherwise the config's data set is loaded (``load_data``; ``data_dir`` for mnist and
+    fashion_mnist). Either way it is checked against the model (``minicnn.data.check_fits``).
+    ``resume``: continue from out_dir's checkpoint, or return its summary if the run is
+    finished.  ``log``: called with one line per epoch.
+    Raises UserError for data that does not fit the config, a folder that is unwritable,
+    in use by another process, holding a run of a different config, holding a run while
+    ``resume`` is false, or holding a checkpoint that does not fit the model (see minicnn.runs).
     """
-    with RunFolder(out_dir, dump_yaml(config.resolved), METRIC_FIELDS).claim(resume) as run:
+    if data is not None and mnist is not None:
+        raise TypeError("fit: pass data or mnist, not both")
+    with RunFolder(out_dir, dump_yaml(config.resolved)).claim(resume) as run:
         if run.finished:
             return run.summary()
-        if mnist is None:  # before writing config.yaml: a data error leaves no half-made run
-            mnist = mnist_data.load_mnist(data_dir)
+        # before writing config.yaml: a data error leaves no half-made run
+        if mnist is not None:
+            data = as_dataset(mnist)
+        dataset = (load_data(config, data_dir) if data is None
+                   else datasets.check_fits(data, config.input_shape, config.num_outputs))
+        splits = split(config, dataset)
         run.start()
-        return run.finish(_train(config, mnist, run, log, show_progress))
+        return run.finish(_train(config, dataset, splits, run, log, show_progress))
 
 
-def _train(config: Config, mnist, run: RunFolder, log, show_progress) -> dict:
+def _train(config: Config, dataset: datasets.Dataset, splits: Splits, run: RunFolder, log, show_progress) -> dict:
     """Continue from run's checkpoint, train the remaining epochs (checkpointing each); return the summary."""
-    splits = split(config, mnist)
     model = build_model(config)
     optimizer = OPTIMIZERS[config.optimizer.name](model.slots(), **config.optimizer.options)
     rows = run.restore(model, optimizer)
+    schedule = {"name": config.schedule.name, **config.schedule.options}
+    base_lr = config.optimizer.options["lr"]
+    batches = -(-len(splits.x_train) // config.batch_size)  # per epoch, the last one possibly short
 
     diverged = any(r.get("diverged") for r in rows)
     with threads.one_blas_thread():  # the layers spread their work over minicnn's own threads
+        blas_info = blas.blas_info()  # inside: it records the thread count the run uses
         for epoch in range(len(rows), config.epochs):
             if diverged:
                 break
             label = f"{config.name} seed {config.seed} epoch {epoch + 1}/{config.epochs}"
             bar = ProgressBar(len(splits.x_train), label, enabled=show_progress)
+            rates = [schedules.learning_rate(schedule, base_lr, epoch * batches + b, batches, config.epochs)
+                     for b in range(batches)]
+            augment = None
+            if config.augment_shift > 0:  # else nothing is drawn: runs without it are unchanged
+                rng = datasets.augment_rng(config.seed, epoch)
+                augment = lambda xb, rng=rng: datasets.shift_batch(xb, config.augment_shift, rng)  # noqa: E731
             start = time.perf_counter()
-            loss, acc, diverged = train_epoch(model, optimizer, splits.x_train, splits.y_train,
-                                              config.batch_size, np.random.default_rng([config.seed, epoch]), bar)
+            loss, acc, diverged = train_epoch(model, optimizer, splits.x_train, splits.y_train, config.batch_size,
+                                              np.random.default_rng([config.seed, epoch]), bar, rates, augment)
             seconds = time.perf_counter() - start
             bar.close()
             val_loss, val_acc = evaluate(model, splits.x_val, splits.y_val, config.eval_batch_size)
             test_loss, test_acc = evaluate(model, splits.x_test, splits.y_test, config.eval_batch_size)
             rows.append({"epoch": epoch + 1, "train_loss": loss, "train_accuracy": acc,
                          "val_loss": val_loss, "val_accuracy": val_acc,
-                         "test_loss": test_loss, "test_accuracy": test_acc,
+                         "test_loss": test_loss, "test_accuracy": test_acc, "lr": optimizer.lr,
                          "train_seconds": seconds, "images_per_second": len(splits.x_train) / seconds,
                          "diverged": diverged})
             run.save_epoch(model, optimizer, rows)
             log(_epoch_line(config, rows[-1]))
+        return _summary(config, model, dataset, splits, rows, blas_info)
 
-    return _summary(config, model, splits, rows)
 
-
-def _summary(config: Config, model: Sequential, splits: Splits, rows: list[dict]) -> dict:
+def _summary(config: Config, model: Sequential, dataset: datasets.Dataset, splits: Splits, rows: list[dict],
+             blas_info: list[dict]) -> dict:
     last = rows[-1] if rows else {}
     diverged = bool(last.get("diverged", False))
+    _, predicted = predict(model, splits.x_test, splits.y_test, config.eval_batch_size)
     shifted = {}
     for shift in config.shifts:
-        x = to_float(mnist_data.shift_images(splits.test_images, shift, seed=0))
+        if shift == 0:  # the test set itself: its predictions are at hand
+            shifted["0"] = int((predicted == splits.y_test).sum()) / len(splits.y_test)
+            continue
+        x = datasets.shift_images(splits.x_test, shift, seed=0)
         shifted[str(shift)] = evaluate(model, x, splits.y_test, config.eval_batch_size)[1]
     train_seconds = sum(r["train_seconds"] for r in rows)
     images = len(splits.x_train) * len(rows)
@@ -176,6 +252,12 @@ def _summary(config: Config, model: Sequential, splits: Splits, rows: list[dict]
         "diverged": diverged,
         "peak_memory_mib": peak_memory_mib(),
         "train_images": len(splits.x_train),
+        "dataset": dataset.name,
+        "data_sha256": dataset.sha256,
+        "blas": blas.describe(blas_info),
+        "blas_info": blas_info,
+        **confusion.summary_fields(confusion.confusion_matrix(splits.y_test, predicted, len(dataset.classes)),
+                                   dataset.classes),
     }
 
 
@@ -186,8 +268,8 @@ def peak_memory_mib() -> float:
 
 
 def _epoch_line(config: Config, r: dict) -> str:
-    status = "  DIVERGED (non-finite loss)" if r["diverged"] else ""
+    status = f"  DIVERGED (loss {r['train_loss']:.4g}: non-finite or above {DIVERGED_LOSS:g} nats)" if r["diverged"] else ""
     return (f"epoch {r['epoch']}/{config.epochs}  loss {r['train_loss']:.4f}  "
             f"train {100 * r['train_accuracy']:.2f}%  val {100 * r['val_accuracy']:.2f}%  "
-            f"test {100 * r['test_accuracy']:.2f}%  {r['train_seconds']:.1f} s  "
+            f"test {100 * r['test_accuracy']:.2f}%  lr {r['lr']:.4g}  {r['train_seconds']:.1f} s  "
             f"{r['images_per_second']:.0f} img/s{status}")

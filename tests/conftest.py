@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny fake MNIST and a tiny config, so training tests run in seconds."""
+"""Shared fixtures: a tiny fake MNIST (also as a Dataset) and a tiny config, so training tests run in seconds."""
 import numpy as np
 import pytest
 
@@ -24,6 +24,14 @@ def tiny_mnist():
     x_train, y_train = make(600)
     x_test, y_test = make(200)
     return MNIST(x_train, y_train, x_test, y_test, "tiny fake")
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tiny_mnist):
+    """tiny_mnist as the Dataset that minicnn.data.load_dataset returns (images (N, 1, 28, 28))."""
+    from minicnn.train import as_dataset
+
+    return as_dataset(tiny_mnist)
 
 
 def tiny_config(name="tiny", pool="maxpool2d", seed=0, data=None, train=None, eval=None) -> dict:

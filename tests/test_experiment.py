@@ -2,7 +2,7 @@
 
 Runs go through ``run_experiment(..., executor=...)`` with an executor that
 runs them in this process (synchronously, or in threads), and
-``minicnn.data.load_mnist`` is replaced by the ``tiny_mnist`` fixture, so no
+``minicnn.data.load_dataset`` is replaced by the ``tiny_data`` fixture, so no
 test here needs the real data set.
 """
 from __future__ import annotations
@@ -32,7 +32,8 @@ from conftest import tiny_config
 from minicnn.files import read_csv
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-FIGURES = ["val_accuracy.png", "test_accuracy.png", "loss.png", "shift_accuracy.png", "accuracy_vs_macs.png"]
+FIGURES = ["val_accuracy.png", "test_accuracy.png", "loss.png", "shift_accuracy.png", "accuracy_vs_macs.png",
+           "confusion.png"]
 TIMING = {"seconds_per_epoch", "images_per_second", "run_dir"}
 
 
@@ -67,13 +68,13 @@ class InProcess(concurrent.futures.Executor):
 
 
 @pytest.fixture()
-def fake_data(monkeypatch, tiny_mnist):
-    """load_mnist -> tiny_mnist; counts the calls of fit and of train_epoch."""
+def fake_data(monkeypatch, tiny_data):
+    """load_dataset -> tiny_data; counts the calls of fit and of train_epoch."""
     calls = {"load": 0, "fit": 0, "epochs": 0, "fit_folders": []}
 
-    def load(data_dir=None, progress=None):
+    def load(name, **kwargs):
         calls["load"] += 1
-        return tiny_mnist
+        return tiny_data
 
     real_fit, real_epoch = minicnn.train.fit, minicnn.train.train_epoch
 
@@ -86,7 +87,7 @@ def fake_data(monkeypatch, tiny_mnist):
         calls["epochs"] += 1
         return real_epoch(*args, **kwargs)
 
-    monkeypatch.setattr(minicnn.data, "load_mnist", load)
+    monkeypatch.setattr(minicnn.data, "load_dataset", load)
     monkeypatch.setattr(minicnn.train, "fit", fit)
     monkeypatch.setattr(minicnn.train, "train_epoch", train_epoch)
     return calls
@@ -174,10 +175,13 @@ def test_study_writes_every_run_folder_and_the_experiment_files(study):
 
 def test_results_csv_has_one_row_per_run_and_the_columns(study):
     rows = read_csv(study["out"] / "results.csv")
-    assert list(rows[0]) == report.RESULT_FIELDS + ["shift_0", "shift_2", "shift_4", "run_dir"]
+    assert list(rows[0]) == (report.RESULT_FIELDS + ["shift_0", "shift_2", "shift_4", "dataset", "data_sha256",
+                                                     "blas", "run_dir"])
     assert [(r["config"], r["seed"]) for r in rows] == [("max", "0"), ("max", "1"), ("avg", "0"), ("avg", "1")]
     for r in rows:
         summary = json.loads((study["out"] / r["run_dir"] / "summary.json").read_text())
+        assert (r["dataset"], r["data_sha256"], r["blas"]) == ("mnist", summary["data_sha256"], summary["blas"])
+        assert len(r["data_sha256"]) == 64 and r["blas"].endswith("1 thread")
         assert float(r["test_accuracy"]) == summary["test_accuracy"]
         assert float(r["shift_0"]) == summary["test_accuracy"]
         assert float(r["shift_2"]) == summary["shift_accuracy"]["2"]

@@ -211,7 +211,7 @@ def test_uninterrupted_study_completes_without_leftovers(uninterrupted):
     assert [(r["config"], r["seed"]) for r in rows] == [("max", "0"), ("max", "1"), ("avg", "0"), ("avg", "1")]
     assert all(r["diverged"] == "False" and r["epochs"] == "2" for r in rows)
     assert {p.name for p in out.glob("*.png")} == {"val_accuracy.png", "test_accuracy.png", "loss.png",
-                                                   "shift_accuracy.png", "accuracy_vs_macs.png"}
+                                                   "shift_accuracy.png", "accuracy_vs_macs.png", "confusion.png"}
 
 
 def check_no_work_redone(stdout, out, state):

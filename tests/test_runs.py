@@ -63,9 +63,9 @@ def finished(tmp_path, tiny_mnist):
 
 
 @pytest.fixture()
-def run_cli(monkeypatch, tiny_mnist, capsys):
+def run_cli(monkeypatch, tiny_data, capsys):
     """``minicnn ARGS`` in this process on tiny fake data: (status, stdout, stderr); signal handlers restored."""
-    monkeypatch.setattr(minicnn.data, "load_mnist", lambda data_dir=None, progress=None: tiny_mnist)
+    monkeypatch.setattr(minicnn.data, "load_dataset", lambda name, **kwargs: tiny_data)
     saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
 
     def run(*args):
@@ -189,8 +189,8 @@ def test_a_lock_taken_on_a_file_its_holder_just_unlinked_is_taken_again(tmp_path
     ours.release()
 
 
-def test_two_studies_on_one_folder_the_second_is_refused(tmp_path, tiny_mnist, monkeypatch):
-    monkeypatch.setattr(minicnn.data, "load_mnist", lambda data_dir=None, progress=None: tiny_mnist)
+def test_two_studies_on_one_folder_the_second_is_refused(tmp_path, tiny_data, monkeypatch):
+    monkeypatch.setattr(minicnn.data, "load_dataset", lambda name, **kwargs: tiny_data)
     path = write_study(tmp_path, TWO, seeds=[0])
     out = tmp_path / "runs" / "study"
     with FolderLock(out, "experiment folder"):
@@ -412,8 +412,8 @@ def test_summary_json_is_strict_json_when_a_split_is_empty(tmp_path, tiny_mnist)
     assert on_disk["test_accuracy"] > 0.5
 
 
-def test_a_study_with_an_empty_validation_split_still_reports(tmp_path, tiny_mnist, monkeypatch):
-    monkeypatch.setattr(minicnn.data, "load_mnist", lambda data_dir=None, progress=None: tiny_mnist)
+def test_a_study_with_an_empty_validation_split_still_reports(tmp_path, tiny_data, monkeypatch):
+    monkeypatch.setattr(minicnn.data, "load_dataset", lambda name, **kwargs: tiny_data)
     path = write_study(tmp_path, {"max": tiny_config("max", epochs=1)}, seeds=[0], set=["data.val_size=0"])
     rows = minicnn.experiment.run_experiment(path, executor=InProcess(), log=quiet)
     assert np.isnan(rows[0]["val_accuracy"]) and rows[0]["test_accuracy"] > 0.5

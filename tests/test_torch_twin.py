@@ -30,11 +30,11 @@ OPTIMIZER_OVERRIDES = {
 
 @pytest.mark.parametrize("optimizer", sorted(OPTIMIZER_OVERRIDES))
 @pytest.mark.parametrize("name", CONFIGS)
-def test_training_steps_match_pytorch(name, optimizer, tiny_mnist):
+def test_training_steps_match_pytorch(name, optimizer, tiny_data):
     torch = pytest.importorskip("torch")
     config = load_config(ROOT / "configs" / f"{name}.yaml",
                          ["data.val_size=100", "train.batch_size=16", *OPTIMIZER_OVERRIDES[optimizer]])
-    splits = split(config, tiny_mnist)
+    splits = split(config, tiny_data)
     x, y = splits.x_train.astype(np.float64), splits.y_train
     model = build_model(config, dtype=np.float64)
     net = torch_network(model, torch)
