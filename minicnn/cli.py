@@ -24,16 +24,23 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
+def _add_set(parser, help_text: str) -> None:
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=help_text)
+
+
+def _add_data_dir(parser) -> None:
+    parser.add_argument("--data-dir", help="folder with the four IDX files of data.dataset (mnist, fashion_mnist)")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="minicnn", description="Small, fast CNN training for pooling studies on MNIST.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     t = sub.add_parser("train", help="train one config and write its run folder")
     t.add_argument("config", help="YAML config, e.g. configs/max_pool.yaml")
-    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key by its dotted path, e.g. train.epochs=1")
+    _add_set(t, "override a config key by its dotted path, e.g. train.epochs=1")
     t.add_argument("--out", help="run folder (default runs/NAME-DATE-TIME)")
-    t.add_argument("--data-dir", help="folder with the four IDX files of data.dataset (mnist, fashion_mnist)")
+    _add_data_dir(t)
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
 
     a = sub.add_parser("ablate", help="run an experiment grid (configs x seeds)")
@@ -45,10 +52,9 @@ def _parser() -> argparse.ArgumentParser:
                             "for N worker processes here; needs pip install \"minicnn[dask]\"")
     a.add_argument("--resume", action="store_true", help="skip finished runs, continue interrupted ones")
     a.add_argument("--quick", action="store_true", help="smoke test: 1 epoch, 2,000 training images, 1 seed")
-    a.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key in every run")
+    _add_set(a, "override a config key in every run")
     a.add_argument("--out", help="experiment folder (default: the experiment's `out`)")
-    a.add_argument("--data-dir", help="folder with the four MNIST IDX files")
+    _add_data_dir(a)
     a.add_argument("--verbose", action="store_true", help="print the tracebacks of failed runs")
 
     pl = sub.add_parser("plot", help="draw the figures of a run or experiment folder")
@@ -56,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("summary", help="print the model table of a config")
     s.add_argument("config")
-    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    _add_set(s, "override a config key by its dotted path")
 
     d = sub.add_parser("data", help="manage the data set cache")
     d.add_argument("action", choices=["fetch"], help="fetch: download, verify and cache a data set")
