@@ -145,10 +145,9 @@ def _load_config(file: str, i: int, config_path: pathlib.Path, sets: list[str], 
     except ConfigError as e:
         if e.file == str(config_path) and not config_path.exists():
             raise ConfigError(file, f"configs[{i}]", f"no such file: {config_path}") from None
-        for key, value in cell:
+        for key, _ in cell:
             if e.path == key or e.path.startswith((f"{key}.", f"{key}[")):
-                raise ConfigError(file, f"grid.{key}", f"{e.message} (value {grid.yaml_text(value)}, for "
-                                  f"{config_path})") from None
+                raise ConfigError(file, f"grid.{key}", f"{e.message} (checked with {config_path})") from None
         if cell:
             raise ConfigError(e.file, e.path, f"{e.message} (in the grid cell {grid.label(cell)} of {file})") from None
         raise

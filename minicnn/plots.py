@@ -172,9 +172,11 @@ def test_accuracy_figure(stats: list[dict]) -> Figure:
         means = np.array([100 * s["test_mean"] for s in cell_stats])
         stds = np.array([0.0 if math.isnan(s["test_std"]) else 100 * s["test_std"] for s in cell_stats])
         ax.bar(names, means, yerr=stds, capsize=6, color=[colours[n] for n in names])
-        finite = means[np.isfinite(means)]
-        if finite.size:
-            ax.set_ylim(max(0.0, finite.min() - 2 * max(stds.max(), 0.5) - 1), 100)
+        finite = np.isfinite(means)
+        if finite.any():
+            low, high = means[finite].min(), (means + stds)[finite].max()
+            # up to 100 %, or as far as the tallest bar needs with room for its number (Fashion-MNIST's 90 %)
+            ax.set_ylim(max(0.0, low - 2 * max(stds.max(), 0.5) - 1), min(100.0, high + max(1.0, 0.25 * (high - low))))
         for i, m in enumerate(means):
             if np.isfinite(m):
                 ax.annotate(f"{m:.2f}", (i, m + stds[i]), textcoords="offset points", xytext=(0, 4), ha="center")
@@ -230,9 +232,10 @@ def _macs_panel(fig: Figure, ax, stats: list[dict], colours: dict[str, str]) -> 
 def _label_points(fig: Figure, ax, labels: list[tuple[str, float, float, float, str]]) -> None:
     """Write each (text, x, y, error bar half height, colour) beside its point, at the first of a
     few places where it covers no other label, point or error bar (variants with equal MACs share
-    a vertical line)."""
+    a vertical line) and stays inside the axes."""
     renderer = fig.canvas.get_renderer()
     fig.draw_without_rendering()  # final limits and layout, so text extents are where they end up
+    frame = ax.get_window_extent(renderer)
     placed = []
     for _, x, y, err, _ in labels:
         (x0, y0), (x1, y1) = ax.transData.transform([(x, y - err), (x, y + err)])
@@ -244,7 +247,8 @@ def _label_points(fig: Figure, ax, labels: list[tuple[str, float, float, float, 
             label = ax.annotate(text, (x, y), textcoords="offset points", xytext=offset, ha=align,
                                 color=colour, fontsize=9)
             box = label.get_window_extent(renderer)
-            if not any(box.overlaps(other) for other in placed) or (offset, align) == places[-1]:
+            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+            if inside and not any(box.overlaps(other) for other in placed) or (offset, align) == places[-1]:
                 placed.append(box)
                 break
             label.remove()
