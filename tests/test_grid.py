@@ -24,8 +24,9 @@ from minicnn.errors import ConfigError
 from minicnn.experiment import STOP_FILE, StudyStopped, load_experiment, run_one
 from minicnn.files import read_csv
 from conftest import tiny_config
-from test_experiment import FIGURES, PNG_MAGIC, TWO, fake_data, run, write_study  # noqa: F401 (a fixture)
+from test_experiment import PNG_MAGIC, TWO, fake_data, run, write_study  # noqa: F401 (a fixture)
 
+PANELS = ["val_accuracy.png", "test_accuracy.png", "loss.png", "shift_accuracy.png", "accuracy_vs_macs.png"]
 DATASETS = {"data.dataset": ["mnist", "fashion_mnist"], "data.augment.shift": [0, 2]}
 
 
@@ -200,12 +201,17 @@ def test_report_has_a_summary_and_a_section_per_cell_compared_within_it(grid_stu
 
 def test_the_figures_have_one_panel_per_cell(grid_study):
     out = grid_study["out"]
-    for name in FIGURES:
+    for name in PANELS:
         data = (out / name).read_bytes()
         assert data[:8] == PNG_MAGIC, name
         image = matplotlib.image.imread(out / name)
         assert image.shape[1] > 1000 and image[..., :3].std() > 0.01, (name, image.shape)   # two panels side by side
     rows = plots.read_table(out / "results.csv")
+    confusion = plots._confusions(out, rows)
+    if confusion is not None:  # runs save confusion matrices once training computes them
+        assert (out / "confusion.png").exists()
+        titles = [ax.get_title() for ax in plots.confusion_figure(*confusion).axes if ax.get_title()]
+        assert [t.split("\n")[0] for t in titles] == ["lr 0.05", "lr 0.05", "lr 0.02", "lr 0.02"]
     stats = report.aggregate(rows, ["max", "avg"])
     assert [(s["cell"], s["config"]) for s in stats] == [("lr 0.05", "max"), ("lr 0.05", "avg"),
                                                          ("lr 0.02", "max"), ("lr 0.02", "avg")]
