@@ -21,7 +21,7 @@ import minicnn.layers as L
 from minicnn.errors import ConfigError, UserError
 from minicnn.layers.base import pair
 from minicnn.model import Sequential, training_memory
-from minicnn.schema import (MAX_EPOCHS, MAX_SEED, MAX_SHIFT, REQUIRED, Bool, Choice, Int, IntList, ListOf,
+from minicnn.schema import (MAX_EPOCHS, MAX_SEED, MAX_SHIFT, REQUIRED, Bool, Choice, Grid, Int, IntList, ListOf,
                             Nested, Number, Shape, Size, Text, TextList, Variant, as_plain, clip, key, parse, show)
 
 MNIST_TRAIN_IMAGES = 60000   # MNIST and Fashion-MNIST alike
@@ -170,6 +170,7 @@ class ExperimentKeys:
     configs: tuple = key(TextList("config file paths", nonempty=True), REQUIRED, "relative to the experiment file")
     seeds: tuple = key(IntList(Int(0, MAX_SEED), nonempty=True, distinct=True), (0,), "one run per config and seed")
     set: tuple = key(TextList("KEY=VALUE strings"), (), "overrides for every run")
+    grid: tuple = key(Grid(), (), "grid axes: every config and seed runs once per combination of their values")
     out: str | None = key(Text(null=True, what="a folder path"), None, "experiment folder, relative to the experiment file "
                                                  "(default: runs/NAME)")
     quick: QuickKeys = key(Nested(QuickKeys), QuickKeys(), "what --quick changes")

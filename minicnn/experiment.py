@@ -1,14 +1,16 @@
-"""An experiment: the grid of (config x seed) runs, their folders, and the report.
+"""An experiment: the (grid cell x config x seed) runs, their folders, and the report.
 
 Experiment file (YAML):
     name: pooling_ablation
     configs: [../configs/max_pool.yaml, ...]   # relative to the experiment file
     seeds: [0, 1, 2]
     set: [train.epochs=3]                      # overrides for every run (optional)
+    grid: {data.dataset: [mnist, fashion_mnist]}   # axes: every config x seed per cell (optional)
     out: ../runs/pooling_ablation              # experiment folder (optional)
     quick: {seeds: [0], set: [...]}            # what --quick changes (optional)
 
-Each run is ``fit(config, OUT/NAME/seedK)`` in a worker of a
+Each run is ``fit(config, OUT/NAME/seedK)``, or ``fit(config, OUT/CELL/NAME/seedK)`` with
+a grid (minicnn.grid: CELL is the cell's folder name), in a worker of a
 ``concurrent.futures.Executor``: a local process pool by default, or a Dask
 cluster's (minicnn.cluster).  Each run takes its share of the cores inside
 its task (``threads.limit``: cpu_count // jobs in the local pool).  A run is a pure function of
@@ -35,12 +37,13 @@ import threading
 import time
 import traceback
 
+from minicnn import grid
 from minicnn.config import ExperimentKeys, dump_yaml, load_config, load_yaml
 from minicnn.errors import ConfigError, UserError
 from minicnn.files import remove_temporaries
 from minicnn.report import PROVENANCE_FIELDS, aggregate, write_report, write_results
 from minicnn.runs import FolderLock, RunFolder
-from minicnn.schema import parse
+from minicnn.schema import MAX_GRID_RUNS, parse
 
 STOP_FILE = ".stop"  # in the experiment folder while the driver stops the study
 
@@ -51,22 +54,30 @@ class StudyStopped(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class Run:
-    """One cell of the grid: a config file, a seed, the overrides, and its folder."""
+    """One run of a study: a config file, a seed, the overrides, its folder and its grid cell."""
 
     config_path: str
     seed: int
     overrides: tuple[str, ...]
     name: str
     folder: pathlib.Path
+    cell: grid.Cell = ()                  # ((key, value), ...) of the grid; () without one
+    study: pathlib.Path | None = None     # the experiment folder (STOP_FILE's); None: not in a study
+
+    @property
+    def title(self) -> str:
+        """"max seed 0", or with a grid "max seed 0 (fashion_mnist, shift 2)"."""
+        return f"{self.name} seed {self.seed}" + (f" ({grid.label(self.cell)})" if self.cell else "")
 
 
 @dataclasses.dataclass(frozen=True)
 class Experiment:
     name: str
     file: str
-    runs: list[Run]
+    runs: list[Run]      # cell by cell, then config by config, then seed by seed
     variants: list[str]  # config names, in the order of the experiment file
     out: pathlib.Path
+    cells: list[grid.Cell] = dataclasses.field(default_factory=lambda: [()])  # [()] without a grid
 
 
 def load_experiment(path, overrides=(), quick=False, out=None) -> Experiment:
@@ -86,22 +97,60 @@ def load_experiment(path, overrides=(), quick=False, out=None) -> Experiment:
             out = out.with_name(out.name + "-quick")
     out = pathlib.Path(os.path.normpath(out))
 
-    runs, variants = [], []
+    cells = _cells(file, keys.grid, sets, len(keys.configs) * len(seeds))
+    variants = []
     for i, rel in enumerate(keys.configs):
         config_path = path.parent / rel
-        try:
-            config = load_config(config_path, sets)
-        except ConfigError as e:
-            if e.file == str(config_path) and not config_path.exists():
-                raise ConfigError(file, f"configs[{i}]", f"no such file: {config_path}") from None
-            raise
-        if config.name in variants:
-            raise ConfigError(file, f"configs[{i}]", f"two configs are both named {config.name!r}")
-        variants.append(config.name)
-        for seed in seeds:
-            runs.append(Run(str(config_path), seed, (*sets, f"seed={seed}"), config.name,
-                            out / config.name / f"seed{seed}"))
-    return Experiment(name, file, runs, variants, out)
+        variant = [_load_config(file, i, config_path, sets, cell) for cell in cells][0].name  # each cell checked now
+        if variant in variants:
+            raise ConfigError(file, f"configs[{i}]", f"two configs are both named {variant!r}")
+        variants.append(variant)
+    runs = []
+    for cell in cells:
+        base = out / grid.slug(cell) if cell else out
+        for rel, config_name in zip(keys.configs, variants):
+            runs += [Run(str(path.parent / rel), seed, (*sets, *grid.overrides(cell), f"seed={seed}"), config_name,
+                         base / config_name / f"seed{seed}", cell, out) for seed in seeds]
+    return Experiment(name, file, runs, variants, out, cells)
+
+
+def _cells(file: str, axes: tuple, sets: list[str], runs_per_cell: int) -> list[grid.Cell]:
+    """The grid's cells, once checked against the rest of the experiment; [()] without a grid."""
+    cells = grid.cells(axes)
+    if not axes:
+        return cells
+    if len(cells) * runs_per_cell > MAX_GRID_RUNS:
+        raise ConfigError(file, "grid", f"{len(cells)} cells x {runs_per_cell} configs and seeds make "
+                          f"{len(cells) * runs_per_cell:,} runs; a study with a grid may have at most {MAX_GRID_RUNS:,}")
+    fixed = {s.split("=", 1)[0].strip() for s in sets}
+    for key, _ in axes:
+        if key in fixed:
+            raise ConfigError(file, f"grid.{key}", "also given one value for every run (set, quick.set or --set); "
+                              "a key is either that or a grid axis")
+    for name, of in (("folder", grid.slug), ("label", grid.label)):
+        seen = {}
+        for cell in cells:
+            if of(cell) in seen:
+                raise ConfigError(file, "grid", f"the cells {grid.label(seen[of(cell)])!r} and {grid.label(cell)!r} "
+                                  f"would share the {name} {of(cell)!r}; make their values differ more")
+            seen[of(cell)] = cell
+    return cells
+
+
+def _load_config(file: str, i: int, config_path: pathlib.Path, sets: list[str], cell: grid.Cell):
+    """configs[i] with the overrides of every run and of ``cell``; a problem with a grid value is
+    reported at its key of the grid, in the experiment file."""
+    try:
+        return load_config(config_path, (*sets, *grid.overrides(cell)))
+    except ConfigError as e:
+        if e.file == str(config_path) and not config_path.exists():
+            raise ConfigError(file, f"configs[{i}]", f"no such file: {config_path}") from None
+        for key, _ in cell:
+            if e.path == key or e.path.startswith((f"{key}.", f"{key}[")):
+                raise ConfigError(file, f"grid.{key}", f"{e.message} (checked with {config_path})") from None
+        if cell:
+            raise ConfigError(e.file, e.path, f"{e.message} (in the grid cell {grid.label(cell)} of {file})") from None
+        raise
 
 
 def run_one(run: Run, data_dir=None, threads=None, show_progress=False) -> dict:
@@ -119,17 +168,17 @@ def run_one(run: Run, data_dir=None, threads=None, show_progress=False) -> dict:
     from minicnn.train import fit
 
     config = load_config(run.config_path, run.overrides)
-    prefix = f"[{run.name} seed {run.seed}] "
+    prefix = f"[{run.title}] "
     forward = cluster.worker_log()
-    stop = run.folder.parent.parent / STOP_FILE
+    stop = run.study / STOP_FILE if run.study is not None else None
 
     def log(line):
         if forward is not None:
             forward(prefix + line)
         else:
             print(prefix + line, flush=True)
-        if stop.exists():
-            raise StudyStopped(f"{run.name} seed {run.seed}: the study was stopped; --resume continues it")
+        if stop is not None and stop.exists():
+            raise StudyStopped(f"{run.title}: the study was stopped; --resume continues it")
 
     share = cluster.threads_here(threads) if isinstance(threads, dict) else threads
     with kernel_threads.limit(share) if share else contextlib.nullcontext():
@@ -152,7 +201,7 @@ class RunsFailed(Exception):
 
     def table(self) -> str:
         """Which runs failed and why, one line each, and what to do."""
-        rows = [(f"{run.name} seed {run.seed}", _reason(e)) for run, e in self.failures]
+        rows = [(run.title, _reason(e)) for run, e in self.failures]
         width = max(len("run"), *(len(name) for name, _ in rows))
         lines = [f"{self}:", f"  {'run':<{width}}  why"]
         lines += [f"  {name:<{width}}  {why}" for name, why in rows]
@@ -160,7 +209,7 @@ class RunsFailed(Exception):
         return "\n".join(lines)
 
     def tracebacks(self) -> str:
-        return "\n".join(f"--- {run.name} seed {run.seed}\n" + "".join(traceback.format_exception(e))
+        return "\n".join(f"--- {run.title}\n" + "".join(traceback.format_exception(e))
                          for run, e in self.failures)
 
 
@@ -236,7 +285,9 @@ def run_experiment(path, jobs=1, resume=False, quick=False, overrides=(), out=No
         (exp.out / STOP_FILE).unlink(missing_ok=True)  # left by an earlier, interrupted driver
         todo = [r for r in exp.runs if not (resume and folders[r].finished)]
         where = f"{jobs} in parallel" if executor is None else f"on {type(executor).__name__}"
-        log(f"{exp.name}: {len(exp.runs)} runs ({len(exp.variants)} configs x {len(exp.runs) // len(exp.variants)} "
+        cells = f"{len(exp.cells)} grid cells x " if exp.cells != [()] else ""
+        seeds = len(exp.runs) // (len(exp.variants) * len(exp.cells))
+        log(f"{exp.name}: {len(exp.runs)} runs ({cells}{len(exp.variants)} configs x {seeds} "
             f"seeds), {len(exp.runs) - len(todo)} already finished, {len(todo)} to run, {where}; "
             f"folder {exp.out}")
         if todo:  # fetch and cache each data set once, before the workers read the caches
@@ -315,14 +366,15 @@ def _submit_all(executor, todo, data_dir, threads, progress, log) -> list[tuple[
                 status = "DIVERGED" if summary["diverged"] else f"test {100 * summary['test_accuracy']:.2f}%"
             bar.update()
             bar.clear()
-            log(f"[{done}/{len(todo)}] {run.name} seed {run.seed}: {status}")
+            log(f"[{done}/{len(todo)}] {run.title}: {status}")
             bar.refresh()
     return failures
 
 
 def _row(run: Run, folder: RunFolder) -> dict:
     s = folder.summary()
-    row = {"config": run.name, "seed": run.seed}
+    row = {"cell": grid.label(run.cell)} if run.cell else {}
+    row |= {"config": run.name, "seed": run.seed}
     for key in ("test_accuracy", "val_accuracy", "epochs", "params", "macs", "seconds_per_epoch",
                 "images_per_second", "diverged"):
         row[key] = math.nan if s[key] is None else s[key]  # summary.json's null: a number not measured
@@ -333,5 +385,5 @@ def _row(run: Run, folder: RunFolder) -> dict:
     for key in PROVENANCE_FIELDS:  # data set, its sha256, BLAS; runs of older versions lack them
         if key in s:
             row[key] = s[key]
-    row["run_dir"] = f"{run.name}/seed{run.seed}"  # relative to the experiment folder, which may move
+    row["run_dir"] = run.folder.relative_to(run.study).as_posix()  # relative to the experiment folder, which may move
     return row

@@ -3,6 +3,12 @@
 ``plot_folder(DIR)`` draws an experiment folder (results.csv plus run folders)
 or a single run folder (metrics.csv).  Each ``*_figure`` function takes plain
 data and returns a matplotlib Figure, so tests can inspect the series drawn.
+
+A study with a grid (results.csv's ``cell`` column) gets one panel per cell in
+every figure, titled by the cell's label: statistics, curves and confusion
+matrices are never pooled across cells.  Stats carry their cell (``aggregate``);
+curves are keyed by (cell, variant) instead of variant.  A variant keeps its
+colour in every panel.
 """
 from __future__ import annotations
 
@@ -20,7 +26,7 @@ from matplotlib.transforms import Bbox
 from minicnn.confusion import read_run, row_normalised
 from minicnn.errors import UserError
 from minicnn.files import atomic_open
-from minicnn.report import shift_keys
+from minicnn.report import cell_labels, shift_keys
 
 FIGSIZE = (6.4, 4.2)
 # the columns the figures read, and which of them must hold numbers
@@ -73,6 +79,48 @@ def _new(title: str, xlabel: str, ylabel: str):
     return fig, ax
 
 
+def _panels(title: str, xlabel: str, ylabel: str, cells: list[str]):
+    """(figure, one axes per cell): a single axes titled ``title`` for [""] (no grid), else a grid of
+    panels titled by cell under ``title``, two per row."""
+    if cells == [""]:
+        fig, ax = _new(title, xlabel, ylabel)
+        return fig, [ax]
+    cols = min(len(cells), 2)
+    rows = math.ceil(len(cells) / cols)
+    fig = Figure(figsize=(FIGSIZE[0] * cols, FIGSIZE[1] * rows + 0.4), dpi=110, layout="constrained")
+    FigureCanvasAgg(fig)
+    fig.suptitle(title)
+    axes = []
+    for i, cell in enumerate(cells):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        ax.set_title(cell)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(True, alpha=0.3)
+        axes.append(ax)
+    return fig, axes
+
+
+def _split(items: dict) -> tuple[dict[str, dict], dict[str, str]]:
+    """({cell: {variant: item}}, {variant: colour}) from items keyed by variant (cell "") or by
+    (cell, variant); colours follow the variants' first appearance."""
+    by_cell, colours = {}, {}
+    for key, item in items.items():
+        cell, variant = key if isinstance(key, tuple) else ("", key)
+        by_cell.setdefault(cell, {})[variant] = item
+        colours.setdefault(variant, f"C{len(colours)}")
+    return by_cell or {"": {}}, colours
+
+
+def _split_stats(stats: list[dict]) -> tuple[dict[str, list[dict]], dict[str, str]]:
+    """({cell: [stats of its variants]}, {variant: colour}) from ``aggregate``'s list."""
+    by_cell, colours = {}, {}
+    for s in stats:
+        by_cell.setdefault(s.get("cell", ""), []).append(s)
+        colours.setdefault(s["config"], f"C{len(colours)}")
+    return by_cell or {"": []}, colours
+
+
 def _curves(metrics: dict[str, list[list[dict]]], key: str) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """variant -> (epochs, mean, std over seeds) of metric ``key``, over epochs all seeds reached."""
     out = {}
@@ -87,64 +135,86 @@ def _curves(metrics: dict[str, list[list[dict]]], key: str) -> dict[str, tuple[n
 
 
 def val_accuracy_figure(metrics) -> Figure:
-    fig, ax = _new("Validation accuracy per epoch (mean ± std over seeds)", "epoch", "validation accuracy (%)")
-    for variant, (x, mean, std) in _curves(metrics, "val_accuracy").items():
-        line, = ax.plot(x, 100 * mean, marker="o", label=variant)
-        ax.fill_between(x, 100 * (mean - std), 100 * (mean + std), color=line.get_color(), alpha=0.2)
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.legend()
+    """Mean ± std over seeds per epoch; ``metrics``: {variant or (cell, variant): [metrics rows per run]}."""
+    by_cell, colours = _split(metrics)
+    fig, axes = _panels("Validation accuracy per epoch (mean ± std over seeds)", "epoch", "validation accuracy (%)",
+                        list(by_cell))
+    for ax, cell_metrics in zip(axes, by_cell.values()):
+        for variant, (x, mean, std) in _curves(cell_metrics, "val_accuracy").items():
+            ax.plot(x, 100 * mean, marker="o", label=variant, color=colours[variant])
+            ax.fill_between(x, 100 * (mean - std), 100 * (mean + std), color=colours[variant], alpha=0.2)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.legend()
     return fig
 
 
 def loss_figure(metrics) -> Figure:
-    fig, ax = _new("Loss per epoch (solid: training, dashed: validation)", "epoch", "cross-entropy")
-    train, val = _curves(metrics, "train_loss"), _curves(metrics, "val_loss")
-    for variant, (x, mean, _) in train.items():
-        line, = ax.plot(x, mean, marker="o", label=variant)
-        if variant in val:
-            ax.plot(val[variant][0], val[variant][1], linestyle="--", color=line.get_color())
-    ax.set_yscale("log")
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.legend()
+    by_cell, colours = _split(metrics)
+    fig, axes = _panels("Loss per epoch (solid: training, dashed: validation)", "epoch", "cross-entropy",
+                        list(by_cell))
+    for ax, cell_metrics in zip(axes, by_cell.values()):
+        train, val = _curves(cell_metrics, "train_loss"), _curves(cell_metrics, "val_loss")
+        for variant, (x, mean, _) in train.items():
+            ax.plot(x, mean, marker="o", label=variant, color=colours[variant])
+            if variant in val:
+                ax.plot(val[variant][0], val[variant][1], linestyle="--", color=colours[variant])
+        ax.set_yscale("log")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.legend()
     return fig
 
 
 def test_accuracy_figure(stats: list[dict]) -> Figure:
-    fig, ax = _new("Final test accuracy (mean ± std over seeds)", "variant", "test accuracy (%)")
-    names = [s["config"] for s in stats]
-    means = np.array([100 * s["test_mean"] for s in stats])
-    stds = np.array([0.0 if math.isnan(s["test_std"]) else 100 * s["test_std"] for s in stats])
-    ax.bar(names, means, yerr=stds, capsize=6, color=[f"C{i}" for i in range(len(names))])
-    finite = means[np.isfinite(means)]
-    if finite.size:
-        ax.set_ylim(max(0.0, finite.min() - 2 * max(stds.max(), 0.5) - 1), 100)
-    for i, m in enumerate(means):
-        if np.isfinite(m):
-            ax.annotate(f"{m:.2f}", (i, m + stds[i]), textcoords="offset points", xytext=(0, 4), ha="center")
+    by_cell, colours = _split_stats(stats)
+    fig, axes = _panels("Final test accuracy (mean ± std over seeds)", "variant", "test accuracy (%)", list(by_cell))
+    for ax, cell_stats in zip(axes, by_cell.values()):
+        names = [s["config"] for s in cell_stats]
+        means = np.array([100 * s["test_mean"] for s in cell_stats])
+        stds = np.array([0.0 if math.isnan(s["test_std"]) else 100 * s["test_std"] for s in cell_stats])
+        ax.bar(names, means, yerr=stds, capsize=6, color=[colours[n] for n in names])
+        finite = np.isfinite(means)
+        if finite.any():
+            low, high = means[finite].min(), (means + stds)[finite].max()
+            # up to 100 %, or as far as the tallest bar needs with room for its number (Fashion-MNIST's 90 %)
+            ax.set_ylim(max(0.0, low - 2 * max(stds.max(), 0.5) - 1), min(100.0, high + max(1.0, 0.25 * (high - low))))
+        for i, m in enumerate(means):
+            if np.isfinite(m):
+                ax.annotate(f"{m:.2f}", (i, m + stds[i]), textcoords="offset points", xytext=(0, 4), ha="center")
     return fig
 
 
 def shift_figure(stats: list[dict]) -> Figure:
-    fig, ax = _new("Test accuracy on shifted digits (mean ± std over seeds)", "shift (pixels)", "test accuracy (%)")
-    for s in stats:
-        keys = [k for k in s if k.startswith("shift_")]
-        x = [int(k.split("_")[1]) for k in keys]
-        mean = np.array([100 * s[k][0] for k in keys])
-        std = np.array([0.0 if math.isnan(s[k][1]) else 100 * s[k][1] for k in keys])
-        ax.errorbar(x, mean, yerr=std, marker="o", capsize=4, label=s["config"])
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.legend()
+    by_cell, colours = _split_stats(stats)
+    fig, axes = _panels("Test accuracy on shifted digits (mean ± std over seeds)", "shift (pixels)",
+                        "test accuracy (%)", list(by_cell))
+    for ax, cell_stats in zip(axes, by_cell.values()):
+        for s in cell_stats:
+            keys = [k for k in s if k.startswith("shift_")]
+            x = [int(k.split("_")[1]) for k in keys]
+            mean = np.array([100 * s[k][0] for k in keys])
+            std = np.array([0.0 if math.isnan(s[k][1]) else 100 * s[k][1] for k in keys])
+            ax.errorbar(x, mean, yerr=std, marker="o", capsize=4, label=s["config"], color=colours[s["config"]])
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.legend()
     return fig
 
 
 def accuracy_vs_macs_figure(stats: list[dict]) -> Figure:
-    """One labelled point per variant: test accuracy (mean ± std over seeds) against MACs per image."""
-    fig, ax = _new("Test accuracy against compute (mean ± std over seeds)", "MACs per image (log scale)",
-                   "test accuracy (%)")
+    """One labelled point per variant (per panel: grid cell): test accuracy (mean ± std over seeds)
+    against MACs per image."""
+    by_cell, colours = _split_stats(stats)
+    fig, axes = _panels("Test accuracy against compute (mean ± std over seeds)", "MACs per image (log scale)",
+                        "test accuracy (%)", list(by_cell))
+    for ax, cell_stats in zip(axes, by_cell.values()):
+        _macs_panel(fig, ax, cell_stats, colours)
+    return fig
+
+
+def _macs_panel(fig: Figure, ax, stats: list[dict], colours: dict[str, str]) -> None:
     points = [(s["config"], s["macs"], 100 * s["test_mean"], 0.0 if math.isnan(s["test_std"]) else 100 * s["test_std"])
               for s in stats if not math.isnan(s["test_mean"])]
-    for i, (name, macs, mean, std) in enumerate(points):
-        ax.errorbar([macs], [mean], yerr=[std], marker="o", markersize=7, capsize=5, color=f"C{i}")
+    for name, macs, mean, std in points:
+        ax.errorbar([macs], [mean], yerr=[std], marker="o", markersize=7, capsize=5, color=colours[name])
     ax.set_xscale("log")
     ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 2M, 5M, 10M: no crowded 3x10^6 4x10^6
@@ -155,17 +225,17 @@ def accuracy_vs_macs_figure(stats: list[dict]) -> Figure:
         ys = [p[2] for p in points]
         pad = max(0.5, (max(ys) - min(ys)) * 0.15, *(2 * p[3] for p in points))
         ax.set_ylim(min(ys) - pad, max(ys) + pad)
-    _label_points(fig, ax, [(f"{name} {mean:.2f} ± {std:.2f}", macs, mean, std, f"C{i}")
-                            for i, (name, macs, mean, std) in enumerate(points)])
-    return fig
+    _label_points(fig, ax, [(f"{name} {mean:.2f} ± {std:.2f}", macs, mean, std, colours[name])
+                            for name, macs, mean, std in points])
 
 
 def _label_points(fig: Figure, ax, labels: list[tuple[str, float, float, float, str]]) -> None:
     """Write each (text, x, y, error bar half height, colour) beside its point, at the first of a
     few places where it covers no other label, point or error bar (variants with equal MACs share
-    a vertical line)."""
+    a vertical line) and stays inside the axes."""
     renderer = fig.canvas.get_renderer()
     fig.draw_without_rendering()  # final limits and layout, so text extents are where they end up
+    frame = ax.get_window_extent(renderer)
     placed = []
     for _, x, y, err, _ in labels:
         (x0, y0), (x1, y1) = ax.transData.transform([(x, y - err), (x, y + err)])
@@ -177,30 +247,44 @@ def _label_points(fig: Figure, ax, labels: list[tuple[str, float, float, float, 
             label = ax.annotate(text, (x, y), textcoords="offset points", xytext=offset, ha=align,
                                 color=colour, fontsize=9)
             box = label.get_window_extent(renderer)
-            if not any(box.overlaps(other) for other in placed) or (offset, align) == places[-1]:
+            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+            if inside and not any(box.overlaps(other) for other in placed) or (offset, align) == places[-1]:
                 placed.append(box)
                 break
             label.remove()
 
 
-def confusion_figure(matrices: dict[str, list[np.ndarray]], classes: list[str]) -> Figure:
+def confusion_figure(matrices: dict, classes) -> Figure:
     """One row-normalised confusion matrix per variant (counts summed over its seeds, then each
-    true-class row divided by its total: the mean over seeds, as every seed uses the same test set)."""
-    names = list(matrices)
-    cols = min(len(names), 2)
-    rows = max(1, math.ceil(len(names) / cols))
-    size = 4.6 if len(classes) <= 10 else 6.0
+    true-class row divided by its total: the mean over seeds, as every seed uses the same test set).
+
+    ``matrices``: {variant: [counts (K, K) per run]} and ``classes`` the K names; with a grid
+    {(cell, variant): [...]} and {cell: names}, one row of panels per cell.
+    """
+    by_cell, colours = _split(matrices)
+    columns = list(colours)  # the variants, in order: a grid's column of panels is one variant
+    names_of = classes if isinstance(classes, dict) else {"": classes}
+    panels = [(cell, name, runs) for cell, variants in by_cell.items() for name, runs in variants.items()]
+    most = max(len(names_of[cell]) for cell in by_cell)
+    if list(by_cell) == [""]:
+        cols = min(len(panels), 2)
+        rows, size = max(1, math.ceil(len(panels) / cols)), 4.6 if most <= 10 else 6.0
+    else:
+        cols, rows, size = len(columns), len(by_cell), 3.9 if most <= 10 else 5.2
     fig = Figure(figsize=(size * cols + 0.8, size * rows + 0.4), dpi=110, layout="constrained")
     FigureCanvasAgg(fig)
     fig.suptitle("Confusion on the test set (row-normalised: share of each true class, mean over seeds)")
-    ticks = np.arange(len(classes))
     image = None
-    for i, name in enumerate(names):
-        ax = fig.add_subplot(rows, cols, i + 1)
-        share = row_normalised(np.sum(matrices[name], axis=0))
+    for i, (cell, name, runs) in enumerate(panels):
+        classes = names_of[cell]
+        ticks = np.arange(len(classes))
+        where = list(by_cell).index(cell) * cols + columns.index(name) + 1 if cell else i + 1
+        ax = fig.add_subplot(rows, cols, where)
+        share = row_normalised(np.sum(runs, axis=0))
         # a log scale from 0.1 %: at 99 % accuracy the errors are what a reader looks for
         image = ax.imshow(np.ma.masked_less(100 * share, 0.05), cmap="Blues", norm=LogNorm(0.1, 100))
-        ax.set_title(f"{name} ({len(matrices[name])} seed{'s' if len(matrices[name]) != 1 else ''})")
+        ax.set_title((f"{cell}\n" if cell else "") + f"{name} ({len(runs)} seed{'s' if len(runs) != 1 else ''})",
+                     fontsize=None if not cell else 10)
         ax.set_xticks(ticks, classes, rotation=60 if max(map(len, classes)) > 2 else 0, ha="right"
                       if max(map(len, classes)) > 2 else "center", fontsize=8)
         ax.set_yticks(ticks, classes, fontsize=8)
@@ -224,45 +308,53 @@ def save(fig: Figure, path) -> pathlib.Path:
     return pathlib.Path(path)
 
 
+def _key(row: dict):
+    """A result row's series: its variant, or (cell, variant) in a study with a grid."""
+    return (row["cell"], row["config"]) if row.get("cell") else row["config"]
+
+
 def plot_experiment(folder) -> list[pathlib.Path]:
-    """Draw the four experiment figures from folder/results.csv and the run folders."""
+    """Draw the experiment figures from folder/results.csv and the run folders."""
     from minicnn.report import aggregate
 
     folder = pathlib.Path(folder)
     rows = read_table(folder / "results.csv", RESULT_COLUMNS, RESULT_NUMBERS)
     variants = list(dict.fromkeys(r["config"] for r in rows))
     stats = aggregate(rows, variants)
-    metrics = {v: [read_table(folder / r["run_dir"] / "metrics.csv", METRIC_COLUMNS, METRIC_COLUMNS)
-                   for r in rows
-                   if r["config"] == v and (folder / r["run_dir"] / "metrics.csv").exists()]
-               for v in variants}
+    metrics = {}
+    for r in rows:
+        runs = metrics.setdefault(_key(r), [])
+        if (folder / r["run_dir"] / "metrics.csv").exists():
+            runs.append(read_table(folder / r["run_dir"] / "metrics.csv", METRIC_COLUMNS, METRIC_COLUMNS))
     figures = [(val_accuracy_figure(metrics), "val_accuracy.png"), (test_accuracy_figure(stats), "test_accuracy.png"),
                (loss_figure(metrics), "loss.png"), (accuracy_vs_macs_figure(stats), "accuracy_vs_macs.png")]
     if rows and shift_keys(rows):
         figures.append((shift_figure(stats), "shift_accuracy.png"))
-    confusion = _confusions(folder, rows, variants)
+    confusion = _confusions(folder, rows)
     if confusion:
         figures.append((confusion_figure(*confusion), "confusion.png"))
     return [save(fig, folder / name) for fig, name in figures]
 
 
-def _confusions(folder: pathlib.Path, rows: list[dict], variants: list[str]):
-    """({variant: [counts per run]}, class names) from the runs' summary.json (minicnn.confusion);
-    None when no run saved one. Diverged runs are left out, as in the accuracy statistics."""
-    matrices, classes = {}, None
+def _confusions(folder: pathlib.Path, rows: list[dict]):
+    """({variant: [counts per run]}, class names) from the runs' summary.json (minicnn.confusion),
+    with a grid ({(cell, variant): [...]}, {cell: class names}); None when no run saved one.
+    Diverged runs are left out, as in the accuracy statistics."""
+    matrices, classes = {}, {}
     for r in rows:
         found = None if str(r["diverged"]).lower() == "true" else read_run(folder / r["run_dir"])
         if found is None:
             continue
         counts, names = found
-        if classes is not None and names != classes:
+        known = classes.setdefault(r.get("cell") or "", names)
+        if names != known:
             raise UserError(f"{folder / r['run_dir'] / 'summary.json'}: classes {names[:12]} differ from "
-                            f"another run's {classes[:12]}: not one study")
-        classes = names
-        matrices.setdefault(r["config"], []).append(counts)
+                            f"another run's {known[:12]}" + (f" in the cell {r['cell']}" if r.get("cell") else "")
+                            + ": not one study")
+        matrices.setdefault(_key(r), []).append(counts)
     if not matrices:
         return None
-    return {v: matrices[v] for v in variants if v in matrices}, classes
+    return matrices, classes if cell_labels(rows) else classes[""]
 
 
 def plot_run(folder) -> list[pathlib.Path]:

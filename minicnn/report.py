@@ -1,4 +1,10 @@
-"""Aggregate run results per variant and write results.csv and report.md."""
+"""Aggregate run results per variant (and grid cell) and write results.csv and report.md.
+
+A study with a grid (minicnn.grid) has a ``cell`` column in results.csv, the
+cell's label; every statistic and comparison is taken within one cell, never
+across cells (a variant on MNIST is not a seed of the same variant on
+Fashion-MNIST).
+"""
 from __future__ import annotations
 
 import math
@@ -26,18 +32,29 @@ def shift_keys(rows: list[dict]) -> list[str]:
     return sorted(keys, key=lambda k: int(k.split("_")[1]))
 
 
+def cell_labels(rows: list[dict]) -> list[str]:
+    """The grid cells' labels in the order of the rows (results.csv's ``cell``); [] without a grid."""
+    return list(dict.fromkeys(r["cell"] for r in rows if r.get("cell") not in (None, "")))
+
+
+def in_cell(rows: list[dict], cell: str) -> list[dict]:
+    """The rows of one grid cell ("": a study without a grid)."""
+    return [r for r in rows if (r.get("cell") or "") == cell]
+
+
 def aggregate(rows: list[dict], variants: list[str]) -> list[dict]:
-    """One dict per variant (in ``variants`` order) with statistics over its seeds.
+    """One dict per grid cell and variant (cell by cell, variants in ``variants`` order) with
+    statistics over its seeds; ``cell`` is the cell's label, "" without a grid.
 
     Diverged runs are counted but left out of the accuracy statistics.
     """
     out = []
-    for name in variants:
-        runs = [r for r in rows if r["config"] == name]
+    for cell, name in [(c, v) for c in cell_labels(rows) or [""] for v in variants]:
+        runs = [r for r in in_cell(rows, cell) if r["config"] == name]
         if not runs:
             continue
         ok = [r for r in runs if not _true(r["diverged"])]
-        stats = {"config": name, "runs": len(runs), "diverged": len(runs) - len(ok),
+        stats = {"cell": cell, "config": name, "runs": len(runs), "diverged": len(runs) - len(ok),
                  "params": int(runs[0]["params"]), "macs": int(runs[0]["macs"]),
                  "receptive_field": runs[0]["receptive_field"]}
         stats["test_mean"], stats["test_std"] = mean_std([float(r["test_accuracy"]) for r in ok])
@@ -55,7 +72,7 @@ def _true(value) -> bool:
 
 def write_results(path, rows: list[dict]) -> None:
     provenance = [k for k in PROVENANCE_FIELDS if any(k in r for r in rows)]
-    fields = RESULT_FIELDS + shift_keys(rows) + provenance + ["run_dir"]
+    fields = ["cell"] * bool(cell_labels(rows)) + RESULT_FIELDS + shift_keys(rows) + provenance + ["run_dir"]
     write_csv(path, rows, fields)
 
 
@@ -66,9 +83,9 @@ def compared_metrics(rows: list[dict]) -> list[tuple[str, str]]:
                                                    for k in shift_keys(rows) if k != "shift_0"]
 
 
-def paired_section(rows: list[dict], variants: list[str]) -> list[str]:
-    """report.md's lines comparing every variant with the first by paired differences over seeds;
-    [] with fewer than two seeds or variants."""
+def paired_section(rows: list[dict], variants: list[str], level: str = "##") -> list[str]:
+    """report.md's lines comparing every variant with the first by paired differences over seeds
+    (``rows`` of one grid cell), under a heading of ``level``; [] with fewer than two seeds or variants."""
     seeds = {int(r["seed"]) for r in rows}
     present = [v for v in variants if any(r["config"] == v for r in rows)]
     if len(seeds) < 2 or len(present) < 2 or present[0] != variants[0]:
@@ -78,7 +95,7 @@ def paired_section(rows: list[dict], variants: list[str]) -> list[str]:
     base = variants[0]
     head = ["variant", "seeds paired"] + [label for _, label in metrics]
     lines = [
-        f"## Paired differences to {base}",
+        f"{level} Paired differences to {base}",
         "",
         f"Each variant minus {base} on the same seed (same initial draw and batch order), in percentage",
         "points: mean over the seeds both finished without diverging, and its 95% confidence interval",
@@ -137,13 +154,47 @@ def report_table(stats: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def grid_overview(rows: list[dict], variants: list[str], stats: list[dict]) -> list[str]:
+    """report.md's summary of a study with a grid: test accuracy per variant (rows) and cell
+    (columns), then each variant's paired difference to the first, cell by cell."""
+    cells = cell_labels(rows)
+    found = {(s["cell"], s["config"]): s for s in stats}
+    lines = ["## Summary over the grid cells", "",
+             "Test accuracy % (mean ± std over seeds) per cell; each cell is a section below.", "",
+             "| variant | " + " | ".join(cells) + " |", "|" + "---|" * (len(cells) + 1)]
+    for v in variants:
+        means = [_pct(found[c, v]["test_mean"], found[c, v]["test_std"]) if (c, v) in found else "–" for c in cells]
+        lines.append(f"| {v} | " + " | ".join(means) + " |")
+    lines.append("")
+    diffs = {c: paired_differences(in_cell(rows, c), variants) for c in cells}
+    if len(variants) > 1 and any(d.n > 1 for c in cells for d in diffs[c]):
+        lines += [f"Test accuracy minus {variants[0]}'s on the same seed, percentage points, mean [95% CI] "
+                  "(Student's t; resolved when the interval excludes 0):", "",
+                  "| variant | " + " | ".join(cells) + " |", "|" + "---|" * (len(cells) + 1)]
+        for i, v in enumerate(variants[1:]):
+            lines.append(f"| {v} | " + " | ".join(interval(diffs[c][i]) for c in cells) + " |")
+        lines.append("")
+    return lines
+
+
 def write_report(path, exp, stats: list[dict], rows: list[dict]) -> None:
+    """report.md from the result rows and their ``aggregate`` statistics: one table (and paired
+    comparison) for the study, or with a grid a summary and then one section per cell."""
     seeds = sorted({int(r["seed"]) for r in rows})
     epochs = sorted({int(r["epochs"]) for r in rows})
+    cells = cell_labels(rows)
+    if cells:
+        body = grid_overview(rows, exp.variants, stats)
+        for cell in cells:
+            body += [f"## {cell}", "", report_table([s for s in stats if s["cell"] == cell]), "",
+                     *paired_section(in_cell(rows, cell), exp.variants, level="###")]
+    else:
+        body = [report_table(stats) if stats else "(no finished runs)", "", *paired_section(rows, exp.variants)]
+    grid_text = f" in {len(cells)} grid cells" if cells else ""
     text = [
         f"# {exp.name}",
         "",
-        f"Experiment file `{exp.file}`: {len(exp.variants)} variants x seeds {seeds}, "
+        f"Experiment file `{exp.file}`: {len(exp.variants)} variants x seeds {seeds}{grid_text}, "
         f"{'/'.join(map(str, epochs))} epochs; {len(rows)} of {len(exp.runs)} runs finished.",
         "",
         "Test accuracy is the mean over seeds ± the sample standard deviation (n - 1) over",
@@ -153,9 +204,7 @@ def write_report(path, exp, stats: list[dict], rows: list[dict]) -> None:
         "forward. RF: receptive field of the last layer that still has a spatial map.",
         "Seconds per epoch and images per second are training only (no evaluation), mean over seeds.",
         "",
-        report_table(stats) if stats else "(no finished runs)",
-        "",
-        *paired_section(rows, exp.variants),
+        *body,
         *provenance_lines(rows),
         "Figures: `val_accuracy.png`, `test_accuracy.png`, `shift_accuracy.png`, `loss.png`,",
         "`accuracy_vs_macs.png`, and `confusion.png` when the runs saved confusion matrices.",

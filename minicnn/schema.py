@@ -26,6 +26,12 @@ MAX_EPOCHS = 100_000
 MAX_SHIFT = 1_000            # pixels; larger shifts leave an empty image
 MAX_LIST = 1_000             # items in eval.shifts, seeds, configs, set
 MAX_TEXT = 1_000             # characters in a string value
+MAX_GRID_KEYS = 8            # axes of an experiment's grid
+MAX_GRID_VALUES = 100        # values per axis
+MAX_GRID_CELLS = 1_000       # cells: the product of the axes' lengths
+MAX_GRID_RUNS = 10_000       # cells x configs x seeds of a study with a grid
+GRID_RESERVED = {"seed": "the seeds are the experiment's seeds list",
+                 "name": "each config's name names its variant"}
 SHOW_CHARS = 60
 REQUIRED = dataclasses.MISSING
 
@@ -215,6 +221,47 @@ class Shape:
 
 
 @dataclasses.dataclass(frozen=True)
+class Grid:
+    """An experiment's grid axes {dotted key: non-empty list of distinct scalars}; comes back as a
+    tuple of (key, tuple of values) pairs in file order (minicnn.grid).  Whether a key exists and a
+    value fits is checked by loading each config with the cell's overrides."""
+
+    expected = (f"a mapping of at most {MAX_GRID_KEYS} config keys, each to a non-empty list of at most "
+                f"{MAX_GRID_VALUES} distinct scalars")
+
+    def parse(self, v, file, path):
+        if v is None:
+            return ()
+        if not isinstance(v, dict) or len(v) > MAX_GRID_KEYS:
+            raise ConfigError(file, path, f"expected {self.expected}, got {show(v)}")
+        axes, cells = [], 1
+        for name, values in v.items():
+            if not isinstance(name, str) or not name or len(name) > MAX_TEXT:
+                raise ConfigError(file, path, f"expected dotted config keys like data.dataset, got {show(name)}")
+            here = clip(f"{path}.{name}")
+            if name.strip() in GRID_RESERVED:
+                raise ConfigError(file, here, f"cannot be a grid axis: {GRID_RESERVED[name.strip()]}")
+            if not isinstance(values, list) or not values or len(values) > MAX_GRID_VALUES:
+                raise ConfigError(file, here, f"expected a non-empty list of at most {MAX_GRID_VALUES} values, "
+                                  f"got {show(values)}")
+            seen = set()
+            for i, x in enumerate(values):
+                if x is not None and not isinstance(x, (bool, int, float, str)) or \
+                        isinstance(x, str) and len(x) > MAX_TEXT:
+                    raise ConfigError(file, f"{here}[{i}]", f"expected a number, string, true, false or null, "
+                                      f"got {show(x)}")
+                if (type(x), x) in seen:
+                    raise ConfigError(file, f"{here}[{i}]", f"{show(x)} is already in the list")
+                seen.add((type(x), x))
+            cells *= len(values)
+            if cells > MAX_GRID_CELLS:
+                raise ConfigError(file, path, f"more than {MAX_GRID_CELLS:,} cells (the product of the lists' "
+                                  "lengths)")
+            axes.append((name.strip(), tuple(values)))
+        return tuple(axes)
+
+
+@dataclasses.dataclass(frozen=True)
 class Nested:
     """A mapping declared by another section (``data.augment``)."""
 
@@ -329,6 +376,8 @@ def _plain(value, kind):
         return [_plain(v, kind.item) for v in value]
     if isinstance(kind, Nested):
         return as_plain(value)
+    if isinstance(kind, Grid):
+        return {name: list(values) for name, values in value}
     return list(value) if isinstance(value, tuple) else value
 
 
