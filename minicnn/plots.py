@@ -211,10 +211,11 @@ def accuracy_vs_macs_figure(stats: list[dict]) -> Figure:
 
 
 def _macs_panel(fig: Figure, ax, stats: list[dict], colours: dict[str, str]) -> None:
-    points = [(s["config"], s["macs"], 100 * s["test_mean"], 0.0 if math.isnan(s["test_std"]) else 100 * s["test_std"])
-              for s in stats if not math.isnan(s["test_mean"])]
+    points = [(s["config"], s["macs"], 100 * s["test_mean"], 100 * s["test_std"])
+              for s in stats if not math.isnan(s["test_mean"])]  # std is nan with one seed
     for name, macs, mean, std in points:
-        ax.errorbar([macs], [mean], yerr=[std], marker="o", markersize=7, capsize=5, color=colours[name])
+        ax.errorbar([macs], [mean], yerr=None if math.isnan(std) else [std], marker="o", markersize=7, capsize=5,
+                    color=colours[name])
     ax.set_xscale("log")
     ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 2M, 5M, 10M: no crowded 3x10^6 4x10^6
@@ -223,9 +224,10 @@ def _macs_panel(fig: Figure, ax, stats: list[dict], colours: dict[str, str]) -> 
         xs = [p[1] for p in points]
         ax.set_xlim(min(xs) / 2.5, max(xs) * 3)  # room for the labels beside the points
         ys = [p[2] for p in points]
-        pad = max(0.5, (max(ys) - min(ys)) * 0.15, *(2 * p[3] for p in points))
+        pad = max(0.5, (max(ys) - min(ys)) * 0.15, *(2 * p[3] for p in points if not math.isnan(p[3])))
         ax.set_ylim(min(ys) - pad, max(ys) + pad)
-    _label_points(fig, ax, [(f"{name} {mean:.2f} ± {std:.2f}", macs, mean, std, colours[name])
+    _label_points(fig, ax, [(f"{name} {mean:.2f}" + ("" if math.isnan(std) else f" ± {std:.2f}"), macs, mean,
+                             0.0 if math.isnan(std) else std, colours[name])
                             for name, macs, mean, std in points])
 
 
