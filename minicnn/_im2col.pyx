@@ -8,12 +8,10 @@ in C order, the input element ``x[n, c, oh * sh - ph + i, ow * sw - pw + j]``
 ``W.reshape(O, -1) @ cols`` computes the whole chunk.
 
 The caller (``minicnn/layers/conv.py``) validates shapes and dtypes, and calls
-these on chunks of a few images whose columns stay in cache.  ``threads`` is the
-number of OpenMP threads (1 by default: the loops are memory-bound, and the
-BLAS product that follows already uses the cores).
+these on chunks of a few images whose columns stay in cache, one chunk per
+call, from minicnn's own threads (minicnn.threads).
 """
 from cython cimport floating
-from cython.parallel cimport prange
 from libc.string cimport memset
 
 
@@ -64,7 +62,7 @@ cdef inline void _fill_row(
 
 def im2col(
     const floating[:, :, :, ::1] x, floating[:, ::1] cols,
-    int kh, int kw, int sh, int sw, int ph, int pw, int threads=1,
+    int kh, int kw, int sh, int sw, int ph, int pw,
 ):
     """Shape: x (N, C, H, W) -> cols (C*kh*kw, N*OH*OW), OH/OW taken from cols."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
@@ -74,9 +72,10 @@ def im2col(
         return
     OH = (H + 2 * ph - kh) // sh + 1
     OW = (W + 2 * pw - kw) // sw + 1
-    for r in prange(R, nogil=True, schedule="static", num_threads=threads):
-        _fill_row(&x[0, 0, 0, 0], &cols[r, 0], N, C, H, W, OH, OW,
-                  r // (kh * kw), (r // kw) % kh, r % kw, sh, sw, ph, pw)
+    with nogil:
+        for r in range(R):
+            _fill_row(&x[0, 0, 0, 0], &cols[r, 0], N, C, H, W, OH, OW,
+                      r // (kh * kw), (r // kw) % kh, r % kw, sh, sw, ph, pw)
 
 
 cdef inline void _add_rows_to_plane(
@@ -106,7 +105,7 @@ cdef inline void _add_rows_to_plane(
 
 def col2im(
     const floating[:, ::1] cols, floating[:, :, :, ::1] dx,
-    int kh, int kw, int sh, int sw, int ph, int pw, int threads=1,
+    int kh, int kw, int sh, int sw, int ph, int pw,
 ):
     """Adjoint of im2col.  Shape: cols (C*kh*kw, N*OH*OW) -> dx (N, C, H, W)."""
     cdef Py_ssize_t N = dx.shape[0], C = dx.shape[1], H = dx.shape[2], W = dx.shape[3]
@@ -116,6 +115,7 @@ def col2im(
         return
     OH = (H + 2 * ph - kh) // sh + 1
     OW = (W + 2 * pw - kw) // sw + 1
-    for p in prange(N * C, nogil=True, schedule="static", num_threads=threads):
-        _add_rows_to_plane(&cols[0, 0], L, &dx[p // C, p % C, 0, 0],
-                           p // C, p % C, H, W, OH, OW, kh, kw, sh, sw, ph, pw)
+    with nogil:
+        for p in range(N * C):
+            _add_rows_to_plane(&cols[0, 0], L, &dx[p // C, p % C, 0, 0],
+                               p // C, p % C, H, W, OH, OW, kh, kw, sh, sw, ph, pw)

@@ -1,4 +1,7 @@
-"""2-D convolution as im2col (Cython) plus BLAS matrix products, chunk by chunk.
+"""2-D convolution: Winograd F(2x2, 3x3) for 3x3 stride-1 filters over several
+input channels (minicnn.layers.winograd), else im2col plus one matrix product
+per chunk of images, as below.  Float32 products run on minicnn's own kernel
+(minicnn._conv.sgemm), float64 ones on NumPy's BLAS.
 
 The batch is cut into chunks of images whose im2col columns fit in cache; each
 chunk is im2col'ed, multiplied by the filters in one BLAS product, and written
@@ -16,6 +19,7 @@ import numpy as np
 
 from minicnn import _im2col
 from minicnn import threads
+from minicnn.layers import winograd
 from minicnn.layers.base import Layer, check_array, check_grad, pair, require_forward
 from minicnn.layers.init import he_normal
 
@@ -98,13 +102,23 @@ class Conv2D(Layer):
             buf = self._buffers[name] = np.empty(size, dtype=dtype)
         return buf
 
+    def _winograd(self) -> bool:
+        """Whether this layer runs Winograd F(2x2, 3x3): 3x3 filters, stride 1,
+        and enough input channels for the products to dominate the transforms."""
+        return (self.kernel_size == (3, 3) and self.stride == (1, 1)
+                and self.in_channels >= WINOGRAD_MIN_CHANNELS)
+
     def forward(self, x, training=True):
         x = check_array(x, "Conv2D", 4)
         n = x.shape[0]
         o, oh, ow = self.output_shape(x.shape[1:])
+        # backward rebuilds what it needs from x (cheaper than storing it all)
+        self._cache = x if training else None
+        if self._winograd():
+            return winograd.forward(x, self.params["W"], self.params["b"], self.padding, self._workspace)
         kh, kw = self.kernel_size
         k, p = self.in_channels * kh * kw, oh * ow
-        geometry = (kh, kw, *self.stride, *self.padding, 1)
+        geometry = (kh, kw, *self.stride, *self.padding)
         w2 = self.params["W"].reshape(o, -1).astype(x.dtype, copy=False)
         bias = self.params["b"].astype(x.dtype, copy=False)[:, None]
         y = np.empty((n, o, oh, ow), dtype=x.dtype)
@@ -118,14 +132,12 @@ class Conv2D(Layer):
                 cols = cols_ws[:k * m * p].reshape(k, m * p)
                 rows = rows_ws[:o * m * p].reshape(o, m * p)
                 _im2col.im2col(x[n0:n1], cols, *geometry)
-                np.matmul(w2, cols, out=rows)                # (O, m*OH*OW), one BLAS product
+                matmul(w2, cols, rows)                      # (O, m*OH*OW), one product
                 # (O, m, P) -> (m, O, P) and + b in one pass, straight into y
                 np.add(rows.reshape(o, m, p).transpose(1, 0, 2), bias, out=y[n0:n1].reshape(m, o, p))
 
         with threads.one_blas_thread():
             threads.run_parts(work, chunks)
-        # backward rebuilds each chunk's columns from x (cheaper than storing them all)
-        self._cache = x if training else None
         return y
 
     def backward(self, dy, input_grad=True):
@@ -135,8 +147,13 @@ class Conv2D(Layer):
         o, oh, ow = self.output_shape(x.shape[1:])
         kh, kw = self.kernel_size
         k, p = self.in_channels * kh * kw, oh * ow
-        geometry = (kh, kw, *self.stride, *self.padding, 1)
+        geometry = (kh, kw, *self.stride, *self.padding)
         dy = check_grad(dy, "Conv2D", (n, o, oh, ow), x.dtype)
+        if self._winograd():
+            dx, dw, db = winograd.backward(x, self.params["W"], dy, self.padding, self._workspace, input_grad)
+            self.grads["W"][...] = dw
+            self.grads["b"][...] = db
+            return dx
         w2t = self.params["W"].reshape(o, -1).astype(x.dtype, copy=False).T
         dx = np.empty(x.shape, dtype=x.dtype) if input_grad else None
         b, chunks = self._chunks(n, k, p, x.itemsize)
@@ -157,11 +174,11 @@ class Conv2D(Layer):
                 _im2col.im2col(x[n0:n1], cols, *geometry)
                 np.copyto(dy2.reshape(o, m, p), dy[n0:n1].reshape(m, o, p).transpose(1, 0, 2))
                 # dW as (K, O): BLAS runs this shape 20% faster than (O, K)
-                np.matmul(cols, dy2.T, out=chunk_gWt)
+                matmul(cols, dy2.T, chunk_gWt)
                 gWt += chunk_gWt
                 gb += dy2.sum(axis=1)
                 if input_grad:
-                    np.matmul(w2t, dy2, out=dcols)           # d columns
+                    matmul(w2t, dy2, dcols)                 # d columns
                     _im2col.col2im(dcols, dx[n0:n1], *geometry)
             return gWt, gb
 
@@ -172,6 +189,14 @@ class Conv2D(Layer):
         return dx
 
 
+def matmul(a, b, out):
+    """out = a @ b (2-D): our float32 kernel, or NumPy's BLAS for float64."""
+    winograd.products(a[None], b[None], out[None])
+
+
+# Winograd pays from this many input channels on (below, im2col's single
+# product with K = C * 9 is cheaper than 16 products with K = C).
+WINOGRAD_MIN_CHANNELS = 8
 # Bytes of im2col columns per chunk of images: small enough to stay in the
 # core's cache between im2col, the BLAS product and col2im, big enough for BLAS.
 CHUNK_BYTES = 1 << 20
