@@ -24,7 +24,6 @@ Array layouts (C-contiguous): V, dV (16, C, T); M, dM (16, O, T); U (16, O, C).
 The caller (``minicnn/layers/conv.py``) validates shapes and dtypes.
 """
 from cython cimport floating
-from libc.string cimport memset
 
 
 cdef extern from "_gemm.h" nogil:
@@ -83,179 +82,114 @@ def sgemm(const float[:, :] A, const float[:, :] B, float[:, :] C,
 
 # ------------------------------------------------------------- Winograd --
 
-cdef inline void _bt_rows(floating* d) noexcept nogil:
-    """d (4x4, row-major) <- B^T d."""
-    cdef int s
-    cdef floating d0, d1, d2, d3
-    for s in range(4):
-        d0 = d[s]; d1 = d[4 + s]; d2 = d[8 + s]; d3 = d[12 + s]
-        d[s] = d0 - d2
-        d[4 + s] = d1 + d2
-        d[8 + s] = d2 - d1
-        d[12 + s] = d1 - d3
+cdef extern from "_winograd.h" nogil:
+    Py_ssize_t mc_wino_scratch(Py_ssize_t H, Py_ssize_t W, int ph, int pw)
+    void mc_wino_input_f32(const float* x, Py_ssize_t N, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                           int ph, int pw, float* X, Py_ssize_t xs, Py_ssize_t T, float* scratch)
+    void mc_wino_input_f64(const double* x, Py_ssize_t N, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                           int ph, int pw, double* X, Py_ssize_t xs, Py_ssize_t T, double* scratch)
+    void mc_wino_output_f32(const float* X, Py_ssize_t xs, Py_ssize_t T, const float* bias,
+                            float* y, Py_ssize_t N, Py_ssize_t O, Py_ssize_t OH, Py_ssize_t OW, float* scratch)
+    void mc_wino_output_f64(const double* X, Py_ssize_t xs, Py_ssize_t T, const double* bias,
+                            double* y, Py_ssize_t N, Py_ssize_t O, Py_ssize_t OH, Py_ssize_t OW, double* scratch)
+    void mc_wino_output_adjoint_f32(const float* dy, Py_ssize_t N, Py_ssize_t O, Py_ssize_t OH, Py_ssize_t OW,
+                                    float* X, Py_ssize_t xs, Py_ssize_t T, float* scratch)
+    void mc_wino_output_adjoint_f64(const double* dy, Py_ssize_t N, Py_ssize_t O, Py_ssize_t OH, Py_ssize_t OW,
+                                    double* X, Py_ssize_t xs, Py_ssize_t T, double* scratch)
+    void mc_wino_input_adjoint_f32(const float* X, Py_ssize_t xs, Py_ssize_t T, float* dx,
+                                   Py_ssize_t N, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, int ph, int pw,
+                                   float* scratch)
+    void mc_wino_input_adjoint_f64(const double* X, Py_ssize_t xs, Py_ssize_t T, double* dx,
+                                   Py_ssize_t N, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, int ph, int pw,
+                                   double* scratch)
+
+from libc.stdlib cimport malloc, free
 
 
-def winograd_input(const floating[:, :, :, ::1] x, floating[:, :, ::1] V, int ph, int pw):
+cdef Py_ssize_t _matrix_stride(const floating[:, :, :] X, Py_ssize_t rows, Py_ssize_t tiles, str name) except -1:
+    """Stride (elements) between X's 16 matrices; checks X is (16, rows, tiles), rows contiguous."""
+    if X.shape[0] != 16 or X.shape[1] != rows or X.shape[2] != tiles:
+        raise ValueError(f"{name}: expected shape (16, {rows}, {tiles}), got ({X.shape[0]}, {X.shape[1]}, {X.shape[2]})")
+    if X.strides[2] != sizeof(floating) or X.strides[1] != tiles * sizeof(floating):
+        raise ValueError(f"{name}: each of the 16 matrices must be C-contiguous")
+    return X.strides[0] // sizeof(floating)
+
+
+cdef floating* _scratch(Py_ssize_t H, Py_ssize_t W, int ph, int pw, floating* like) except NULL:
+    cdef floating* s = <floating*>malloc(mc_wino_scratch(H, W, ph, pw) * sizeof(floating))
+    if s == NULL:
+        raise MemoryError()
+    return s
+
+
+def winograd_input(const floating[:, :, :, ::1] x, floating[:, :, :] V, int ph, int pw):
     """V = B^T d B for every 4x4 input patch.  Shapes: x (N, C, H, W) -> V (16, C, N*TH*TW)."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
-    cdef Py_ssize_t T = V.shape[2], TH, TW, n, c, th, tw, t, ih, iw, plane = C * T
-    cdef int r, s
-    cdef floating d[16]
-    cdef floating d0, d1, d2, d3
-    cdef const floating* xp
-    cdef floating* vp
-    if N == 0 or C == 0:
+    cdef Py_ssize_t T = N * ((H + 2 * ph - 1) // 2) * ((W + 2 * pw - 1) // 2)
+    cdef Py_ssize_t xs = _matrix_stride(V, C, T, "winograd_input")
+    cdef floating* s
+    if N * C * T == 0:
         return
-    TH = (H + 2 * ph - 2 + 1) // 2
-    TW = (W + 2 * pw - 2 + 1) // 2
+    s = _scratch(H, W, ph, pw, &V[0, 0, 0])
     with nogil:
-        for n in range(N):
-            for c in range(C):
-                xp = &x[n, c, 0, 0]
-                for th in range(TH):
-                    for tw in range(TW):
-                        ih = 2 * th - ph
-                        iw = 2 * tw - pw
-                        if ih >= 0 and iw >= 0 and ih + 4 <= H and iw + 4 <= W:
-                            for r in range(4):
-                                for s in range(4):
-                                    d[4 * r + s] = xp[(ih + r) * W + iw + s]
-                        else:
-                            for r in range(4):
-                                for s in range(4):
-                                    if 0 <= ih + r < H and 0 <= iw + s < W:
-                                        d[4 * r + s] = xp[(ih + r) * W + iw + s]
-                                    else:
-                                        d[4 * r + s] = 0
-                        _bt_rows(d)
-                        t = (n * TH + th) * TW + tw
-                        vp = &V[0, c, t]
-                        for r in range(4):      # (B^T d) B: the same combination along each row
-                            d0 = d[4 * r]; d1 = d[4 * r + 1]; d2 = d[4 * r + 2]; d3 = d[4 * r + 3]
-                            vp[(4 * r) * plane] = d0 - d2
-                            vp[(4 * r + 1) * plane] = d1 + d2
-                            vp[(4 * r + 2) * plane] = d2 - d1
-                            vp[(4 * r + 3) * plane] = d1 - d3
+        if floating is float:
+            mc_wino_input_f32(&x[0, 0, 0, 0], N, C, H, W, ph, pw, &V[0, 0, 0], xs, T, s)
+        else:
+            mc_wino_input_f64(&x[0, 0, 0, 0], N, C, H, W, ph, pw, &V[0, 0, 0], xs, T, s)
+    free(s)
 
 
-def winograd_input_adjoint(const floating[:, :, ::1] dV, floating[:, :, :, ::1] dx, int ph, int pw):
-    """dx = sum over patches of B dV B^T (adjoint of winograd_input).
+def winograd_input_adjoint(const floating[:, :, :] dV, floating[:, :, :, ::1] dx, int ph, int pw):
+    """dx = sum over patches of B dV B^T (adjoint of winograd_input), overwritten.
 
-    Shapes: dV (16, C, N*TH*TW) -> dx (N, C, H, W), overwritten."""
+    Shapes: dV (16, C, N*TH*TW) -> dx (N, C, H, W)."""
     cdef Py_ssize_t N = dx.shape[0], C = dx.shape[1], H = dx.shape[2], W = dx.shape[3]
-    cdef Py_ssize_t T = dV.shape[2], TH, TW, n, c, th, tw, t, ih, iw, plane = C * T
-    cdef int r, s
-    cdef floating e[16]
-    cdef floating v0, v1, v2, v3
-    cdef const floating* vp
-    cdef floating* xp
-    if N == 0 or C == 0 or H == 0 or W == 0:
+    cdef Py_ssize_t T = N * ((H + 2 * ph - 1) // 2) * ((W + 2 * pw - 1) // 2)
+    cdef Py_ssize_t xs = _matrix_stride(dV, C, T, "winograd_input_adjoint")
+    cdef floating* s
+    if N * C * T == 0:
         return
-    TH = (H + 2 * ph - 2 + 1) // 2
-    TW = (W + 2 * pw - 2 + 1) // 2
+    s = _scratch(H, W, ph, pw, &dx[0, 0, 0, 0])
     with nogil:
-        for n in range(N):
-            for c in range(C):
-                xp = &dx[n, c, 0, 0]
-                memset(xp, 0, H * W * sizeof(floating))
-                for th in range(TH):
-                    for tw in range(TW):
-                        t = (n * TH + th) * TW + tw
-                        vp = &dV[0, c, t]
-                        # B v = (v0, v1 - v2 + v3, -v0 + v1 + v2, -v3), along each row, then down each column
-                        for r in range(4):
-                            v0 = vp[(4 * r) * plane]; v1 = vp[(4 * r + 1) * plane]
-                            v2 = vp[(4 * r + 2) * plane]; v3 = vp[(4 * r + 3) * plane]
-                            e[4 * r] = v0
-                            e[4 * r + 1] = v1 - v2 + v3
-                            e[4 * r + 2] = -v0 + v1 + v2
-                            e[4 * r + 3] = -v3
-                        for s in range(4):
-                            v0 = e[s]; v1 = e[4 + s]; v2 = e[8 + s]; v3 = e[12 + s]
-                            e[s] = v0
-                            e[4 + s] = v1 - v2 + v3
-                            e[8 + s] = -v0 + v1 + v2
-                            e[12 + s] = -v3
-                        ih = 2 * th - ph
-                        iw = 2 * tw - pw
-                        for r in range(4):
-                            if 0 <= ih + r < H:
-                                for s in range(4):
-                                    if 0 <= iw + s < W:
-                                        xp[(ih + r) * W + iw + s] += e[4 * r + s]
+        if floating is float:
+            mc_wino_input_adjoint_f32(&dV[0, 0, 0], xs, T, &dx[0, 0, 0, 0], N, C, H, W, ph, pw, s)
+        else:
+            mc_wino_input_adjoint_f64(&dV[0, 0, 0], xs, T, &dx[0, 0, 0, 0], N, C, H, W, ph, pw, s)
+    free(s)
 
 
-def winograd_output(const floating[:, :, ::1] M, const floating[::1] bias, floating[:, :, :, ::1] y):
+def winograd_output(const floating[:, :, :] M, const floating[::1] bias, floating[:, :, :, ::1] y):
     """y = A^T M A + bias for every 2x2 output tile.  Shapes: M (16, O, N*TH*TW) -> y (N, O, OH, OW)."""
     cdef Py_ssize_t N = y.shape[0], O = y.shape[1], OH = y.shape[2], OW = y.shape[3]
-    cdef Py_ssize_t T = M.shape[2], TH = (OH + 1) // 2, TW = (OW + 1) // 2, n, o, th, tw, t
-    cdef Py_ssize_t plane = O * T
-    cdef int r
-    cdef floating a[8]
-    cdef floating m0, m1, m2, m3, b
-    cdef const floating* mp
-    cdef floating* yp
-    if N == 0 or O == 0:
+    cdef Py_ssize_t T = N * ((OH + 1) // 2) * ((OW + 1) // 2)
+    cdef Py_ssize_t xs = _matrix_stride(M, O, T, "winograd_output")
+    cdef floating* s
+    if bias.shape[0] != O:
+        raise ValueError("winograd_output: bias must have O elements")
+    if N * O * T == 0:
         return
+    s = _scratch(OH + 2, OW + 2, 0, 0, &y[0, 0, 0, 0])
     with nogil:
-        for n in range(N):
-            for o in range(O):
-                yp = &y[n, o, 0, 0]
-                b = bias[o]
-                for th in range(TH):
-                    for tw in range(TW):
-                        t = (n * TH + th) * TW + tw
-                        mp = &M[0, o, t]
-                        for r in range(4):      # M A along each row
-                            m0 = mp[(4 * r) * plane]; m1 = mp[(4 * r + 1) * plane]
-                            m2 = mp[(4 * r + 2) * plane]; m3 = mp[(4 * r + 3) * plane]
-                            a[2 * r] = m0 + m1 + m2
-                            a[2 * r + 1] = m1 - m2 - m3
-                        for r in range(2):      # A^T (.) down each column
-                            m0 = a[r]; m1 = a[2 + r]; m2 = a[4 + r]; m3 = a[6 + r]
-                            if 2 * tw + r < OW:
-                                yp[(2 * th) * OW + 2 * tw + r] = m0 + m1 + m2 + b
-                                if 2 * th + 1 < OH:
-                                    yp[(2 * th + 1) * OW + 2 * tw + r] = m1 - m2 - m3 + b
+        if floating is float:
+            mc_wino_output_f32(&M[0, 0, 0], xs, T, &bias[0], &y[0, 0, 0, 0], N, O, OH, OW, s)
+        else:
+            mc_wino_output_f64(&M[0, 0, 0], xs, T, &bias[0], &y[0, 0, 0, 0], N, O, OH, OW, s)
+    free(s)
 
 
-def winograd_output_adjoint(const floating[:, :, :, ::1] dy, floating[:, :, ::1] dM):
+def winograd_output_adjoint(const floating[:, :, :, ::1] dy, floating[:, :, :] dM):
     """dM = A dY A^T for every 2x2 output tile (adjoint of winograd_output, zero
     where the tile hangs over the output).  Shapes: dy (N, O, OH, OW) -> dM (16, O, N*TH*TW)."""
     cdef Py_ssize_t N = dy.shape[0], O = dy.shape[1], OH = dy.shape[2], OW = dy.shape[3]
-    cdef Py_ssize_t T = dM.shape[2], TH = (OH + 1) // 2, TW = (OW + 1) // 2, n, o, th, tw, t
-    cdef Py_ssize_t plane = O * T
-    cdef int r
-    cdef floating g[4]
-    cdef floating h[8]
-    cdef const floating* yp
-    cdef floating* mp
-    if N == 0 or O == 0:
+    cdef Py_ssize_t T = N * ((OH + 1) // 2) * ((OW + 1) // 2)
+    cdef Py_ssize_t xs = _matrix_stride(dM, O, T, "winograd_output_adjoint")
+    cdef floating* s
+    if N * O * T == 0:
         return
+    s = _scratch(OH + 2, OW + 2, 0, 0, &dM[0, 0, 0])
     with nogil:
-        for n in range(N):
-            for o in range(O):
-                yp = &dy[n, o, 0, 0]
-                for th in range(TH):
-                    for tw in range(TW):
-                        for r in range(4):
-                            g[r] = 0
-                        g[0] = yp[(2 * th) * OW + 2 * tw]
-                        if 2 * tw + 1 < OW:
-                            g[1] = yp[(2 * th) * OW + 2 * tw + 1]
-                        if 2 * th + 1 < OH:
-                            g[2] = yp[(2 * th + 1) * OW + 2 * tw]
-                            if 2 * tw + 1 < OW:
-                                g[3] = yp[(2 * th + 1) * OW + 2 * tw + 1]
-                        for r in range(2):      # A (.) down each column: (g0, g0 + g1, g0 - g1, -g1)
-                            h[r] = g[r]
-                            h[2 + r] = g[r] + g[2 + r]
-                            h[4 + r] = g[r] - g[2 + r]
-                            h[6 + r] = -g[2 + r]
-                        t = (n * TH + th) * TW + tw
-                        mp = &dM[0, o, t]
-                        for r in range(4):      # (.) A^T along each row
-                            mp[(4 * r) * plane] = h[2 * r]
-                            mp[(4 * r + 1) * plane] = h[2 * r] + h[2 * r + 1]
-                            mp[(4 * r + 2) * plane] = h[2 * r] - h[2 * r + 1]
-                            mp[(4 * r + 3) * plane] = -h[2 * r + 1]
+        if floating is float:
+            mc_wino_output_adjoint_f32(&dy[0, 0, 0, 0], N, O, OH, OW, &dM[0, 0, 0], xs, T, s)
+        else:
+            mc_wino_output_adjoint_f64(&dy[0, 0, 0, 0], N, O, OH, OW, &dM[0, 0, 0], xs, T, s)
+    free(s)
