@@ -1,10 +1,10 @@
 """2-D convolution: Winograd F(2x2, 3x3) for 3x3 stride-1 filters over several
 input channels (minicnn.layers.winograd), else im2col plus one matrix product
-per chunk of images, as below.  Float32 products run on minicnn's own kernel
-(minicnn._conv.sgemm), float64 ones on NumPy's BLAS.
+per chunk of images, as below.  Matrix products go through minicnn.layers.gemm
+(our own float32 kernel).
 
 The batch is cut into chunks of images whose im2col columns fit in cache; each
-chunk is im2col'ed, multiplied by the filters in one BLAS product, and written
+chunk is im2col'ed, multiplied by the filters in one product, and written
 straight into the NCHW output (bias added in the same pass).  With
 MINICNN_KERNEL_THREADS > 1 the chunks are shared out among that many threads
 (minicnn.threads).  Backward rebuilds
@@ -20,6 +20,7 @@ import numpy as np
 from minicnn import _im2col
 from minicnn import threads
 from minicnn.layers import winograd
+from minicnn.layers.gemm import matmul
 from minicnn.layers.base import Layer, check_array, check_grad, pair, require_forward
 from minicnn.layers.init import he_normal
 
@@ -86,7 +87,7 @@ class Conv2D(Layer):
         """Split a batch of n images into chunks whose columns fit in cache.
 
         A chunk of b images has a (k, b * p) column matrix; b is chosen so that
-        it holds about CHUNK_BYTES, enough for BLAS to run at full speed.
+        it holds about CHUNK_BYTES, enough for the product to run at full speed.
         """
         b = max(1, min(n, CHUNK_BYTES // max(1, k * p * itemsize)))
         return b, [(start, min(start + b, n)) for start in range(0, n, b)]
@@ -173,7 +174,7 @@ class Conv2D(Layer):
                 dy2 = rows_ws[:o * m * p].reshape(o, m * p)
                 _im2col.im2col(x[n0:n1], cols, *geometry)
                 np.copyto(dy2.reshape(o, m, p), dy[n0:n1].reshape(m, o, p).transpose(1, 0, 2))
-                # dW as (K, O): BLAS runs this shape 20% faster than (O, K)
+                # dW as (K, O): only the narrow dy2.T (O columns) needs packing
                 matmul(cols, dy2.T, chunk_gWt)
                 gWt += chunk_gWt
                 gb += dy2.sum(axis=1)
@@ -189,14 +190,9 @@ class Conv2D(Layer):
         return dx
 
 
-def matmul(a, b, out):
-    """out = a @ b (2-D): our float32 kernel, or NumPy's BLAS for float64."""
-    winograd.products(a[None], b[None], out[None])
-
-
 # Winograd pays from this many input channels on (below, im2col's single
 # product with K = C * 9 is cheaper than 16 products with K = C).
 WINOGRAD_MIN_CHANNELS = 8
 # Bytes of im2col columns per chunk of images: small enough to stay in the
-# core's cache between im2col, the BLAS product and col2im, big enough for BLAS.
+# core's cache between im2col, the product and col2im, big enough for the product.
 CHUNK_BYTES = 1 << 20

@@ -22,6 +22,7 @@ import numpy as np
 
 from minicnn import _conv
 from minicnn import threads
+from minicnn.layers.gemm import matmul
 
 # Filter transform: U = G w G^T per 3x3 filter.
 G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
@@ -40,16 +41,6 @@ def filter_transform_adjoint(du: np.ndarray) -> np.ndarray:
     """dU (16, O, C) -> dw (O, C, 3, 3) = G^T dU G, in float64."""
     o, c = du.shape[1:]
     return G.T @ du.astype(np.float64).reshape(4, 4, o, c).transpose(2, 3, 0, 1) @ G
-
-
-def products(a, b, out, accumulate=False):
-    """out[k] = a[k] @ b[k] (or +=): our float32 kernel, or NumPy's BLAS for float64."""
-    if out.dtype == np.float32:
-        _conv.sgemm_batch(a, b, out, accumulate)
-    elif accumulate:
-        out += np.matmul(a, b)
-    else:
-        np.matmul(a, b, out=out)
 
 
 def tiles(h, w, padding):
@@ -102,7 +93,7 @@ def forward(x, w, bias, padding, workspace):
             v = matrices(v_ws, c, t)
             m = matrices(m_ws, o, t)
             _conv.winograd_input(x[n0:n1], v, *padding)
-            products(u, v, m)
+            matmul(u, v, m)
             _conv.winograd_output(m, bias, y[n0:n1])
 
     with threads.one_blas_thread():
@@ -132,10 +123,10 @@ def backward(x, w, dy, padding, workspace, input_grad=True):
             dm = matrices(m_ws, o, t)
             _conv.winograd_input(x[n0:n1], v, *padding)
             _conv.winograd_output_adjoint(dy[n0:n1], dm)
-            products(dm, v.transpose(0, 2, 1), du, accumulate=True)
+            matmul(dm, v.transpose(0, 2, 1), du, accumulate=True)
             db += dy[n0:n1].sum(axis=(0, 2, 3), dtype=np.float64)
             if input_grad:
-                products(ut, dm, v)                     # dV, in V's buffer
+                matmul(ut, dm, v)                     # dV, in V's buffer
                 _conv.winograd_input_adjoint(v, dx[n0:n1], *padding)
         return du, db
 
