@@ -11,12 +11,15 @@
  *   avx512: 8 x 32 block, 16 zmm accumulators (AVX-512F)
  *   avx2:   6 x 16 block, 12 ymm accumulators (AVX2 + FMA)
  *   plain:  4 x 16 block, portable C (any CPU; the compiler vectorizes it)
+ * plus, with AVX-512, a dot-product kernel for A @ B^T with both row-major
+ * (B given as a transposed view, K >= 128), which needs no packing.
  * Each is compiled with a per-function target attribute, so the module itself
  * needs no -march flag and runs on any x86-64 CPU (other CPUs get plain only).
  *
  * Layout: A element (i, k) at A[i * rsa + k * csa]; B element (k, j) at
- * B[k * rsb + j * csb]; C row-major with row stride ldc.  Sums over k run in
- * order k = 0, 1, ..., K - 1 within each KC block, for every kernel.
+ * B[k * rsb + j * csb]; C row-major with row stride ldc.  The packed kernels
+ * sum over k in order within each KC block; the dot-product kernel keeps 16
+ * partial sums.  Either way each entry is a sum of K products in float32.
  */
 #ifndef MINICNN_GEMM_H
 #define MINICNN_GEMM_H
@@ -32,7 +35,7 @@
 #define MC_X86 0
 #endif
 
-#define MC_KC 256   /* k-block: an A panel (MR x KC) and a B panel (KC x NR) stay in L1/L2 */
+#define MC_KC 128   /* k-block: a B panel (KC x NR) stays in L1 while A's panels stream past it */
 #define MC_MAX_MR 8
 #define MC_MAX_NR 32
 
@@ -117,6 +120,58 @@ static void mc_ukr_avx512(ptrdiff_t K, const float *pa, const float *b, ptrdiff_
 }
 #endif
 
+#if MC_X86
+/* C (M x N, ldc) = beta * C + A B^T with A (M x K) and B (N x K) both row-major:
+ * dot products along k, 16 at a time, in 4 x 4 blocks of C (16 zmm accumulators).
+ * Used when B comes as a transposed view (the weight gradients' products),
+ * where the packed path would spend more time transposing B than multiplying. */
+__attribute__((target("avx512f")))
+static void mc_sgemm_nt_avx512(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *A, ptrdiff_t lda,
+                               const float *B, ptrdiff_t ldb, float *C, ptrdiff_t ldc, int beta)
+{
+    ptrdiff_t i0, j0, k, i, j;
+    __mmask16 tail = (__mmask16)((1u << (K % 16)) - 1u);
+    for (i0 = 0; i0 < M; i0 += 4)
+        for (j0 = 0; j0 < N; j0 += 4) {
+            ptrdiff_t mi = M - i0 < 4 ? M - i0 : 4, nj = N - j0 < 4 ? N - j0 : 4;
+            const float *a[4], *b[4];
+            __m512 acc[4][4];
+            for (i = 0; i < 4; i++) {
+                a[i] = A + (i0 + (i < mi ? i : 0)) * lda;    /* rows past the edge repeat row 0 */
+                b[i] = B + (j0 + (i < nj ? i : 0)) * ldb;
+                for (j = 0; j < 4; j++)
+                    acc[i][j] = _mm512_setzero_ps();
+            }
+            for (k = 0; k + 16 <= K; k += 16) {
+                __m512 av[4], bv[4];
+                for (i = 0; i < 4; i++) {
+                    av[i] = _mm512_loadu_ps(a[i] + k);
+                    bv[i] = _mm512_loadu_ps(b[i] + k);
+                }
+                for (i = 0; i < 4; i++)
+                    for (j = 0; j < 4; j++)
+                        acc[i][j] = _mm512_fmadd_ps(av[i], bv[j], acc[i][j]);
+            }
+            if (tail) {
+                __m512 av[4], bv[4];
+                for (i = 0; i < 4; i++) {
+                    av[i] = _mm512_maskz_loadu_ps(tail, a[i] + k);
+                    bv[i] = _mm512_maskz_loadu_ps(tail, b[i] + k);
+                }
+                for (i = 0; i < 4; i++)
+                    for (j = 0; j < 4; j++)
+                        acc[i][j] = _mm512_fmadd_ps(av[i], bv[j], acc[i][j]);
+            }
+            for (i = 0; i < mi; i++)
+                for (j = 0; j < nj; j++) {
+                    float v = _mm512_reduce_add_ps(acc[i][j]);
+                    float *c = C + (i0 + i) * ldc + j0 + j;
+                    *c = beta ? *c + v : v;
+                }
+        }
+}
+#endif
+
 typedef struct { mc_ukr_t ukr; int mr, nr; } mc_kernel_t;
 
 /* The best kernel this CPU runs (which = MC_GEMM_AUTO), or the one asked for;
@@ -149,13 +204,18 @@ static void mc_pack_a(const float *A, ptrdiff_t rsa, ptrdiff_t csa, ptrdiff_t i0
                       ptrdiff_t k0, ptrdiff_t kc, int mr, float *pa)
 {
     ptrdiff_t k, i;
-    for (k = 0; k < kc; k++) {
-        const float *src = A + i0 * rsa + (k0 + k) * csa;
+    if (csa == 1) {     /* rows contiguous: read along them */
         for (i = 0; i < m; i++)
-            pa[k * mr + i] = src[i * rsa];
-        for (; i < mr; i++)
-            pa[k * mr + i] = 0.0f;
+            for (k = 0; k < kc; k++)
+                pa[k * mr + i] = A[(i0 + i) * rsa + k0 + k];
+    } else {
+        for (k = 0; k < kc; k++)
+            for (i = 0; i < m; i++)
+                pa[k * mr + i] = A[(i0 + i) * rsa + (k0 + k) * csa];
     }
+    for (i = m; i < mr; i++)
+        for (k = 0; k < kc; k++)
+            pa[k * mr + i] = 0.0f;
 }
 
 /* Columns j0..j0+n-1 (n <= nr) of B, rows k0..k0+kc-1, as pb[k*nr + j], zero-padded. */
@@ -163,13 +223,18 @@ static void mc_pack_b(const float *B, ptrdiff_t rsb, ptrdiff_t csb, ptrdiff_t j0
                       ptrdiff_t k0, ptrdiff_t kc, int nr, float *pb)
 {
     ptrdiff_t k, j;
-    for (k = 0; k < kc; k++) {
-        const float *src = B + (k0 + k) * rsb + j0 * csb;
+    if (rsb == 1) {     /* columns contiguous (a transposed matrix): read down them */
         for (j = 0; j < n; j++)
-            pb[k * nr + j] = src[j * csb];
-        for (; j < nr; j++)
-            pb[k * nr + j] = 0.0f;
+            for (k = 0; k < kc; k++)
+                pb[k * nr + j] = B[k0 + k + (j0 + j) * csb];
+    } else {
+        for (k = 0; k < kc; k++)
+            for (j = 0; j < n; j++)
+                pb[k * nr + j] = B[(k0 + k) * rsb + (j0 + j) * csb];
     }
+    for (j = n; j < nr; j++)
+        for (k = 0; k < kc; k++)
+            pb[k * nr + j] = 0.0f;
 }
 
 /* C (M x N, row stride ldc) = A @ B, or C += A @ B when accumulate is set.
@@ -183,8 +248,15 @@ static int mc_sgemm(int which, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
     ptrdiff_t k0, kc, i0, j0, m, n, i, j, mpanels;
     float *pa, *pb, edge[MC_MAX_MR * MC_MAX_NR];
     int mr, nr, beta;
-    if (mc_gemm_pick(which, &kern) < 0)
+    int picked = mc_gemm_pick(which, &kern);
+    if (picked < 0)
         return -1;
+#if MC_X86
+    if (picked == MC_GEMM_AVX512 && csa == 1 && rsb == 1 && K >= 128 && M > 0 && N > 0) {
+        mc_sgemm_nt_avx512(M, N, K, A, rsa, B, csb, C, ldc, accumulate);
+        return 0;
+    }
+#endif
     mr = kern.mr;
     nr = kern.nr;
     if (M <= 0 || N <= 0)
