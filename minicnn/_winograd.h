@@ -30,13 +30,36 @@ static ptrdiff_t mc_wino_scratch(ptrdiff_t H, ptrdiff_t W, int ph, int pw)
 }
 
 #define MC_WINO_DEFINE(T_, SFX)                                                              \
+/* e[j] = row[2j - pw], o[j] = row[2j + 1 - pw] for j < n, zero outside the row (W wide). */     \
+static void mc_deinterleave_##SFX(const T_ *restrict row, ptrdiff_t W, int pw,                 \
+                                  T_ *restrict e, T_ *restrict o, ptrdiff_t n)                  \
+{                                                                                              \
+    ptrdiff_t j = 0, lo = (pw + 1) / 2, hi = (W + pw - 1) / 2;  /* 0 <= 2j-pw, 2j+1-pw < W */  \
+    if (hi > n) hi = n;                                                                        \
+    for (; j < lo && j < n; j++) {                                                             \
+        ptrdiff_t iw = 2 * j - pw;                                                             \
+        e[j] = (iw >= 0 && iw < W) ? row[iw] : 0;                                              \
+        o[j] = (iw + 1 >= 0 && iw + 1 < W) ? row[iw + 1] : 0;                                  \
+    }                                                                                          \
+    for (; j < hi; j++) {                                                                      \
+        e[j] = row[2 * j - pw];                                                                \
+        o[j] = row[2 * j + 1 - pw];                                                            \
+    }                                                                                          \
+    for (; j < n; j++) {                                                                       \
+        ptrdiff_t iw = 2 * j - pw;                                                             \
+        e[j] = (iw >= 0 && iw < W) ? row[iw] : 0;                                              \
+        o[j] = (iw + 1 >= 0 && iw + 1 < W) ? row[iw + 1] : 0;                                  \
+    }                                                                                          \
+}                                                                                              \
+                                                                                               \
 /* x (N, C, H, W) -> X: V = B^T d B of every 4x4 patch. */                                     \
 static void mc_wino_input_##SFX(const T_ *x, ptrdiff_t N, ptrdiff_t C, ptrdiff_t H, ptrdiff_t W,\
                                 int ph, int pw, T_ *X, ptrdiff_t xs, ptrdiff_t T, T_ *scratch)  \
 {                                                                                              \
     ptrdiff_t TH = (H + 2 * ph - 1) / 2, TW = (W + 2 * pw - 1) / 2, P = TH * TW;               \
     ptrdiff_t PR = 2 * TH + 2, PWE = TW + 1, L = PR * PWE, n, c, R, j, i, th, tw, k;           \
-    T_ *E = scratch, *O = E + L + 1, *u = O + L + 1;  /* u: 4 arrays of L */                   \
+    T_ *restrict E = scratch, *restrict O = E + L + 1;                                          \
+    T_ *restrict u = O + L + 1;  /* 4 arrays of L */                                            \
     for (n = 0; n < N; n++)                                                                    \
         for (c = 0; c < C; c++) {                                                              \
             const T_ *xp = x + (n * C + c) * H * W;                                            \
@@ -44,17 +67,13 @@ static void mc_wino_input_##SFX(const T_ *x, ptrdiff_t N, ptrdiff_t C, ptrdiff_t
             /* the zero-padded plane, even and odd columns apart */                            \
             for (R = 0; R < PR; R++) {                                                         \
                 ptrdiff_t ih = R - ph;                                                         \
-                T_ *e = E + R * PWE, *o = O + R * PWE;                                         \
+                T_ *restrict e = E + R * PWE, *restrict o = O + R * PWE;                       \
                 if (ih < 0 || ih >= H) {                                                       \
                     memset(e, 0, PWE * sizeof(T_));                                            \
                     memset(o, 0, PWE * sizeof(T_));                                            \
                     continue;                                                                  \
                 }                                                                              \
-                for (j = 0; j < PWE; j++) {                                                    \
-                    ptrdiff_t iw = 2 * j - pw;                                                 \
-                    e[j] = (iw >= 0 && iw < W) ? xp[ih * W + iw] : 0;                          \
-                    o[j] = (iw + 1 >= 0 && iw + 1 < W) ? xp[ih * W + iw + 1] : 0;              \
-                }                                                                              \
+                mc_deinterleave_##SFX(xp + ih * W, W, pw, e, o, PWE);                         \
             }                                                                                  \
             E[L] = 0;                                                                          \
             O[L] = 0;                                                                          \
@@ -67,9 +86,9 @@ static void mc_wino_input_##SFX(const T_ *x, ptrdiff_t N, ptrdiff_t C, ptrdiff_t
             }                                                                                  \
             /* B^T (.) down the rows 2th..2th+3 */                                             \
             for (k = 0; k < 4; k++) {                                                          \
-                const T_ *uk = u + k * L;                                                      \
-                T_ *v0 = out + k * xs, *v1 = out + (4 + k) * xs;                               \
-                T_ *v2 = out + (8 + k) * xs, *v3 = out + (12 + k) * xs;                        \
+                const T_ *restrict uk = u + k * L;                                             \
+                T_ *restrict v0 = out + k * xs, *restrict v1 = out + (4 + k) * xs;             \
+                T_ *restrict v2 = out + (8 + k) * xs, *restrict v3 = out + (12 + k) * xs;      \
                 for (th = 0; th < TH; th++) {                                                  \
                     const T_ *a = uk + 2 * th * PWE;                                           \
                     ptrdiff_t q = th * TW;                                                     \
@@ -91,7 +110,7 @@ static void mc_wino_output_##SFX(const T_ *X, ptrdiff_t xs, ptrdiff_t T, const T
                                  T_ *scratch)                                                  \
 {                                                                                              \
     ptrdiff_t TH = (OH + 1) / 2, TW = (OW + 1) / 2, P = TH * TW, n, o, q, th, tw;              \
-    T_ *Y = scratch;  /* 4 arrays of P: output (0,0), (0,1), (1,0), (1,1) of each tile */      \
+    T_ *restrict Y = scratch;  /* 4 arrays of P: outputs (0,0), (0,1), (1,0), (1,1) of each tile */\
     for (n = 0; n < N; n++)                                                                    \
         for (o = 0; o < O; o++) {                                                              \
             const T_ *m = X + o * T + n * P;                                                   \
@@ -136,7 +155,7 @@ static void mc_wino_output_adjoint_##SFX(const T_ *dy, ptrdiff_t N, ptrdiff_t O,
                                          T_ *scratch)                                          \
 {                                                                                              \
     ptrdiff_t TH = (OH + 1) / 2, TW = (OW + 1) / 2, P = TH * TW, n, o, q, th, tw;              \
-    T_ *g = scratch;  /* 4 arrays of P: dY (0,0), (0,1), (1,0), (1,1) of each tile */          \
+    T_ *restrict g = scratch;  /* 4 arrays of P: dY (0,0), (0,1), (1,0), (1,1) of each tile */ \
     for (n = 0; n < N; n++)                                                                    \
         for (o = 0; o < O; o++) {                                                              \
             const T_ *yp = dy + (n * O + o) * OH * OW;                                         \
@@ -183,7 +202,7 @@ static void mc_wino_input_adjoint_##SFX(const T_ *X, ptrdiff_t xs, ptrdiff_t T, 
 {                                                                                              \
     ptrdiff_t TH = (H + 2 * ph - 1) / 2, TW = (W + 2 * pw - 1) / 2, P = TH * TW;               \
     ptrdiff_t PC = 2 * TW + 2, n, c, q, th, tw, ih;                                            \
-    T_ *F = scratch, *pad = F + 16 * P;  /* F: 16 arrays of P; pad: (2TH+2, PC) */             \
+    T_ *restrict F = scratch, *restrict pad = F + 16 * P;  /* 16 arrays of P; (2TH+2, PC) */   \
     int r, s;                                                                                  \
     for (n = 0; n < N; n++)                                                                    \
         for (c = 0; c < C; c++) {                                                              \
