@@ -57,7 +57,7 @@ static void mc_wino_input_##SFX(const T_ *x, ptrdiff_t N, ptrdiff_t C, ptrdiff_t
                                 int ph, int pw, T_ *X, ptrdiff_t xs, ptrdiff_t T, T_ *scratch)  \
 {                                                                                              \
     ptrdiff_t TH = (H + 2 * ph - 1) / 2, TW = (W + 2 * pw - 1) / 2, P = TH * TW;               \
-    ptrdiff_t PR = 2 * TH + 2, PWE = TW + 1, L = PR * PWE, n, c, R, j, i, th, tw, k;           \
+    ptrdiff_t PR = 2 * TH + 2, PWE = TW + 1, L = PR * PWE, n, c, R, i, th, tw, k;              \
     T_ *restrict E = scratch, *restrict O = E + L + 1;                                          \
     T_ *restrict u = O + L + 1;  /* 4 arrays of L */                                            \
     for (n = 0; n < N; n++)                                                                    \
