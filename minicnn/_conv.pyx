@@ -27,10 +27,10 @@ from cython cimport floating
 
 
 cdef extern from "_gemm.h" nogil:
-    int mc_sgemm(int which, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
-                 const float* A, Py_ssize_t rsa, Py_ssize_t csa,
-                 const float* B, Py_ssize_t rsb, Py_ssize_t csb,
-                 float* C, Py_ssize_t ldc, int accumulate)
+    int mc_sgemm_batch(int which, Py_ssize_t nb, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
+                       const float* A, Py_ssize_t sa, Py_ssize_t rsa, Py_ssize_t csa,
+                       const float* B, Py_ssize_t sb, Py_ssize_t rsb, Py_ssize_t csb,
+                       float* C, Py_ssize_t sc, Py_ssize_t ldc, int accumulate)
     ctypedef struct mc_kernel_t:
         int mr
         int nr
@@ -52,7 +52,7 @@ def gemm_kernel(int which=-1):
 def sgemm_batch(const float[:, :, :] A, const float[:, :, :] B, float[:, :, :] C,
                 bint accumulate=False, int kernel=-1):
     """C[b] = A[b] @ B[b] (or +=) for every b.  Shapes: A (nb, M, K), B (nb, K, N), C (nb, M, N)."""
-    cdef Py_ssize_t nb = A.shape[0], M = A.shape[1], K = A.shape[2], N = B.shape[2], b
+    cdef Py_ssize_t nb = A.shape[0], M = A.shape[1], K = A.shape[2], N = B.shape[2]
     cdef int status = 0
     if B.shape[0] != nb or C.shape[0] != nb or B.shape[1] != K or C.shape[1] != M or C.shape[2] != N:
         raise ValueError("sgemm_batch: shapes do not match")
@@ -61,15 +61,13 @@ def sgemm_batch(const float[:, :, :] A, const float[:, :, :] B, float[:, :, :] C
     if nb == 0 or M == 0 or N == 0:
         return
     with nogil:
-        for b in range(nb):
-            status = mc_sgemm(kernel, M, N, K,
-                              &A[b, 0, 0] if K > 0 else NULL,
-                              A.strides[1] // sizeof(float), A.strides[2] // sizeof(float),
-                              &B[b, 0, 0] if K > 0 else NULL,
-                              B.strides[1] // sizeof(float), B.strides[2] // sizeof(float),
-                              &C[b, 0, 0], C.strides[1] // sizeof(float), accumulate)
-            if status != 0:
-                break
+        status = mc_sgemm_batch(kernel, nb, M, N, K,
+                                &A[0, 0, 0] if K > 0 else NULL, A.strides[0] // sizeof(float),
+                                A.strides[1] // sizeof(float), A.strides[2] // sizeof(float),
+                                &B[0, 0, 0] if K > 0 else NULL, B.strides[0] // sizeof(float),
+                                B.strides[1] // sizeof(float), B.strides[2] // sizeof(float),
+                                &C[0, 0, 0], C.strides[0] // sizeof(float), C.strides[1] // sizeof(float),
+                                accumulate)
     if status != 0:
         raise RuntimeError(f"sgemm: kernel {kernel} cannot run on this CPU, or out of memory")
 

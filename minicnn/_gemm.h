@@ -265,71 +265,88 @@ static void mc_pack_b(const float *B, ptrdiff_t rsb, ptrdiff_t csb, ptrdiff_t j0
             pb[k * nr + j] = 0.0f;
 }
 
-/* C (M x N, row stride ldc) = A @ B, or C += A @ B when accumulate is set.
- * Returns 0, or -1 if the kernel asked for cannot run here or memory ran out. */
-static int mc_sgemm(int which, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
-                    const float *A, ptrdiff_t rsa, ptrdiff_t csa,
-                    const float *B, ptrdiff_t rsb, ptrdiff_t csb,
-                    float *C, ptrdiff_t ldc, int accumulate)
+/* C (M x N, ldc) (+)= (packed k-block kc of A) @ (rows k0..k0+kc-1 of B). */
+static void mc_sgemm_kblock(const mc_kernel_t *kern, ptrdiff_t M, ptrdiff_t N, ptrdiff_t k0, ptrdiff_t kc,
+                            const float *pa, const float *B, ptrdiff_t rsb, ptrdiff_t csb,
+                            float *C, ptrdiff_t ldc, int beta, float *pb)
+{
+    ptrdiff_t i0, j0, m, n, i, j;
+    int mr = kern->mr, nr = kern->nr;
+    float edge[MC_MAX_MR * MC_MAX_NR];
+    for (j0 = 0; j0 < N; j0 += nr) {
+        const float *b;
+        ptrdiff_t ldb;
+        n = N - j0 < nr ? N - j0 : nr;
+        if (csb == 1 && n == nr) {      /* rows of the panel are contiguous: read in place */
+            b = B + k0 * rsb + j0;
+            ldb = rsb;
+        } else {
+            mc_pack_b(B, rsb, csb, j0, n, k0, kc, nr, pb);
+            b = pb;
+            ldb = nr;
+        }
+        for (i0 = 0; i0 < M; i0 += mr) {
+            const float *pai = pa + (i0 / mr) * mr * kc;
+            m = M - i0 < mr ? M - i0 : mr;
+            if (m == mr && n == nr) {
+                kern->ukr(kc, pai, b, ldb, C + i0 * ldc + j0, ldc, beta);
+            } else {
+                kern->ukr(kc, pai, b, ldb, edge, nr, 0);
+                for (i = 0; i < m; i++)
+                    for (j = 0; j < n; j++)
+                        C[(i0 + i) * ldc + j0 + j] = beta ? C[(i0 + i) * ldc + j0 + j] + edge[i * nr + j]
+                                                          : edge[i * nr + j];
+            }
+        }
+    }
+}
+
+/* C[b] (M x N, row stride ldc) = A[b] @ B[b], or += when accumulate is set, for
+ * b < nb; A[b] = A + b * sa, and so on.  With sa == 0 (one A for all) A is
+ * packed once per k-block for the whole batch.  Returns 0, or -1 if the
+ * kernel asked for cannot run here or memory ran out. */
+static int mc_sgemm_batch(int which, ptrdiff_t nb, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
+                          const float *A, ptrdiff_t sa, ptrdiff_t rsa, ptrdiff_t csa,
+                          const float *B, ptrdiff_t sb, ptrdiff_t rsb, ptrdiff_t csb,
+                          float *C, ptrdiff_t sc, ptrdiff_t ldc, int accumulate)
 {
     mc_kernel_t kern;
-    ptrdiff_t k0, kc, i0, j0, m, n, i, j, mpanels;
-    float *pa, *pb, edge[MC_MAX_MR * MC_MAX_NR];
-    int mr, nr, beta;
-    int picked = mc_gemm_pick(which, &kern);
+    ptrdiff_t k0, kc, i0, i, b, mpanels;
+    float *pa, *pb;
+    int mr, picked = mc_gemm_pick(which, &kern);
     if (picked < 0)
         return -1;
+    if (M <= 0 || N <= 0 || nb <= 0)
+        return 0;
+    if (K <= 0) {
+        if (!accumulate)
+            for (b = 0; b < nb; b++)
+                for (i = 0; i < M; i++)
+                    memset(C + b * sc + i * ldc, 0, (size_t)N * sizeof(float));
+        return 0;
+    }
 #if MC_X86
-    if (picked == MC_GEMM_AVX512 && csa == 1 && rsb == 1 && K >= 256 && M > 0 && N > 0) {
-        mc_sgemm_nt_avx512(M, N, K, A, rsa, B, csb, C, ldc, accumulate);
+    if (picked == MC_GEMM_AVX512 && csa == 1 && rsb == 1 && K >= 256) {
+        for (b = 0; b < nb; b++)
+            mc_sgemm_nt_avx512(M, N, K, A + b * sa, rsa, B + b * sb, csb, C + b * sc, ldc, accumulate);
         return 0;
     }
 #endif
     mr = kern.mr;
-    nr = kern.nr;
-    if (M <= 0 || N <= 0)
-        return 0;
-    if (K <= 0) {
-        if (!accumulate)
-            for (i = 0; i < M; i++)
-                memset(C + i * ldc, 0, (size_t)N * sizeof(float));
-        return 0;
-    }
     mpanels = (M + mr - 1) / mr;
-    pa = (float *)malloc(sizeof(float) * (size_t)(mpanels * mr * MC_KC + MC_KC * nr));
+    pa = (float *)malloc(sizeof(float) * (size_t)(mpanels * mr * MC_KC + MC_KC * kern.nr));
     if (pa == NULL)
         return -1;
     pb = pa + mpanels * mr * MC_KC;
     for (k0 = 0; k0 < K; k0 += MC_KC) {
         kc = K - k0 < MC_KC ? K - k0 : MC_KC;
-        beta = accumulate || k0 > 0;
-        for (i0 = 0; i0 < M; i0 += mr)    /* all of A's k-block, packed once */
-            mc_pack_a(A, rsa, csa, i0, M - i0 < mr ? M - i0 : mr, k0, kc, mr, pa + (i0 / mr) * mr * kc);
-        for (j0 = 0; j0 < N; j0 += nr) {
-            const float *b;
-            ptrdiff_t ldb;
-            n = N - j0 < nr ? N - j0 : nr;
-            if (csb == 1 && n == nr) {      /* rows of the panel are contiguous: read in place */
-                b = B + k0 * rsb + j0;
-                ldb = rsb;
-            } else {
-                mc_pack_b(B, rsb, csb, j0, n, k0, kc, nr, pb);
-                b = pb;
-                ldb = nr;
-            }
-            for (i0 = 0; i0 < M; i0 += mr) {
-                const float *pai = pa + (i0 / mr) * mr * kc;
-                m = M - i0 < mr ? M - i0 : mr;
-                if (m == mr && n == nr) {
-                    kern.ukr(kc, pai, b, ldb, C + i0 * ldc + j0, ldc, beta);
-                } else {
-                    kern.ukr(kc, pai, b, ldb, edge, nr, 0);
-                    for (i = 0; i < m; i++)
-                        for (j = 0; j < n; j++)
-                            C[(i0 + i) * ldc + j0 + j] = beta ? C[(i0 + i) * ldc + j0 + j] + edge[i * nr + j]
-                                                              : edge[i * nr + j];
-                }
-            }
+        for (b = 0; b < nb; b++) {
+            if (b == 0 || sa != 0)          /* A's k-block, packed once per matrix */
+                for (i0 = 0; i0 < M; i0 += mr)
+                    mc_pack_a(A + b * sa, rsa, csa, i0, M - i0 < mr ? M - i0 : mr, k0, kc, mr,
+                              pa + (i0 / mr) * mr * kc);
+            mc_sgemm_kblock(&kern, M, N, k0, kc, pa, B + b * sb, rsb, csb, C + b * sc, ldc,
+                            accumulate || k0 > 0, pb);
         }
     }
     free(pa);

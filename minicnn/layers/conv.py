@@ -127,15 +127,21 @@ class Conv2D(Layer):
 
         def work(part, my_chunks):
             cols_ws = self._workspace(f"cols{part}", k * b * p, x.dtype)
-            rows_ws = self._workspace(f"rows{part}", o * b * p, x.dtype)
+            rows_ws = self._workspace(f"rows{part}", o * b * p, x.dtype) if p < PER_IMAGE_MIN_OUTPUTS else None
             for n0, n1 in my_chunks:
                 m = n1 - n0
                 cols = cols_ws[:k * m * p].reshape(k, m * p)
-                rows = rows_ws[:o * m * p].reshape(o, m * p)
                 _im2col.im2col(x[n0:n1], cols, *geometry)
-                matmul(w2, cols, rows)                      # (O, m*OH*OW), one product
-                # (O, m, P) -> (m, O, P) and + b in one pass, straight into y
-                np.add(rows.reshape(o, m, p).transpose(1, 0, 2), bias, out=y[n0:n1].reshape(m, o, p))
+                out = y[n0:n1].reshape(m, o, p)
+                if rows_ws is None:
+                    # one (O, K) @ (K, OH*OW) product per image, straight into y
+                    matmul(np.broadcast_to(w2, (m, o, k)), cols.reshape(k, m, p).transpose(1, 0, 2), out)
+                    out += bias
+                else:
+                    # small images: one product for the chunk, then (O, m, P) -> (m, O, P) and + b
+                    rows = rows_ws[:o * m * p].reshape(o, m * p)
+                    matmul(w2, cols, rows)
+                    np.add(rows.reshape(o, m, p).transpose(1, 0, 2), bias, out=out)
 
         with threads.one_blas_thread():
             threads.run_parts(work, chunks)
@@ -193,6 +199,10 @@ class Conv2D(Layer):
 # Winograd pays from this many input channels on (below, im2col's single
 # product with K = C * 9 is cheaper than 16 products with K = C).
 WINOGRAD_MIN_CHANNELS = 8
+# From this many output pixels per image, forward multiplies image by image
+# straight into the output; below, the products' ragged edges (OH*OW is not a
+# multiple of the kernel's 32 columns) cost more than one transposing pass.
+PER_IMAGE_MIN_OUTPUTS = 256
 # Bytes of im2col columns per chunk of images: small enough to stay in the
 # core's cache between im2col, the product and col2im, big enough for the product.
 CHUNK_BYTES = 1 << 20
