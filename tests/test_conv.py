@@ -81,6 +81,19 @@ def test_sgemm_accumulates_into_a_row_strided_output(kernel):
     np.testing.assert_array_equal(big[:, 45:], before[:, 45:])
 
 
+@pytest.mark.parametrize("kernel", RUNNABLE)
+@pytest.mark.parametrize("k", [5, 130, 300])
+def test_sgemm_batch_with_one_shared_a(kernel, k):
+    """A broadcast over the batch (stride 0) is packed once per k-block; every product stays right."""
+    a = RNG.standard_normal((7, k)).astype(np.float32)
+    b = RNG.standard_normal((3, k, 45)).astype(np.float32)
+    c = np.empty((3, 7, 45), dtype=np.float32)
+    _conv.sgemm_batch(np.broadcast_to(a, (3, 7, k)), b, c, kernel=_conv.KERNELS[kernel])
+    for i in range(3):
+        exact = a.astype(np.float64) @ b[i]
+        assert np.all(np.abs(c[i] - exact) <= gamma(k + 1) * (np.abs(a).astype(np.float64) @ np.abs(b[i])))
+
+
 def test_sgemm_k_zero_gives_zero_and_bad_shapes_raise():
     c = np.ones((3, 4), dtype=np.float32)
     _conv.sgemm(np.zeros((3, 0), np.float32), np.zeros((0, 4), np.float32), c)
