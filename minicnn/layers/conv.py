@@ -87,10 +87,9 @@ class Conv2D(Layer):
         """Split a batch of n images into chunks whose columns fit in cache.
 
         A chunk of b images has a (k, b * p) column matrix; b is chosen so that
-        it holds about CHUNK_BYTES, enough for the product to run at full speed.
+        it holds at most CHUNK_BYTES, enough for the product to run at full speed.
         """
-        b = max(1, min(n, CHUNK_BYTES // max(1, k * p * itemsize)))
-        return b, [(start, min(start + b, n)) for start in range(0, n, b)]
+        return winograd.chunks(n, k * p * itemsize, CHUNK_BYTES)
 
     def _workspace(self, name, size, dtype):
         """A flat scratch buffer of at least ``size`` elements, kept between calls.

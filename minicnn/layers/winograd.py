@@ -68,10 +68,22 @@ def matrices_size(rows, t, itemsize):
     return 16 * (-(-rows * t // unit) * unit + 2 * unit)
 
 
-def chunks(n, per_image):
-    """Cut n images into chunks of about CHUNK_BYTES (per_image bytes each)."""
-    b = max(1, min(n, CHUNK_BYTES // max(1, per_image)))
-    return b, [(start, min(start + b, n)) for start in range(0, n, b)]
+def chunks(n, per_image, budget=None):
+    """Cut n images into chunks of at most ``budget`` bytes (default
+    CHUNK_BYTES; per_image bytes each, at least one image), in a multiple of
+    minicnn's thread count when there are enough images, so that every thread
+    gets as many images as the others, give or take one.
+
+    Returns (largest chunk, [(start, stop), ...])."""
+    if n == 0:
+        return 1, []
+    b = max(1, min(n, (CHUNK_BYTES if budget is None else budget) // max(1, per_image)))
+    count = -(-n // b)
+    parts = threads.KERNEL_THREADS
+    if count % parts and n >= parts:
+        count = min(n, -(-count // parts) * parts)
+    ranges = threads.split_range(n, count)
+    return max(hi - lo for lo, hi in ranges), ranges
 
 
 def forward(x, w, bias, padding, workspace):
