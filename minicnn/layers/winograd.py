@@ -26,21 +26,27 @@ from minicnn.layers.gemm import matmul
 
 # Filter transform: U = G w G^T per 3x3 filter.
 G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
+# U[(a, b)] = sum over (i, j) of G[a, i] G[b, j] w[i, j]: the transform of a flattened filter.
+KRON = np.kron(G, G)                                        # (16, 9)
 # Bytes of transformed tiles (input and output) per chunk of images.
 CHUNK_BYTES = 1 << 21
 
 
-def filter_transform(w: np.ndarray, dtype) -> np.ndarray:
-    """w (O, C, 3, 3) -> U (16, O, C), computed in float64."""
+def filter_transform(w: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """w (O, C, 3, 3) -> out (16, O, C) = G w G^T, as one product with
+    kron(G, G) (16, 9) in out's dtype; returns out."""
     o, c = w.shape[:2]
-    u = G @ w.astype(np.float64, copy=False) @ G.T                # (O, C, 4, 4)
-    return np.ascontiguousarray(u.transpose(2, 3, 0, 1).reshape(16, o, c), dtype=dtype)
+    k = KRON.astype(out.dtype, copy=False)
+    matmul(k, w.astype(out.dtype, copy=False).reshape(o * c, 9).T, out.reshape(16, o * c))
+    return out
 
 
 def filter_transform_adjoint(du: np.ndarray) -> np.ndarray:
-    """dU (16, O, C) -> dw (O, C, 3, 3) = G^T dU G, in float64."""
+    """dU (16, O, C) -> dw (O, C, 3, 3) = G^T dU G, in dU's dtype."""
     o, c = du.shape[1:]
-    return G.T @ du.astype(np.float64).reshape(4, 4, o, c).transpose(2, 3, 0, 1) @ G
+    dw = np.empty((o * c, 9), dtype=du.dtype)
+    matmul(du.reshape(16, o * c).T, KRON.astype(du.dtype, copy=False), dw)
+    return dw.reshape(o, c, 3, 3)
 
 
 def tiles(h, w, padding):
@@ -92,7 +98,7 @@ def forward(x, w, bias, padding, workspace):
     o = w.shape[0]
     th, tw = tiles(h, wd, padding)
     y = np.empty((n, o, h + 2 * padding[0] - 2, wd + 2 * padding[1] - 2), dtype=x.dtype)
-    u = filter_transform(w, x.dtype)
+    u = filter_transform(w, workspace("wu", 16 * o * c, x.dtype)[:16 * o * c].reshape(16, o, c))
     bias = np.ascontiguousarray(bias, dtype=x.dtype)
     per = th * tw
     b, parts = chunks(n, 16 * (c + o) * per * x.itemsize)
@@ -114,11 +120,13 @@ def forward(x, w, bias, padding, workspace):
 
 
 def backward(x, w, dy, padding, workspace, input_grad=True):
-    """(dx or None, dw (O, C, 3, 3) float64, db (O,) float64) for forward's y."""
+    """(dx or None, dw (O, C, 3, 3), db (O,) float64) for forward's y."""
     n, c, h, wd = x.shape
     o = w.shape[0]
     th, tw = tiles(h, wd, padding)
-    ut = np.ascontiguousarray(filter_transform(w, x.dtype).transpose(0, 2, 1))   # (16, C, O)
+    u = filter_transform(w, workspace("wu", 16 * o * c, x.dtype)[:16 * o * c].reshape(16, o, c))
+    ut = workspace("wut", 16 * o * c, x.dtype)[:16 * o * c].reshape(16, c, o)
+    np.copyto(ut, u.transpose(0, 2, 1))
     dx = np.empty(x.shape, dtype=x.dtype) if input_grad else None
     per = th * tw
     b, parts = chunks(n, 16 * (c + o) * per * x.itemsize)
@@ -144,5 +152,7 @@ def backward(x, w, dy, padding, workspace, input_grad=True):
 
     with threads.one_blas_thread():
         results = threads.run_parts(work, parts)
-    du = sum(r[0].astype(np.float64) for r in results)
+    du = results[0][0]
+    for r in results[1:]:
+        du += r[0]
     return dx, filter_transform_adjoint(du), sum(r[1] for r in results)
