@@ -8,8 +8,10 @@ minicnn time / PyTorch time (below 1: minicnn is faster).
 
 Threads: ``--threads T`` sets OPENBLAS_NUM_THREADS, OMP_NUM_THREADS and
 MINICNN_KERNEL_THREADS before NumPy loads, and torch.set_num_threads(T).
+``--clock cpu`` (one thread only) times the main thread's CPU time instead of
+wall time, as in bench_train.py.
 
-    python benchmarks/bench_conv.py [--threads N] [--rounds 15]
+    python benchmarks/bench_conv.py [--threads N] [--rounds 15] [--clock cpu]
 """
 from __future__ import annotations
 
@@ -24,11 +26,11 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_train import THREADS  # noqa: E402  (sets the thread variables first)
+from bench_train import THREADS, kernels  # noqa: E402  (sets the thread variables first)
 
 import numpy as np  # noqa: E402
 
-from minicnn import _conv, threads  # noqa: E402
+from minicnn import threads  # noqa: E402
 import minicnn.layers as L  # noqa: E402
 
 BATCH = 64
@@ -52,14 +54,15 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, default=THREADS)
     ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall")
     args = ap.parse_args(argv)
+    if args.clock == "cpu" and args.threads != 1:
+        ap.error("--clock cpu needs --threads 1")
+    clock = time.thread_time if args.clock == "cpu" else time.perf_counter
     import torch
     torch.set_num_threads(args.threads)
-    from threadpoolctl import threadpool_info
-    blas = ", ".join(f"{i['internal_api']} {i.get('architecture')}" for i in threadpool_info()
-                     if i["user_api"] == "blas")
-    print(f"threads {args.threads}, batch {BATCH}, float32, median of {args.rounds} alternating rounds; "
-          f"minicnn GEMM kernel {_conv.gemm_kernel()}; NumPy BLAS {blas}; torch {torch.__version__}\n")
+    print(f"threads {args.threads}, batch {BATCH}, float32, median of {args.rounds} alternating rounds, "
+          f"{args.clock} clock; {kernels()}; torch {torch.__version__}\n")
     print("| conv | minicnn fwd ms | torch fwd ms | ratio | minicnn bwd ms | torch bwd ms | ratio |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     rng = np.random.default_rng(0)
@@ -74,15 +77,15 @@ def main(argv=None):
         times = {k: [] for k in ("f", "b", "tf", "tb")}
         with threads.one_blas_thread():
             for r in range(args.rounds + 2):
-                t0 = time.perf_counter()
+                t0 = clock()
                 layer.forward(x)
-                t1 = time.perf_counter()
+                t1 = clock()
                 layer.backward(dy, input_grad=not first)
-                t2 = time.perf_counter()
+                t2 = clock()
                 ty = tconv(tx)
-                t3 = time.perf_counter()
+                t3 = clock()
                 ty.backward(tdy)
-                t4 = time.perf_counter()
+                t4 = clock()
                 tconv.zero_grad(set_to_none=True)
                 tx.grad = None
                 if r >= 2:  # warm-up rounds

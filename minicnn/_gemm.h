@@ -35,6 +35,7 @@
 #define MC_X86 0
 #endif
 
+#define MC_NT_MIN_K 256  /* below, the dot-product kernel's final sums cost more than packing B */
 #define MC_KC 128   /* k-block: a B panel (KC x NR) stays in L1 while A's panels stream past it */
 #define MC_MAX_MR 8
 #define MC_MAX_NR 32
@@ -326,7 +327,7 @@ static int mc_sgemm_batch(int which, ptrdiff_t nb, ptrdiff_t M, ptrdiff_t N, ptr
         return 0;
     }
 #if MC_X86
-    if (picked == MC_GEMM_AVX512 && csa == 1 && rsb == 1 && K >= 256) {
+    if (picked == MC_GEMM_AVX512 && csa == 1 && rsb == 1 && K >= MC_NT_MIN_K) {
         for (b = 0; b < nb; b++)
             mc_sgemm_nt_avx512(M, N, K, A + b * sa, rsa, B + b * sb, csb, C + b * sc, ldc, accumulate);
         return 0;
