@@ -21,6 +21,11 @@ Float32 bounds, and why:
 """
 from __future__ import annotations
 
+import importlib.util
+import pathlib
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -314,3 +319,13 @@ def test_default_network_layers_pick_their_path():
     assert L.Conv2D(32, 64, 3, padding=1)._winograd()
     assert not L.Conv2D(1, 32, 3, padding=1)._winograd()          # one channel: im2col
     assert not L.Conv2D(32, 32, 3, stride=2, padding=1)._winograd()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="the benchmark compares with PyTorch")
+def test_bench_conv_runs_and_prints_every_shape():
+    script = pathlib.Path(__file__).resolve().parent.parent / "benchmarks" / "bench_conv.py"
+    result = subprocess.run([sys.executable, str(script), "--threads", "1", "--rounds", "1", "--clock", "cpu"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("\n| ") == 1 + 7          # header, one row per shape
+    assert "minicnn GEMM" in result.stdout
