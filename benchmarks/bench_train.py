@@ -259,9 +259,12 @@ def peak_flop_rate(threads_count, size=2048, repeats=10):
 def kernels():
     """'openblas SkylakeX, minicnn avx512': which BLAS kernel and GEMM micro-kernel run."""
     from threadpoolctl import threadpool_info
-    from minicnn import _conv
     blas = ", ".join(f"{i['internal_api']} {i.get('architecture')}" for i in threadpool_info()
                      if i["user_api"] == "blas")
+    try:
+        from minicnn import _conv
+    except ImportError:   # a minicnn from before its own GEMM: everything on BLAS
+        return f"{blas}; minicnn GEMM none"
     return f"{blas}; minicnn GEMM {_conv.gemm_kernel()}"
 
 
