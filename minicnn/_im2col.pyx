@@ -25,6 +25,7 @@ from libc.string cimport memset
 
 cdef struct Geometry:
     Py_ssize_t H, W, OH, OW, HP, WP, U, V   # input, output, padded extent, phase plane
+    Py_ssize_t PA, PB                       # row and column phases that hold any padded element
     int kh, kw, sh, sw, ph, pw
 
 
@@ -37,12 +38,19 @@ cdef Geometry _geometry(Py_ssize_t H, Py_ssize_t W, int kh, int kw, int sh, int 
     g.WP = (g.OW - 1) * sw + kw
     g.U = (g.HP + sh - 1) // sh
     g.V = (g.WP + sw - 1) // sw
+    g.PA = min(<Py_ssize_t>sh, g.HP)    # a stride beyond the padded extent leaves phases empty
+    g.PB = min(<Py_ssize_t>sw, g.WP)
     return g
+
+
+cdef inline Py_ssize_t _phases_size(const Geometry* g) noexcept nogil:
+    """Elements of all phase planes."""
+    return g.PA * g.PB * g.U * g.V
 
 
 cdef inline floating* _phase(floating* phases, const Geometry* g, Py_ssize_t r, Py_ssize_t q) noexcept nogil:
     """Address of padded element (r, q) in its phase plane."""
-    return phases + (((r % g.sh) * g.sw + q % g.sw) * g.U + r // g.sh) * g.V + q // g.sw
+    return phases + (((r % g.sh) * g.PB + q % g.sw) * g.U + r // g.sh) * g.V + q // g.sw
 
 
 cdef inline void _columns(const Geometry* g, int b, Py_ssize_t* lo, Py_ssize_t* hi) noexcept nogil:
@@ -63,15 +71,15 @@ cdef void _split(const floating* x, floating* phases, const Geometry* g) noexcep
     cdef int a, b
     cdef floating* dst
     cdef const floating* src
-    memset(phases, 0, g.sh * g.sw * g.U * g.V * sizeof(floating))
-    for a in range(g.sh):
-        for b in range(g.sw):
+    memset(phases, 0, _phases_size(g) * sizeof(floating))
+    for a in range(g.PA):
+        for b in range(g.PB):
             _columns(g, b, &lo, &hi)
             for u in range(g.U):
                 ih = u * g.sh + a - g.ph
                 if ih < 0 or ih >= g.H or u * g.sh + a >= g.HP:
                     continue
-                dst = phases + ((a * g.sw + b) * g.U + u) * g.V
+                dst = phases + ((a * g.PB + b) * g.U + u) * g.V
                 src = x + ih * g.W + b - g.pw
                 for v in range(lo, hi):
                     dst[v] = src[v * g.sw]
@@ -84,14 +92,14 @@ cdef void _merge(const floating* phases, floating* dx, const Geometry* g) noexce
     cdef floating* dst
     cdef const floating* src
     memset(dx, 0, g.H * g.W * sizeof(floating))
-    for a in range(g.sh):
-        for b in range(g.sw):
+    for a in range(g.PA):
+        for b in range(g.PB):
             _columns(g, b, &lo, &hi)
             for u in range(g.U):
                 ih = u * g.sh + a - g.ph
                 if ih < 0 or ih >= g.H or u * g.sh + a >= g.HP:
                     continue
-                src = phases + ((a * g.sw + b) * g.U + u) * g.V
+                src = phases + ((a * g.PB + b) * g.U + u) * g.V
                 dst = dx + ih * g.W + b - g.pw
                 for v in range(lo, hi):
                     dst[v * g.sw] = src[v]
@@ -108,7 +116,7 @@ def im2col(const floating[:, :, :, ::1] x, floating[:, ::1] cols,
     cdef int i, j
     if cols.shape[0] == 0 or L == 0:
         return
-    phases = <floating*>malloc(sh * sw * g.U * g.V * sizeof(floating))
+    phases = <floating*>malloc(_phases_size(&g) * sizeof(floating))
     if phases == NULL:
         raise MemoryError()
     with nogil:
@@ -136,13 +144,13 @@ def col2im(const floating[:, ::1] cols, floating[:, :, :, ::1] dx,
     cdef int i, j
     if N * C == 0 or g.H == 0 or g.W == 0:
         return
-    phases = <floating*>malloc(sh * sw * g.U * g.V * sizeof(floating))
+    phases = <floating*>malloc(_phases_size(&g) * sizeof(floating))
     if phases == NULL:
         raise MemoryError()
     with nogil:
         for n in range(N):
             for c in range(C):
-                memset(phases, 0, sh * sw * g.U * g.V * sizeof(floating))
+                memset(phases, 0, _phases_size(&g) * sizeof(floating))
                 for i in range(kh):
                     for j in range(kw):
                         src = &cols[(c * kh + i) * kw + j, n * g.OH * g.OW]
