@@ -24,15 +24,35 @@ sets OPENBLAS_NUM_THREADS, OMP_NUM_THREADS and MINICNN_KERNEL_THREADS before
 NumPy and minicnn are imported, so that minicnn runs T threads (minicnn.threads
 says how), and torch.set_num_threads(T) for PyTorch.
 
+The header names the BLAS kernel NumPy's OpenBLAS runs (threadpoolctl's
+``architecture``) and minicnn's own GEMM micro-kernel.  Each config's line also
+gives the FLOP rate of a training step and its fraction of the peak: FLOPs are
+those of a direct convolution and dense products, forward plus both gradients
+(2 * MACs each; the first layer computes no input gradient), whatever
+algorithm runs; the peak is the best of 10 float32 products
+(2048 x 2048) @ (2048 x 2048) by NumPy's BLAS at the same thread count.
+
+``--clock cpu`` (with ``--threads 1``) times CPU time of the main thread, not
+wall time: on a machine shared with other work, wall time counts the time
+the process waited for a core, CPU time does not.
+
+``--matrix`` runs the whole benchmark as subprocesses, at 2 and 1 threads,
+with the environment as it is and with OPENBLAS_CORETYPE forced to Haswell
+(or, when the environment already sets it, unset together with
+OPENBLAS_L2_SIZE), then prints one table of all of them.
+
     python benchmarks/bench_train.py [CONFIG ...] [--steps 30] [--repeats 5] [--threads N]
+    python benchmarks/bench_train.py --matrix [CONFIG ...] [--steps 30] [--repeats 5]
 """
 from __future__ import annotations
 
 import argparse
 import glob
+import json
 import os
 import pathlib
 import statistics
+import subprocess
 import sys
 import time
 
@@ -63,6 +83,7 @@ from minicnn.optim import OPTIMIZERS  # noqa: E402
 from torch_twin import torch_network, torch_optimizer  # noqa: E402
 
 POOL_SIZE = 4096  # synthetic training images the batches are drawn from
+clock = time.perf_counter  # --clock cpu: time.thread_time (one thread only)
 PAUSE = 0.1       # seconds between minicnn and PyTorch runs
 
 
@@ -87,11 +108,11 @@ def run_epochish(step, x, y, batch_size, steps, rng):
     """``steps`` training steps on shuffled batches; returns seconds."""
     order = rng.permutation(len(x))
     starts = [(i * batch_size) % (len(x) - batch_size + 1) for i in range(steps)]
-    t0 = time.perf_counter()
+    t0 = clock()
     for s in starts:
         idx = order[s:s + batch_size]
         step(x[idx], y[idx])
-    return time.perf_counter() - t0
+    return clock() - t0
 
 
 class LayerTimer:
@@ -117,9 +138,9 @@ class LayerTimer:
     @staticmethod
     def _wrap(fn, sink):
         def timed(*args, **kwargs):
-            t0 = time.perf_counter()
+            t0 = clock()
             out = fn(*args, **kwargs)
-            sink.append(time.perf_counter() - t0)
+            sink.append(clock() - t0)
             return out
         return timed
 
@@ -173,12 +194,12 @@ def torch_runner(config, model, x, y, torch):
 
     def run(steps):
         order = torch.from_numpy(rng.permutation(len(x)))
-        t0 = time.perf_counter()
+        t0 = clock()
         for i in range(steps):
             s = (i * bs) % (len(x) - bs + 1)
             idx = order[s:s + bs]
             step(tx[idx], ty[idx])
-        return time.perf_counter() - t0
+        return clock() - t0
 
     return net, run, tx[:bs]
 
@@ -193,11 +214,11 @@ def torch_layer_times(net, xb, torch, steps):
         dy = torch.randn_like(y)
         fwd, bwd = [], []
         for _ in range(steps):
-            t0 = time.perf_counter()
+            t0 = clock()
             y = m(inp)
-            t1 = time.perf_counter()
+            t1 = clock()
             y.backward(dy)
-            t2 = time.perf_counter()
+            t2 = clock()
             fwd.append(t1 - t0)
             bwd.append(t2 - t1)
             inp.grad = None
@@ -206,6 +227,91 @@ def torch_layer_times(net, xb, torch, steps):
         out.append(statistics.median(bwd))
         h = y.detach()
     return out
+
+
+# ----------------------------------------------------------- FLOPs, peak --
+
+def step_flops(model, batch_size):
+    """FLOPs of one training step as a direct convolution would do them:
+    forward, weight gradient and input gradient of every layer with parameters
+    (2 * MACs each), less the first such layer's input gradient."""
+    macs = [r.macs for r, layer in zip(model.rows, model.layers) if layer.params]
+    return batch_size * 2 * (3 * sum(macs) - (macs[0] if macs else 0))
+
+
+def peak_flop_rate(threads_count, size=2048, repeats=10):
+    """Best FLOP/s of NumPy's float32 (size x size) @ (size x size) at threads_count."""
+    from threadpoolctl import threadpool_limits
+    rng = np.random.default_rng(0)
+    a = rng.random((size, size), dtype=np.float32)
+    b = rng.random((size, size), dtype=np.float32)
+    out = np.empty_like(a)
+    best = float("inf")
+    with threadpool_limits(threads_count, user_api="blas"):
+        np.matmul(a, b, out=out)
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            np.matmul(a, b, out=out)
+            best = min(best, time.perf_counter() - t0)
+    return 2 * size ** 3 / best
+
+
+def kernels():
+    """'openblas SkylakeX, minicnn avx512': which BLAS kernel and GEMM micro-kernel run."""
+    from threadpoolctl import threadpool_info
+    blas = ", ".join(f"{i['internal_api']} {i.get('architecture')}" for i in threadpool_info()
+                     if i["user_api"] == "blas")
+    try:
+        from minicnn import _conv
+    except ImportError:   # a minicnn from before its own GEMM: everything on BLAS
+        return f"{blas}; minicnn GEMM none"
+    return f"{blas}; minicnn GEMM {_conv.gemm_kernel()}"
+
+
+# ---------------------------------------------------------------- matrix --
+
+def environments():
+    """(label, environment) pairs: as it is, and OPENBLAS_CORETYPE changed."""
+    here = dict(os.environ)
+    if here.get("OPENBLAS_CORETYPE"):
+        other = {k: v for k, v in here.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+        return [(f"as is (OPENBLAS_CORETYPE={here['OPENBLAS_CORETYPE']})", here),
+                ("OPENBLAS_CORETYPE unset", other)]
+    return [("as is (OPENBLAS_CORETYPE unset)", here),
+            ("OPENBLAS_CORETYPE=Haswell", {**here, "OPENBLAS_CORETYPE": "Haswell"})]
+
+
+def run_matrix(argv):
+    """Run this script at 2 and 1 threads in each environment; print every
+    run's output, then one table of them all."""
+    rest, skip = [], False
+    for a in argv:   # drop --matrix and any --threads: each run sets its own
+        if skip or a == "--matrix" or a.startswith("--threads="):
+            skip = False
+            continue
+        if a == "--threads":
+            skip = True
+            continue
+        rest.append(a)
+    rows = []
+    for count in (2, 1):
+        for label, env in environments():
+            cmd = [sys.executable, __file__, *rest, "--threads", str(count), "--json"]
+            print(f"\n# {label}, {count} thread(s)\n", flush=True)
+            out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+            for line in out.splitlines():
+                if line.startswith("RESULT "):
+                    rows.append({**json.loads(line[7:]), "environment": label})
+                else:
+                    print(line)
+    print("\n| config | threads | environment | kernels | minicnn img/s | PyTorch img/s | ratio "
+          "| minicnn GFLOP/s | % of peak |")
+    print("|---|---:|---|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        torch_ips = f"{r['torch']:.0f}" if r["torch"] else "-"
+        ratio = f"{r['minicnn'] / r['torch']:.2f}x" if r["torch"] else "-"
+        print(f"| {r['config']} | {r['threads']} | {r['environment']} | {r['kernels']} | {r['minicnn']:.0f} "
+              f"| {torch_ips} | {ratio} | {r['gflops']:.1f} | {100 * r['peak_fraction']:.0f}% |")
 
 
 # -------------------------------------------------------------------- main --
@@ -221,7 +327,20 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=5, help="repetitions; the median is reported")
     ap.add_argument("--threads", type=int, default=THREADS, help="BLAS and PyTorch threads (default: CPUs)")
     ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--matrix", action="store_true",
+                    help="run at 2 and 1 threads, environment as is and OPENBLAS_CORETYPE changed")
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                    help="cpu: time the main thread's CPU time instead of wall time (with --threads 1 "
+                         "only), which a loaded machine inflates far less")
+    ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.clock == "cpu":
+        if args.threads != 1:
+            ap.error("--clock cpu needs --threads 1 (other threads' work would not be counted)")
+        global clock
+        clock = time.thread_time
+    if args.matrix:
+        return run_matrix(sys.argv[1:] if argv is None else list(argv))
     if args.threads != THREADS:
         ap.error("--threads must be given on the command line (it is read before NumPy loads)")
     paths = args.configs or sorted(glob.glob(str(ROOT / "configs" / "*.yaml")))
@@ -233,8 +352,10 @@ def main(argv=None):
             torch.set_num_threads(args.threads)
         except ImportError:
             print("torch not importable: minicnn figures only")
-    print(f"threads {args.threads}, steps {args.steps} x {args.repeats} repetitions (median)"
-          + (f", torch {torch.__version__}" if torch else ""))
+    print(f"threads {args.threads}, steps {args.steps} x {args.repeats} repetitions (median), {args.clock} clock"
+          + (f", torch {torch.__version__}" if torch else "") + f"; {kernels()}")
+    peak = peak_flop_rate(args.threads)
+    print(f"peak: {peak / 1e9:.0f} GFLOP/s (best of 10 NumPy float32 2048^3 products, {args.threads} thread(s))")
 
     summary = []
     for path in paths:
@@ -285,8 +406,14 @@ def main(argv=None):
         if tips:
             line += (f"\nPyTorch: {tips:7.0f} images/s ({1e3 * config.batch_size / tips:.2f} ms/step)"
                      f"\nminicnn / PyTorch throughput: {ips / tips:.2f}x")
+        rate = step_flops(model, bs) * ips / bs
+        line += f"\nminicnn step: {rate / 1e9:.1f} GFLOP/s, {100 * rate / peak:.0f}% of peak"
         print(line)
         summary.append((config.name, ips, tips))
+        if args.json:
+            print("RESULT " + json.dumps({"config": config.name, "threads": args.threads, "kernels": kernels(),
+                                          "minicnn": ips, "torch": tips, "gflops": rate / 1e9,
+                                          "peak_fraction": rate / peak}))
 
     print("\n| config | minicnn img/s | PyTorch img/s | ratio |")
     print("|---|---:|---:|---:|")

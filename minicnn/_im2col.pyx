@@ -4,118 +4,159 @@
 Column layout: ``cols`` has shape ``(C * kh * kw, N * OH * OW)``; row
 ``r = (c * kh + i) * kw + j`` holds, for every output position ``(n, oh, ow)``
 in C order, the input element ``x[n, c, oh * sh - ph + i, ow * sw - pw + j]``
-(zero where that falls in the padding).  With this layout one BLAS product
+(zero where that falls in the padding).  With this layout one matrix product
 ``W.reshape(O, -1) @ cols`` computes the whole chunk.
 
+How: each input plane is first split into its sh * sw phase planes of the
+zero-padded input, ``phase[a, b][u, v] = xpad[u * sh + a, v * sw + b]``.
+Kernel offset (i, j) then reads, for output row oh, the contiguous run
+``phase[i % sh, j % sw][oh + i // sh, j // sw : j // sw + OW]``: a plain copy
+with no bounds tests and no stride, whatever the stride and padding.
+col2im adds the runs into phase planes and scatters those back.
+
 The caller (``minicnn/layers/conv.py``) validates shapes and dtypes, and calls
-these on chunks of a few images whose columns stay in cache.  ``threads`` is the
-number of OpenMP threads (1 by default: the loops are memory-bound, and the
-BLAS product that follows already uses the cores).
+these on chunks of a few images whose columns stay in cache, one chunk per
+call, from minicnn's own threads (minicnn.threads).
 """
 from cython cimport floating
-from cython.parallel cimport prange
+from libc.stdlib cimport malloc, free
 from libc.string cimport memset
 
 
-cdef inline void _valid_range(
-    Py_ssize_t n_out, int stride, Py_ssize_t offset, Py_ssize_t size,
-    Py_ssize_t* lo, Py_ssize_t* hi,
-) noexcept nogil:
-    """Output indices o in [lo, hi) with 0 <= o * stride + offset < size."""
-    cdef Py_ssize_t a = 0, b = n_out
-    while a < b and a * stride + offset < 0:
-        a += 1
-    while b > a and (b - 1) * stride + offset >= size:
-        b -= 1
-    lo[0] = a
-    hi[0] = b
+cdef struct Geometry:
+    Py_ssize_t H, W, OH, OW, HP, WP, U, V   # input, output, padded extent, phase plane
+    Py_ssize_t PA, PB                       # row and column phases that hold any padded element
+    int kh, kw, sh, sw, ph, pw
 
 
-cdef inline void _fill_row(
-    const floating* x, floating* row,
-    Py_ssize_t N, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW,
-    Py_ssize_t c, int i, int j, int sh, int sw, int ph, int pw,
-) noexcept nogil:
-    """One row of cols: kernel offset (i, j) of channel c for all n, oh, ow."""
-    cdef Py_ssize_t n, oh, ow, ih, oh_lo, oh_hi, ow_lo, ow_hi
-    cdef const floating* src
+cdef Geometry _geometry(Py_ssize_t H, Py_ssize_t W, int kh, int kw, int sh, int sw, int ph, int pw):
+    cdef Geometry g
+    g.H, g.W, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw = H, W, kh, kw, sh, sw, ph, pw
+    g.OH = (H + 2 * ph - kh) // sh + 1
+    g.OW = (W + 2 * pw - kw) // sw + 1
+    g.HP = (g.OH - 1) * sh + kh          # padded rows and columns any window reads
+    g.WP = (g.OW - 1) * sw + kw
+    g.U = (g.HP + sh - 1) // sh
+    g.V = (g.WP + sw - 1) // sw
+    g.PA = min(<Py_ssize_t>sh, g.HP)    # a stride beyond the padded extent leaves phases empty
+    g.PB = min(<Py_ssize_t>sw, g.WP)
+    return g
+
+
+cdef inline Py_ssize_t _phases_size(const Geometry* g) noexcept nogil:
+    """Elements of all phase planes."""
+    return g.PA * g.PB * g.U * g.V
+
+
+cdef inline floating* _phase(floating* phases, const Geometry* g, Py_ssize_t r, Py_ssize_t q) noexcept nogil:
+    """Address of padded element (r, q) in its phase plane."""
+    return phases + (((r % g.sh) * g.PB + q % g.sw) * g.U + r // g.sh) * g.V + q // g.sw
+
+
+cdef inline void _columns(const Geometry* g, int b, Py_ssize_t* lo, Py_ssize_t* hi) noexcept nogil:
+    """Phase-plane columns v in [lo, hi) of column phase b that hold an input pixel,
+    iw = v * sw + b - pw with 0 <= iw < W and v * sw + b < WP."""
+    cdef Py_ssize_t v0 = 0, v1 = g.V
+    while v0 < v1 and v0 * g.sw + b - g.pw < 0:
+        v0 += 1
+    while v1 > v0 and ((v1 - 1) * g.sw + b - g.pw >= g.W or (v1 - 1) * g.sw + b >= g.WP):
+        v1 -= 1
+    lo[0] = v0
+    hi[0] = v1
+
+
+cdef void _split(const floating* x, floating* phases, const Geometry* g) noexcept nogil:
+    """phases <- the zero-padded plane x, split by row and column phase."""
+    cdef Py_ssize_t u, v, ih, lo, hi
+    cdef int a, b
     cdef floating* dst
-    _valid_range(OH, sh, i - ph, H, &oh_lo, &oh_hi)
-    _valid_range(OW, sw, j - pw, W, &ow_lo, &ow_hi)
-    for n in range(N):
-        for oh in range(OH):
-            dst = row + (n * OH + oh) * OW
-            if oh < oh_lo or oh >= oh_hi:
-                memset(dst, 0, OW * sizeof(floating))
-                continue
-            ih = oh * sh - ph + i
-            src = x + ((n * C + c) * H + ih) * W + j - pw
-            for ow in range(ow_lo):
-                dst[ow] = 0
-            if sw == 1:
-                for ow in range(ow_lo, ow_hi):
-                    dst[ow] = src[ow]
-            else:
-                for ow in range(ow_lo, ow_hi):
-                    dst[ow] = src[ow * sw]
-            for ow in range(ow_hi, OW):
-                dst[ow] = 0
+    cdef const floating* src
+    memset(phases, 0, _phases_size(g) * sizeof(floating))
+    for a in range(g.PA):
+        for b in range(g.PB):
+            _columns(g, b, &lo, &hi)
+            for u in range(g.U):
+                ih = u * g.sh + a - g.ph
+                if ih < 0 or ih >= g.H or u * g.sh + a >= g.HP:
+                    continue
+                dst = phases + ((a * g.PB + b) * g.U + u) * g.V
+                src = x + ih * g.W + b - g.pw
+                for v in range(lo, hi):
+                    dst[v] = src[v * g.sw]
 
 
-def im2col(
-    const floating[:, :, :, ::1] x, floating[:, ::1] cols,
-    int kh, int kw, int sh, int sw, int ph, int pw, int threads=1,
-):
-    """Shape: x (N, C, H, W) -> cols (C*kh*kw, N*OH*OW), OH/OW taken from cols."""
-    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
-    cdef Py_ssize_t R = cols.shape[0], L = cols.shape[1], r
-    cdef Py_ssize_t OH, OW
-    if R == 0 or L == 0:
+cdef void _merge(const floating* phases, floating* dx, const Geometry* g) noexcept nogil:
+    """dx (H, W) <- the phase planes' values at each input pixel (0 where no window reads)."""
+    cdef Py_ssize_t u, v, ih, lo, hi
+    cdef int a, b
+    cdef floating* dst
+    cdef const floating* src
+    memset(dx, 0, g.H * g.W * sizeof(floating))
+    for a in range(g.PA):
+        for b in range(g.PB):
+            _columns(g, b, &lo, &hi)
+            for u in range(g.U):
+                ih = u * g.sh + a - g.ph
+                if ih < 0 or ih >= g.H or u * g.sh + a >= g.HP:
+                    continue
+                src = phases + ((a * g.PB + b) * g.U + u) * g.V
+                dst = dx + ih * g.W + b - g.pw
+                for v in range(lo, hi):
+                    dst[v * g.sw] = src[v]
+
+
+def im2col(const floating[:, :, :, ::1] x, floating[:, ::1] cols,
+           int kh, int kw, int sh, int sw, int ph, int pw):
+    """Shape: x (N, C, H, W) -> cols (C*kh*kw, N*OH*OW)."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], L = cols.shape[1], n, c, oh, ow
+    cdef Geometry g = _geometry(x.shape[2], x.shape[3], kh, kw, sh, sw, ph, pw)
+    cdef floating* phases
+    cdef floating* dst
+    cdef const floating* src
+    cdef int i, j
+    if cols.shape[0] == 0 or L == 0:
         return
-    OH = (H + 2 * ph - kh) // sh + 1
-    OW = (W + 2 * pw - kw) // sw + 1
-    for r in prange(R, nogil=True, schedule="static", num_threads=threads):
-        _fill_row(&x[0, 0, 0, 0], &cols[r, 0], N, C, H, W, OH, OW,
-                  r // (kh * kw), (r // kw) % kh, r % kw, sh, sw, ph, pw)
+    phases = <floating*>malloc(_phases_size(&g) * sizeof(floating))
+    if phases == NULL:
+        raise MemoryError()
+    with nogil:
+        for n in range(N):
+            for c in range(C):
+                _split(&x[n, c, 0, 0], phases, &g)
+                for i in range(kh):
+                    for j in range(kw):
+                        dst = &cols[(c * kh + i) * kw + j, n * g.OH * g.OW]
+                        src = _phase(phases, &g, i, j)
+                        for oh in range(g.OH):
+                            for ow in range(g.OW):
+                                dst[oh * g.OW + ow] = src[oh * g.V + ow]
+    free(phases)
 
 
-cdef inline void _add_rows_to_plane(
-    const floating* cols, Py_ssize_t L, floating* dx,
-    Py_ssize_t n, Py_ssize_t c, Py_ssize_t H, Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW,
-    int kh, int kw, int sh, int sw, int ph, int pw,
-) noexcept nogil:
-    """dx plane (H, W) of image n, channel c: zeroed, then += every cols row of c."""
-    cdef Py_ssize_t i, j, oh, ow, oh_lo, oh_hi, ow_lo, ow_hi
-    cdef const floating* src
-    cdef floating* dst
-    memset(dx, 0, H * W * sizeof(floating))
-    for i in range(kh):
-        _valid_range(OH, sh, i - ph, H, &oh_lo, &oh_hi)
-        for j in range(kw):
-            _valid_range(OW, sw, j - pw, W, &ow_lo, &ow_hi)
-            for oh in range(oh_lo, oh_hi):
-                src = cols + ((c * kh + i) * kw + j) * L + (n * OH + oh) * OW
-                dst = dx + (oh * sh - ph + i) * W + j - pw
-                if sw == 1:
-                    for ow in range(ow_lo, ow_hi):
-                        dst[ow] += src[ow]
-                else:
-                    for ow in range(ow_lo, ow_hi):
-                        dst[ow * sw] += src[ow]
-
-
-def col2im(
-    const floating[:, ::1] cols, floating[:, :, :, ::1] dx,
-    int kh, int kw, int sh, int sw, int ph, int pw, int threads=1,
-):
+def col2im(const floating[:, ::1] cols, floating[:, :, :, ::1] dx,
+           int kh, int kw, int sh, int sw, int ph, int pw):
     """Adjoint of im2col.  Shape: cols (C*kh*kw, N*OH*OW) -> dx (N, C, H, W)."""
-    cdef Py_ssize_t N = dx.shape[0], C = dx.shape[1], H = dx.shape[2], W = dx.shape[3]
-    cdef Py_ssize_t L = cols.shape[1], p
-    cdef Py_ssize_t OH, OW
-    if N * C == 0 or H == 0 or W == 0:
+    cdef Py_ssize_t N = dx.shape[0], C = dx.shape[1], n, c, oh, ow
+    cdef Geometry g = _geometry(dx.shape[2], dx.shape[3], kh, kw, sh, sw, ph, pw)
+    cdef floating* phases
+    cdef floating* dst
+    cdef const floating* src
+    cdef int i, j
+    if N * C == 0 or g.H == 0 or g.W == 0:
         return
-    OH = (H + 2 * ph - kh) // sh + 1
-    OW = (W + 2 * pw - kw) // sw + 1
-    for p in prange(N * C, nogil=True, schedule="static", num_threads=threads):
-        _add_rows_to_plane(&cols[0, 0], L, &dx[p // C, p % C, 0, 0],
-                           p // C, p % C, H, W, OH, OW, kh, kw, sh, sw, ph, pw)
+    phases = <floating*>malloc(_phases_size(&g) * sizeof(floating))
+    if phases == NULL:
+        raise MemoryError()
+    with nogil:
+        for n in range(N):
+            for c in range(C):
+                memset(phases, 0, _phases_size(&g) * sizeof(floating))
+                for i in range(kh):
+                    for j in range(kw):
+                        src = &cols[(c * kh + i) * kw + j, n * g.OH * g.OW]
+                        dst = _phase(phases, &g, i, j)
+                        for oh in range(g.OH):
+                            for ow in range(g.OW):
+                                dst[oh * g.V + ow] += src[oh * g.OW + ow]
+                _merge(phases, &dx[n, c, 0, 0], &g)
+    free(phases)

@@ -169,11 +169,6 @@ class Expect:
         raise AssertionError(f"{type(exc).__name__}({msg!r}) matches none of the expected problems {wanted}")
 
 
-# Conv2D's channel checks raise ValueError for a non-integer until conv.py calls
-# layers.base.count (test_layers.test_conv_counts_follow_the_rule, xfail until then).
-CONV_CHANNEL_TYPE_ERROR = (ValueError, TypeError)
-
-
 def as_int(v):
     """An int, or None for anything pair() must refuse."""
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
@@ -231,7 +226,7 @@ def expect_constructor(kind, args):
         for name in ("in_channels", "out_channels"):
             v = as_int(args[name])
             if v is None:
-                e.add(CONV_CHANNEL_TYPE_ERROR, name)
+                e.add(TypeError, name)
             elif v <= 0:
                 e.add(ValueError, name)
     if kind == "Dense":

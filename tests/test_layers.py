@@ -415,8 +415,6 @@ def test_dense_counts_follow_the_rule(bad, error):
         L.Dense(3, bad)
 
 
-@pytest.mark.xfail(strict=True, reason="conv.py is rewritten on another branch; its channel checks "
-                                       "should call layers.base.count (they raise ValueError for 2.0)")
 def test_conv_counts_follow_the_rule():
     for bad, error in BAD_COUNTS:
         with pytest.raises(error, match="Conv2D"):

@@ -1,7 +1,10 @@
-"""2-D convolution as im2col (Cython) plus BLAS matrix products, chunk by chunk.
+"""2-D convolution: Winograd F(2x2, 3x3) for 3x3 stride-1 filters over several
+input channels (minicnn.layers.winograd), else im2col plus one matrix product
+per chunk of images, as below.  Matrix products go through minicnn.layers.gemm
+(our own float32 kernel).
 
 The batch is cut into chunks of images whose im2col columns fit in cache; each
-chunk is im2col'ed, multiplied by the filters in one BLAS product, and written
+chunk is im2col'ed, multiplied by the filters in one product, and written
 straight into the NCHW output (bias added in the same pass).  With
 MINICNN_KERNEL_THREADS > 1 the chunks are shared out among that many threads
 (minicnn.threads).  Backward rebuilds
@@ -16,7 +19,9 @@ import numpy as np
 
 from minicnn import _im2col
 from minicnn import threads
-from minicnn.layers.base import Layer, check_array, check_grad, pair, require_forward
+from minicnn.layers import winograd
+from minicnn.layers.gemm import matmul
+from minicnn.layers.base import Layer, check_array, check_grad, count, pair, require_forward
 from minicnn.layers.init import he_normal
 
 
@@ -31,10 +36,8 @@ class Conv2D(Layer):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
                  *, dtype=np.float64, rng=None) -> None:
         super().__init__()
-        for name, v in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
-                raise ValueError(f"Conv2D: {name} must be a positive int, got {v!r}")
-        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.in_channels = count(in_channels, "in_channels", "Conv2D")
+        self.out_channels = count(out_channels, "out_channels", "Conv2D")
         self.kernel_size = pair(kernel_size, "kernel_size", "Conv2D")
         self.stride = pair(stride, "stride", "Conv2D")
         self.padding = pair(padding, "padding", "Conv2D")
@@ -82,10 +85,9 @@ class Conv2D(Layer):
         """Split a batch of n images into chunks whose columns fit in cache.
 
         A chunk of b images has a (k, b * p) column matrix; b is chosen so that
-        it holds about CHUNK_BYTES, enough for BLAS to run at full speed.
+        it holds at most CHUNK_BYTES, enough for the product to run at full speed.
         """
-        b = max(1, min(n, CHUNK_BYTES // max(1, k * p * itemsize)))
-        return b, [(start, min(start + b, n)) for start in range(0, n, b)]
+        return winograd.chunks(n, k * p * itemsize, CHUNK_BYTES)
 
     def _workspace(self, name, size, dtype):
         """A flat scratch buffer of at least ``size`` elements, kept between calls.
@@ -98,13 +100,23 @@ class Conv2D(Layer):
             buf = self._buffers[name] = np.empty(size, dtype=dtype)
         return buf
 
+    def _winograd(self) -> bool:
+        """Whether this layer runs Winograd F(2x2, 3x3): 3x3 filters, stride 1,
+        and enough input channels for the products to dominate the transforms."""
+        return (self.kernel_size == (3, 3) and self.stride == (1, 1)
+                and self.in_channels >= WINOGRAD_MIN_CHANNELS)
+
     def forward(self, x, training=True):
         x = check_array(x, "Conv2D", 4)
         n = x.shape[0]
         o, oh, ow = self.output_shape(x.shape[1:])
+        # backward rebuilds what it needs from x (cheaper than storing it all)
+        self._cache = x if training else None
+        if self._winograd():
+            return winograd.forward(x, self.params["W"], self.params["b"], self.padding, self._workspace)
         kh, kw = self.kernel_size
         k, p = self.in_channels * kh * kw, oh * ow
-        geometry = (kh, kw, *self.stride, *self.padding, 1)
+        geometry = (kh, kw, *self.stride, *self.padding)
         w2 = self.params["W"].reshape(o, -1).astype(x.dtype, copy=False)
         bias = self.params["b"].astype(x.dtype, copy=False)[:, None]
         y = np.empty((n, o, oh, ow), dtype=x.dtype)
@@ -112,20 +124,24 @@ class Conv2D(Layer):
 
         def work(part, my_chunks):
             cols_ws = self._workspace(f"cols{part}", k * b * p, x.dtype)
-            rows_ws = self._workspace(f"rows{part}", o * b * p, x.dtype)
+            rows_ws = self._workspace(f"rows{part}", o * b * p, x.dtype) if p < PER_IMAGE_MIN_OUTPUTS else None
             for n0, n1 in my_chunks:
                 m = n1 - n0
                 cols = cols_ws[:k * m * p].reshape(k, m * p)
-                rows = rows_ws[:o * m * p].reshape(o, m * p)
                 _im2col.im2col(x[n0:n1], cols, *geometry)
-                np.matmul(w2, cols, out=rows)                # (O, m*OH*OW), one BLAS product
-                # (O, m, P) -> (m, O, P) and + b in one pass, straight into y
-                np.add(rows.reshape(o, m, p).transpose(1, 0, 2), bias, out=y[n0:n1].reshape(m, o, p))
+                out = y[n0:n1].reshape(m, o, p)
+                if rows_ws is None:
+                    # one (O, K) @ (K, OH*OW) product per image, straight into y
+                    matmul(np.broadcast_to(w2, (m, o, k)), cols.reshape(k, m, p).transpose(1, 0, 2), out)
+                    out += bias
+                else:
+                    # small images: one product for the chunk, then (O, m, P) -> (m, O, P) and + b
+                    rows = rows_ws[:o * m * p].reshape(o, m * p)
+                    matmul(w2, cols, rows)
+                    np.add(rows.reshape(o, m, p).transpose(1, 0, 2), bias, out=out)
 
         with threads.one_blas_thread():
             threads.run_parts(work, chunks)
-        # backward rebuilds each chunk's columns from x (cheaper than storing them all)
-        self._cache = x if training else None
         return y
 
     def backward(self, dy, input_grad=True):
@@ -135,8 +151,13 @@ class Conv2D(Layer):
         o, oh, ow = self.output_shape(x.shape[1:])
         kh, kw = self.kernel_size
         k, p = self.in_channels * kh * kw, oh * ow
-        geometry = (kh, kw, *self.stride, *self.padding, 1)
+        geometry = (kh, kw, *self.stride, *self.padding)
         dy = check_grad(dy, "Conv2D", (n, o, oh, ow), x.dtype)
+        if self._winograd():
+            dx, dw, db = winograd.backward(x, self.params["W"], dy, self.padding, self._workspace, input_grad)
+            self.grads["W"][...] = dw
+            self.grads["b"][...] = db
+            return dx
         w2t = self.params["W"].reshape(o, -1).astype(x.dtype, copy=False).T
         dx = np.empty(x.shape, dtype=x.dtype) if input_grad else None
         b, chunks = self._chunks(n, k, p, x.itemsize)
@@ -156,12 +177,12 @@ class Conv2D(Layer):
                 dy2 = rows_ws[:o * m * p].reshape(o, m * p)
                 _im2col.im2col(x[n0:n1], cols, *geometry)
                 np.copyto(dy2.reshape(o, m, p), dy[n0:n1].reshape(m, o, p).transpose(1, 0, 2))
-                # dW as (K, O): BLAS runs this shape 20% faster than (O, K)
-                np.matmul(cols, dy2.T, out=chunk_gWt)
+                # dW as (K, O): only the narrow dy2.T (O columns) needs packing
+                matmul(cols, dy2.T, chunk_gWt)
                 gWt += chunk_gWt
                 gb += dy2.sum(axis=1)
                 if input_grad:
-                    np.matmul(w2t, dy2, out=dcols)           # d columns
+                    matmul(w2t, dy2, dcols)                 # d columns
                     _im2col.col2im(dcols, dx[n0:n1], *geometry)
             return gWt, gb
 
@@ -172,6 +193,13 @@ class Conv2D(Layer):
         return dx
 
 
+# Winograd pays from this many input channels on (below, im2col's single
+# product with K = C * 9 is cheaper than 16 products with K = C).
+WINOGRAD_MIN_CHANNELS = 8
+# From this many output pixels per image, forward multiplies image by image
+# straight into the output; below, the products' ragged edges (OH*OW is not a
+# multiple of the kernel's 32 columns) cost more than one transposing pass.
+PER_IMAGE_MIN_OUTPUTS = 256
 # Bytes of im2col columns per chunk of images: small enough to stay in the
-# core's cache between im2col, the BLAS product and col2im, big enough for BLAS.
+# core's cache between im2col, the product and col2im, big enough for the product.
 CHUNK_BYTES = 1 << 20

@@ -5,6 +5,7 @@ import numpy as np
 
 from minicnn import threads
 from minicnn.layers.base import Layer, check_array, check_grad, count, require_forward
+from minicnn.layers.gemm import matmul
 from minicnn.layers.init import he_normal
 
 
@@ -54,7 +55,7 @@ class Dense(Layer):
 
         def work(_, my_ranges):
             for lo, hi in my_ranges:
-                np.matmul(x, w[:, lo:hi], out=y[:, lo:hi])
+                matmul(x, w[:, lo:hi], y[:, lo:hi])
                 y[:, lo:hi] += b[lo:hi]
 
         with threads.one_blas_thread():
@@ -72,8 +73,8 @@ class Dense(Layer):
         def work(_, my_ranges):
             for lo, hi in my_ranges:
                 if input_grad:
-                    np.matmul(dy, w[lo:hi].T, out=dx[:, lo:hi])
-                self.grads["W"][lo:hi] = x[:, lo:hi].T @ dy
+                    matmul(dy, w[lo:hi].T, dx[:, lo:hi])
+                matmul(x[:, lo:hi].T, dy, self.grads["W"][lo:hi])
 
         with threads.one_blas_thread():
             threads.run_parts(work, threads.row_ranges(self.in_features, x.size * self.out_features))

@@ -1,0 +1,357 @@
+/* Single-precision matrix product C = A @ B (or C += A @ B) for Conv2D, in the
+ * style of BLIS: A is packed into panels of MR rows, B is read in panels of
+ * NR columns (in place when its rows are contiguous, else packed), and a
+ * register-blocked micro-kernel computes one MR x NR block of C with FMAs.
+ *
+ * Why our own: Conv2D's products are small (M, K <= 128) and wide (N in the
+ * thousands), and OpenBLAS's speed on them depends on which kernel it picked
+ * (OPENBLAS_CORETYPE): 3x apart between its Haswell and SkylakeX kernels.
+ *
+ * The micro-kernel is chosen at run time from what the CPU reports:
+ *   avx512: 8 x 32 block, 16 zmm accumulators (AVX-512F)
+ *   avx2:   6 x 16 block, 12 ymm accumulators (AVX2 + FMA)
+ *   plain:  4 x 16 block, portable C (any CPU; the compiler vectorizes it)
+ * plus, with AVX-512, a dot-product kernel for A @ B^T with both row-major
+ * (B given as a transposed view, K >= 256), which needs no packing.
+ * Each is compiled with a per-function target attribute, so the module itself
+ * needs no -march flag and runs on any x86-64 CPU (other CPUs get plain only).
+ *
+ * Layout: A element (i, k) at A[i * rsa + k * csa]; B element (k, j) at
+ * B[k * rsb + j * csb]; C row-major with row stride ldc.  The packed kernels
+ * sum over k in order within each KC block; the dot-product kernel keeps 16
+ * partial sums.  Either way each entry is a sum of K products in float32.
+ */
+#ifndef MINICNN_GEMM_H
+#define MINICNN_GEMM_H
+
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define MC_X86 1
+#else
+#define MC_X86 0
+#endif
+
+#define MC_NT_MIN_K 256  /* below, the dot-product kernel's final sums cost more than packing B */
+#define MC_KC 128   /* k-block: a B panel (KC x NR) stays in L1 while A's panels stream past it */
+#define MC_MAX_MR 8
+#define MC_MAX_NR 32
+
+enum { MC_GEMM_AUTO = -1, MC_GEMM_PLAIN = 0, MC_GEMM_AVX2 = 1, MC_GEMM_AVX512 = 2 };
+
+/* One MR x NR block: C (ldc) = beta * C + sum_k pa[k*MR + i] * b[k*ldb + j]. */
+typedef void (*mc_ukr_t)(ptrdiff_t K, const float *pa, const float *b, ptrdiff_t ldb,
+                         float *c, ptrdiff_t ldc, int beta);
+
+static void mc_ukr_plain(ptrdiff_t K, const float *pa, const float *b, ptrdiff_t ldb,
+                         float *c, ptrdiff_t ldc, int beta)
+{
+    float acc[4][16];
+    ptrdiff_t k;
+    int i, j;
+    memset(acc, 0, sizeof(acc));
+    for (k = 0; k < K; k++) {
+        const float *bk = b + k * ldb;
+        for (i = 0; i < 4; i++) {
+            float a = pa[k * 4 + i];
+            for (j = 0; j < 16; j++)
+                acc[i][j] += a * bk[j];
+        }
+    }
+    for (i = 0; i < 4; i++)
+        for (j = 0; j < 16; j++)
+            c[i * ldc + j] = beta ? c[i * ldc + j] + acc[i][j] : acc[i][j];
+}
+
+#if MC_X86
+__attribute__((target("avx2,fma")))
+static void mc_ukr_avx2(ptrdiff_t K, const float *pa, const float *b, ptrdiff_t ldb,
+                        float *c, ptrdiff_t ldc, int beta)
+{
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
+           c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    ptrdiff_t k;
+    for (k = 0; k < K; k++) {
+        const float *bk = b + k * ldb, *ak = pa + k * 6;
+        __m256 b0 = _mm256_loadu_ps(bk), b1 = _mm256_loadu_ps(bk + 8), a;
+        a = _mm256_broadcast_ss(ak + 0); c00 = _mm256_fmadd_ps(a, b0, c00); c01 = _mm256_fmadd_ps(a, b1, c01);
+        a = _mm256_broadcast_ss(ak + 1); c10 = _mm256_fmadd_ps(a, b0, c10); c11 = _mm256_fmadd_ps(a, b1, c11);
+        a = _mm256_broadcast_ss(ak + 2); c20 = _mm256_fmadd_ps(a, b0, c20); c21 = _mm256_fmadd_ps(a, b1, c21);
+        a = _mm256_broadcast_ss(ak + 3); c30 = _mm256_fmadd_ps(a, b0, c30); c31 = _mm256_fmadd_ps(a, b1, c31);
+        a = _mm256_broadcast_ss(ak + 4); c40 = _mm256_fmadd_ps(a, b0, c40); c41 = _mm256_fmadd_ps(a, b1, c41);
+        a = _mm256_broadcast_ss(ak + 5); c50 = _mm256_fmadd_ps(a, b0, c50); c51 = _mm256_fmadd_ps(a, b1, c51);
+    }
+#define MC_STORE8(row, lo, hi) do { float *cr = c + (row) * ldc; \
+        if (beta) { lo = _mm256_add_ps(lo, _mm256_loadu_ps(cr)); hi = _mm256_add_ps(hi, _mm256_loadu_ps(cr + 8)); } \
+        _mm256_storeu_ps(cr, lo); _mm256_storeu_ps(cr + 8, hi); } while (0)
+    MC_STORE8(0, c00, c01); MC_STORE8(1, c10, c11); MC_STORE8(2, c20, c21);
+    MC_STORE8(3, c30, c31); MC_STORE8(4, c40, c41); MC_STORE8(5, c50, c51);
+#undef MC_STORE8
+}
+
+__attribute__((target("avx512f")))
+static void mc_ukr_avx512(ptrdiff_t K, const float *pa, const float *b, ptrdiff_t ldb,
+                          float *c, ptrdiff_t ldc, int beta)
+{
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
+           c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00,
+           c60 = c00, c61 = c00, c70 = c00, c71 = c00;
+    ptrdiff_t k;
+    for (k = 0; k < K; k++) {
+        const float *bk = b + k * ldb, *ak = pa + k * 8;
+        __m512 b0 = _mm512_loadu_ps(bk), b1 = _mm512_loadu_ps(bk + 16), a;
+        a = _mm512_set1_ps(ak[0]); c00 = _mm512_fmadd_ps(a, b0, c00); c01 = _mm512_fmadd_ps(a, b1, c01);
+        a = _mm512_set1_ps(ak[1]); c10 = _mm512_fmadd_ps(a, b0, c10); c11 = _mm512_fmadd_ps(a, b1, c11);
+        a = _mm512_set1_ps(ak[2]); c20 = _mm512_fmadd_ps(a, b0, c20); c21 = _mm512_fmadd_ps(a, b1, c21);
+        a = _mm512_set1_ps(ak[3]); c30 = _mm512_fmadd_ps(a, b0, c30); c31 = _mm512_fmadd_ps(a, b1, c31);
+        a = _mm512_set1_ps(ak[4]); c40 = _mm512_fmadd_ps(a, b0, c40); c41 = _mm512_fmadd_ps(a, b1, c41);
+        a = _mm512_set1_ps(ak[5]); c50 = _mm512_fmadd_ps(a, b0, c50); c51 = _mm512_fmadd_ps(a, b1, c51);
+        a = _mm512_set1_ps(ak[6]); c60 = _mm512_fmadd_ps(a, b0, c60); c61 = _mm512_fmadd_ps(a, b1, c61);
+        a = _mm512_set1_ps(ak[7]); c70 = _mm512_fmadd_ps(a, b0, c70); c71 = _mm512_fmadd_ps(a, b1, c71);
+    }
+#define MC_STORE16(row, lo, hi) do { float *cr = c + (row) * ldc; \
+        if (beta) { lo = _mm512_add_ps(lo, _mm512_loadu_ps(cr)); hi = _mm512_add_ps(hi, _mm512_loadu_ps(cr + 16)); } \
+        _mm512_storeu_ps(cr, lo); _mm512_storeu_ps(cr + 16, hi); } while (0)
+    MC_STORE16(0, c00, c01); MC_STORE16(1, c10, c11); MC_STORE16(2, c20, c21); MC_STORE16(3, c30, c31);
+    MC_STORE16(4, c40, c41); MC_STORE16(5, c50, c51); MC_STORE16(6, c60, c61); MC_STORE16(7, c70, c71);
+#undef MC_STORE16
+}
+#endif
+
+#if MC_X86
+/* The 16 horizontal sums of x[i][j], as one vector (element 4 i + j): a
+ * transpose-and-add tree, 45 instructions where 16 separate reductions take
+ * about 130. */
+__attribute__((target("avx512f")))
+static inline __m512 mc_sum16(__m512 x[4][4])
+{
+    __m512 y[8], z[4], w01, w23;
+    int p;
+    for (p = 0; p < 8; p++) {   /* each 128-bit lane: a0+a2, b0+b2, a1+a3, b1+b3 */
+        __m512 a = x[p / 2][2 * (p % 2)], b = x[p / 2][2 * (p % 2) + 1];
+        y[p] = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
+    }
+    for (p = 0; p < 4; p++) {   /* each 128-bit lane: partial sums of vectors 4p..4p+3 */
+        __m512d a = _mm512_castps_pd(y[2 * p]), b = _mm512_castps_pd(y[2 * p + 1]);
+        z[p] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)),
+                             _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
+    }
+    w01 = _mm512_add_ps(_mm512_shuffle_f32x4(z[0], z[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                        _mm512_shuffle_f32x4(z[0], z[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    w23 = _mm512_add_ps(_mm512_shuffle_f32x4(z[2], z[3], _MM_SHUFFLE(2, 0, 2, 0)),
+                        _mm512_shuffle_f32x4(z[2], z[3], _MM_SHUFFLE(3, 1, 3, 1)));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(w01, w23, _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_f32x4(w01, w23, _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+/* C (M x N, ldc) = beta * C + A B^T with A (M x K) and B (N x K) both row-major:
+ * dot products along k, 16 at a time, in 4 x 4 blocks of C (16 zmm accumulators).
+ * Used when B comes as a transposed view (the weight gradients' products),
+ * where the packed path would spend more time transposing B than multiplying. */
+__attribute__((target("avx512f")))
+static void mc_sgemm_nt_avx512(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *A, ptrdiff_t lda,
+                               const float *B, ptrdiff_t ldb, float *C, ptrdiff_t ldc, int beta)
+{
+    ptrdiff_t i0, j0, k, i, j;
+    __mmask16 tail = (__mmask16)((1u << (K % 16)) - 1u);
+    for (i0 = 0; i0 < M; i0 += 4)
+        for (j0 = 0; j0 < N; j0 += 4) {
+            ptrdiff_t mi = M - i0 < 4 ? M - i0 : 4, nj = N - j0 < 4 ? N - j0 : 4;
+            const float *a[4], *b[4];
+            __m512 acc[4][4];
+            for (i = 0; i < 4; i++) {
+                a[i] = A + (i0 + (i < mi ? i : 0)) * lda;    /* rows past the edge repeat row 0 */
+                b[i] = B + (j0 + (i < nj ? i : 0)) * ldb;
+                for (j = 0; j < 4; j++)
+                    acc[i][j] = _mm512_setzero_ps();
+            }
+            for (k = 0; k + 16 <= K; k += 16) {
+                __m512 av[4], bv[4];
+                for (i = 0; i < 4; i++) {
+                    av[i] = _mm512_loadu_ps(a[i] + k);
+                    bv[i] = _mm512_loadu_ps(b[i] + k);
+                }
+                for (i = 0; i < 4; i++)
+                    for (j = 0; j < 4; j++)
+                        acc[i][j] = _mm512_fmadd_ps(av[i], bv[j], acc[i][j]);
+            }
+            if (tail) {
+                __m512 av[4], bv[4];
+                for (i = 0; i < 4; i++) {
+                    av[i] = _mm512_maskz_loadu_ps(tail, a[i] + k);
+                    bv[i] = _mm512_maskz_loadu_ps(tail, b[i] + k);
+                }
+                for (i = 0; i < 4; i++)
+                    for (j = 0; j < 4; j++)
+                        acc[i][j] = _mm512_fmadd_ps(av[i], bv[j], acc[i][j]);
+            }
+            {
+                float sums[16];
+                _mm512_storeu_ps(sums, mc_sum16(acc));
+                for (i = 0; i < mi; i++)
+                    for (j = 0; j < nj; j++) {
+                        float *c = C + (i0 + i) * ldc + j0 + j;
+                        *c = beta ? *c + sums[4 * i + j] : sums[4 * i + j];
+                    }
+            }
+        }
+}
+#endif
+
+typedef struct { mc_ukr_t ukr; int mr, nr; } mc_kernel_t;
+
+/* The best kernel this CPU runs (which = MC_GEMM_AUTO), or the one asked for;
+ * returns which one, or -1 if the CPU cannot run it. */
+static int mc_gemm_pick(int which, mc_kernel_t *kern)
+{
+#if MC_X86
+    if (which == MC_GEMM_AUTO)
+        which = __builtin_cpu_supports("avx512f") ? MC_GEMM_AVX512
+              : (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? MC_GEMM_AVX2
+              : MC_GEMM_PLAIN;
+    if (which == MC_GEMM_AVX512 && __builtin_cpu_supports("avx512f")) {
+        kern->ukr = mc_ukr_avx512; kern->mr = 8; kern->nr = 32; return which;
+    }
+    if (which == MC_GEMM_AVX2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        kern->ukr = mc_ukr_avx2; kern->mr = 6; kern->nr = 16; return which;
+    }
+#else
+    if (which == MC_GEMM_AUTO)
+        which = MC_GEMM_PLAIN;
+#endif
+    if (which == MC_GEMM_PLAIN) {
+        kern->ukr = mc_ukr_plain; kern->mr = 4; kern->nr = 16; return which;
+    }
+    return -1;
+}
+
+/* Rows i0..i0+m-1 (m <= mr) of A, columns k0..k0+kc-1, as pa[k*mr + i], zero-padded. */
+static void mc_pack_a(const float *A, ptrdiff_t rsa, ptrdiff_t csa, ptrdiff_t i0, ptrdiff_t m,
+                      ptrdiff_t k0, ptrdiff_t kc, int mr, float *pa)
+{
+    ptrdiff_t k, i;
+    if (csa == 1) {     /* rows contiguous: read along them */
+        for (i = 0; i < m; i++)
+            for (k = 0; k < kc; k++)
+                pa[k * mr + i] = A[(i0 + i) * rsa + k0 + k];
+    } else {
+        for (k = 0; k < kc; k++)
+            for (i = 0; i < m; i++)
+                pa[k * mr + i] = A[(i0 + i) * rsa + (k0 + k) * csa];
+    }
+    for (i = m; i < mr; i++)
+        for (k = 0; k < kc; k++)
+            pa[k * mr + i] = 0.0f;
+}
+
+/* Columns j0..j0+n-1 (n <= nr) of B, rows k0..k0+kc-1, as pb[k*nr + j], zero-padded. */
+static void mc_pack_b(const float *B, ptrdiff_t rsb, ptrdiff_t csb, ptrdiff_t j0, ptrdiff_t n,
+                      ptrdiff_t k0, ptrdiff_t kc, int nr, float *pb)
+{
+    ptrdiff_t k, j;
+    if (rsb == 1) {     /* columns contiguous (a transposed matrix): read down them */
+        for (j = 0; j < n; j++)
+            for (k = 0; k < kc; k++)
+                pb[k * nr + j] = B[k0 + k + (j0 + j) * csb];
+    } else {
+        for (k = 0; k < kc; k++)
+            for (j = 0; j < n; j++)
+                pb[k * nr + j] = B[(k0 + k) * rsb + (j0 + j) * csb];
+    }
+    for (j = n; j < nr; j++)
+        for (k = 0; k < kc; k++)
+            pb[k * nr + j] = 0.0f;
+}
+
+/* C (M x N, ldc) (+)= (packed k-block kc of A) @ (rows k0..k0+kc-1 of B). */
+static void mc_sgemm_kblock(const mc_kernel_t *kern, ptrdiff_t M, ptrdiff_t N, ptrdiff_t k0, ptrdiff_t kc,
+                            const float *pa, const float *B, ptrdiff_t rsb, ptrdiff_t csb,
+                            float *C, ptrdiff_t ldc, int beta, float *pb)
+{
+    ptrdiff_t i0, j0, m, n, i, j;
+    int mr = kern->mr, nr = kern->nr;
+    float edge[MC_MAX_MR * MC_MAX_NR];
+    for (j0 = 0; j0 < N; j0 += nr) {
+        const float *b;
+        ptrdiff_t ldb;
+        n = N - j0 < nr ? N - j0 : nr;
+        if (csb == 1 && n == nr) {      /* rows of the panel are contiguous: read in place */
+            b = B + k0 * rsb + j0;
+            ldb = rsb;
+        } else {
+            mc_pack_b(B, rsb, csb, j0, n, k0, kc, nr, pb);
+            b = pb;
+            ldb = nr;
+        }
+        for (i0 = 0; i0 < M; i0 += mr) {
+            const float *pai = pa + (i0 / mr) * mr * kc;
+            m = M - i0 < mr ? M - i0 : mr;
+            if (m == mr && n == nr) {
+                kern->ukr(kc, pai, b, ldb, C + i0 * ldc + j0, ldc, beta);
+            } else {
+                kern->ukr(kc, pai, b, ldb, edge, nr, 0);
+                for (i = 0; i < m; i++)
+                    for (j = 0; j < n; j++)
+                        C[(i0 + i) * ldc + j0 + j] = beta ? C[(i0 + i) * ldc + j0 + j] + edge[i * nr + j]
+                                                          : edge[i * nr + j];
+            }
+        }
+    }
+}
+
+/* C[b] (M x N, row stride ldc) = A[b] @ B[b], or += when accumulate is set, for
+ * b < nb; A[b] = A + b * sa, and so on.  With sa == 0 (one A for all) A is
+ * packed once per k-block for the whole batch.  Returns 0, or -1 if the
+ * kernel asked for cannot run here or memory ran out. */
+static int mc_sgemm_batch(int which, ptrdiff_t nb, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
+                          const float *A, ptrdiff_t sa, ptrdiff_t rsa, ptrdiff_t csa,
+                          const float *B, ptrdiff_t sb, ptrdiff_t rsb, ptrdiff_t csb,
+                          float *C, ptrdiff_t sc, ptrdiff_t ldc, int accumulate)
+{
+    mc_kernel_t kern;
+    ptrdiff_t k0, kc, i0, i, b, mpanels;
+    float *pa, *pb;
+    int mr, picked = mc_gemm_pick(which, &kern);
+    if (picked < 0)
+        return -1;
+    if (M <= 0 || N <= 0 || nb <= 0)
+        return 0;
+    if (K <= 0) {
+        if (!accumulate)
+            for (b = 0; b < nb; b++)
+                for (i = 0; i < M; i++)
+                    memset(C + b * sc + i * ldc, 0, (size_t)N * sizeof(float));
+        return 0;
+    }
+#if MC_X86
+    if (picked == MC_GEMM_AVX512 && csa == 1 && rsb == 1 && K >= MC_NT_MIN_K) {
+        for (b = 0; b < nb; b++)
+            mc_sgemm_nt_avx512(M, N, K, A + b * sa, rsa, B + b * sb, csb, C + b * sc, ldc, accumulate);
+        return 0;
+    }
+#endif
+    mr = kern.mr;
+    mpanels = (M + mr - 1) / mr;
+    pa = (float *)malloc(sizeof(float) * (size_t)(mpanels * mr * MC_KC + MC_KC * kern.nr));
+    if (pa == NULL)
+        return -1;
+    pb = pa + mpanels * mr * MC_KC;
+    for (k0 = 0; k0 < K; k0 += MC_KC) {
+        kc = K - k0 < MC_KC ? K - k0 : MC_KC;
+        for (b = 0; b < nb; b++) {
+            if (b == 0 || sa != 0)          /* A's k-block, packed once per matrix */
+                for (i0 = 0; i0 < M; i0 += mr)
+                    mc_pack_a(A + b * sa, rsa, csa, i0, M - i0 < mr ? M - i0 : mr, k0, kc, mr,
+                              pa + (i0 / mr) * mr * kc);
+            mc_sgemm_kblock(&kern, M, N, k0, kc, pa, B + b * sb, rsb, csb, C + b * sc, ldc,
+                            accumulate || k0 > 0, pb);
+        }
+    }
+    free(pa);
+    return 0;
+}
+
+#endif

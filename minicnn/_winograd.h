@@ -1,0 +1,55 @@
+/* Winograd F(2x2, 3x3) transforms for _conv.pyx, float and double.
+ *
+ * Every function works plane by plane (one image and channel) and arranges
+ * the arithmetic as flat loops over the plane's P = TH * TW tiles, which the
+ * compiler vectorizes: gathers and scatters between the image and per-tile
+ * arrays are separate, simple copies.  The transformed arrays X (V, dV, M, dM)
+ * hold element xi (0..15) of tile t = n * P + th * TW + tw of channel c at
+ * X[xi * xs + c * T + t]: xs (the stride between the 16 matrices) is chosen by
+ * the caller, T is the row length (tiles in the chunk).
+ *
+ * Formulas (minicnn/_conv.pyx gives the matrices): V = B^T d B,
+ * y = A^T M A + bias, dM = A dY A^T, dx += B dV B^T.
+ * TH = ceil(OH / 2), TW = ceil(OW / 2), OH = H + 2 ph - 2, OW = W + 2 pw - 2.
+ * `scratch` must hold mc_wino_scratch(H, W, ph, pw) elements.
+ */
+#ifndef MINICNN_WINOGRAD_H
+#define MINICNN_WINOGRAD_H
+
+#include <stddef.h>
+#include <string.h>
+
+
+/* Elements of scratch any of the functions below needs for one plane. */
+static ptrdiff_t mc_wino_scratch(ptrdiff_t H, ptrdiff_t W, int ph, int pw)
+{
+    ptrdiff_t TH = (H + 2 * ph - 1) / 2, TW = (W + 2 * pw - 1) / 2;
+    ptrdiff_t P = TH * TW, PR = 2 * TH + 2, PWE = TW + 1, PC = 2 * TW + 2;
+    ptrdiff_t in = 6 * (PR * PWE + 1), adj = 16 * P + PR * PC;
+    return (in > adj ? in : adj) + 16;
+}
+
+/* 16 restrict pointers name0..name15 = base + k * stride. */
+#define MC_DECLARE16(T, name, base, stride) \
+    T *restrict name##0 = (base), *restrict name##1 = (base) + (stride), \
+      *restrict name##2 = (base) + 2 * (stride), *restrict name##3 = (base) + 3 * (stride), \
+      *restrict name##4 = (base) + 4 * (stride), *restrict name##5 = (base) + 5 * (stride), \
+      *restrict name##6 = (base) + 6 * (stride), *restrict name##7 = (base) + 7 * (stride), \
+      *restrict name##8 = (base) + 8 * (stride), *restrict name##9 = (base) + 9 * (stride), \
+      *restrict name##10 = (base) + 10 * (stride), *restrict name##11 = (base) + 11 * (stride), \
+      *restrict name##12 = (base) + 12 * (stride), *restrict name##13 = (base) + 13 * (stride), \
+      *restrict name##14 = (base) + 14 * (stride), *restrict name##15 = (base) + 15 * (stride);
+
+#define MC_T float
+#define MC_NAME(f) f##_f32
+#include "_winograd_impl.h"
+#undef MC_T
+#undef MC_NAME
+
+#define MC_T double
+#define MC_NAME(f) f##_f64
+#include "_winograd_impl.h"
+#undef MC_T
+#undef MC_NAME
+
+#endif

@@ -1,0 +1,30 @@
+"""Matrix products for Conv2D and Dense: minicnn's own float32 kernel, else NumPy's BLAS.
+
+Float32 products run on minicnn._conv.sgemm (register-blocked FMA micro-kernels
+picked from what the CPU reports), so their speed does not depend on which
+kernel OpenBLAS chose (OPENBLAS_CORETYPE); float64 ones, used for checking,
+go through NumPy.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from minicnn import _conv
+
+F32 = np.dtype(np.float32)
+
+
+def matmul(a, b, out, accumulate=False):
+    """out = a @ b, or out += a @ b: 2-D, or stacks of matrices (3-D).
+
+    ``out``'s rows must be contiguous for the float32 kernel; a and b may be
+    any strided views."""
+    if a.dtype == F32 and b.dtype == F32 and out.dtype == F32 and out.strides[-1] == 4:
+        if out.ndim == 2:
+            _conv.sgemm(a, b, out, accumulate)
+        else:
+            _conv.sgemm_batch(a, b, out, accumulate)
+    elif accumulate:
+        out += np.matmul(a, b)
+    else:
+        np.matmul(a, b, out=out)
