@@ -170,6 +170,8 @@ def run_one(run: Run, data_dir=None, threads=None, show_progress=False) -> dict:
     config = load_config(run.config_path, run.overrides)
     prefix = f"[{run.title}] "
     forward = cluster.worker_log()
+    if forward is not None:  # on a Dask worker
+        cluster.undo_malloc_trim()
     stop = run.study / STOP_FILE if run.study is not None else None
 
     def log(line):
