@@ -108,7 +108,7 @@ class Ablate:
 
     def session(self):
         """The live processes of its session (zombies waiting to be reaped are not running)."""
-        ps = subprocess.run(["ps", "-e", "-o", "pid=,sid=,stat=,args="], capture_output=True, text=True,
+        ps = subprocess.run(["ps", "-ww", "-e", "-o", "pid=,sid=,stat=,args="], capture_output=True, text=True,
                             check=True).stdout
         found = []
         for line in ps.splitlines():
