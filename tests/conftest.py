@@ -62,3 +62,26 @@ def tiny_config(name="tiny", pool="maxpool2d", seed=0, data=None, train=None, ev
 @pytest.fixture(name="tiny_config")
 def tiny_config_fixture():
     return tiny_config
+
+
+@pytest.fixture()
+def run_cli(capsys):
+    """``minicnn ARGS`` in this process: (status, stdout, stderr); signal handlers restored."""
+    import signal
+
+    from minicnn import cli
+
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+
+    def run(*args):
+        try:
+            status = cli.main([str(a) for a in args])
+        except SystemExit as e:  # argparse's own errors
+            status = e.code
+        finally:
+            for s, handler in saved.items():
+                signal.signal(s, handler)
+        out, err = capsys.readouterr()
+        return status, out, err
+
+    return run

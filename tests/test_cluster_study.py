@@ -23,12 +23,10 @@ import sys
 import time
 
 import pytest
-import yaml
 
-from minicnn import data as mnist_data
 from minicnn.files import read_csv
 
-from conftest import tiny_config
+from test_kill_resume import real_mnist_study
 
 pytestmark = [pytest.mark.mnist]
 pytest.importorskip("distributed")
@@ -43,18 +41,8 @@ EPOCH_LINE = re.compile(r"^\[(\S+) seed (\d+)\] epoch (\d+)/(\d+) ")
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     """2 configs x 2 seeds x 3 epochs on 8,000 real MNIST images (about 0.5 s an epoch); skip without MNIST."""
-    try:
-        mnist_data.load_mnist()
-    except mnist_data.DataError as e:
-        pytest.skip(f"real MNIST is not available: {e}")
-    folder = tmp_path_factory.mktemp("dask")
-    for name, pool in (("max", "maxpool2d"), ("avg", "avgpool2d")):
-        raw = tiny_config(name, pool, data={"val_size": 200, "train_size": 8000, "test_size": 300},
-                          train={"epochs": 3, "batch_size": 50})
-        (folder / f"{name}.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    path = folder / "study.yaml"
-    path.write_text(yaml.safe_dump({"name": "daskstudy", "configs": ["max.yaml", "avg.yaml"], "seeds": [0, 1]}))
-    return path
+    return real_mnist_study(tmp_path_factory.mktemp("dask"), "daskstudy", [0, 1],
+                            data={"train_size": 8000}, train={"epochs": 3})
 
 
 def ablate(*args, **popen):

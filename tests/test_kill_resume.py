@@ -46,19 +46,26 @@ def config(name, pool):
                        train={"batch_size": 50})
 
 
-@pytest.fixture(scope="module")
-def study(tmp_path_factory):
-    """The experiment file of a 2 configs x 2 seeds x 2 epochs study; skip without MNIST."""
+def real_mnist_study(folder, name, seeds, **changes):
+    """FOLDER/study.yaml: configs max and avg (``config`` plus ``changes``) x ``seeds``; skip without MNIST."""
     try:
         mnist_data.load_mnist()
     except mnist_data.DataError as e:
         pytest.skip(f"real MNIST is not available: {e}")
-    folder = tmp_path_factory.mktemp("kill")
-    for name, pool in (("max", "maxpool2d"), ("avg", "avgpool2d")):
-        (folder / f"{name}.yaml").write_text(yaml.safe_dump(config(name, pool), sort_keys=False))
+    for config_name, pool in (("max", "maxpool2d"), ("avg", "avgpool2d")):
+        raw = config(config_name, pool)
+        for section, values in changes.items():
+            raw[section].update(values)
+        (folder / f"{config_name}.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     path = folder / "study.yaml"
-    path.write_text(yaml.safe_dump({"name": "killstudy", "configs": ["max.yaml", "avg.yaml"], "seeds": SEEDS}))
+    path.write_text(yaml.safe_dump({"name": name, "configs": ["max.yaml", "avg.yaml"], "seeds": list(seeds)}))
     return path
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """The experiment file of a 2 configs x 2 seeds x 2 epochs study; skip without MNIST."""
+    return real_mnist_study(tmp_path_factory.mktemp("kill"), "killstudy", SEEDS)
 
 
 class Ablate:

@@ -17,7 +17,6 @@ import io
 import json
 import os
 import pathlib
-import signal
 import sys
 
 import numpy as np
@@ -27,7 +26,6 @@ import yaml
 import minicnn.data
 import minicnn.experiment
 import minicnn.train
-from minicnn import cli
 from minicnn.config import validate
 from minicnn.errors import UserError
 from minicnn.files import read_csv
@@ -63,23 +61,10 @@ def finished(tmp_path, tiny_mnist):
 
 
 @pytest.fixture()
-def run_cli(monkeypatch, tiny_data, capsys):
-    """``minicnn ARGS`` in this process on tiny fake data: (status, stdout, stderr); signal handlers restored."""
+def run_cli(run_cli, monkeypatch, tiny_data):
+    """conftest's ``run_cli`` on tiny fake data."""
     monkeypatch.setattr(minicnn.data, "load_dataset", lambda name, **kwargs: tiny_data)
-    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-
-    def run(*args):
-        try:
-            status = cli.main([str(a) for a in args])
-        except SystemExit as e:
-            status = e.code
-        finally:
-            for s, handler in saved.items():
-                signal.signal(s, handler)
-        out, err = capsys.readouterr()
-        return status, out, err
-
-    return run
+    return run_cli
 
 
 def one_error_line(err: str) -> str:
