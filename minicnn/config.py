@@ -170,7 +170,7 @@ class ExperimentKeys:
     configs: tuple = key(TextList("config file paths", nonempty=True), REQUIRED, "relative to the experiment file")
     seeds: tuple = key(IntList(Int(0, MAX_SEED), nonempty=True, distinct=True), (0,), "one run per config and seed")
     set: tuple = key(TextList("KEY=VALUE strings"), (), "overrides for every run")
-    grid: tuple = key(Grid(), (), "grid axes: every config and seed runs once per combination of their values")
+    grid: tuple = key(Grid(), (), "grid cells: every config and seed runs once per cell")
     out: str | None = key(Text(null=True, what="a folder path"), None, "experiment folder, relative to the experiment file "
                                                  "(default: runs/NAME)")
     quick: QuickKeys = key(Nested(QuickKeys), QuickKeys(), "what --quick changes")

@@ -5,7 +5,7 @@ Experiment file (YAML):
     configs: [../configs/max_pool.yaml, ...]   # relative to the experiment file
     seeds: [0, 1, 2]
     set: [train.epochs=3]                      # overrides for every run (optional)
-    grid: {data.dataset: [mnist, fashion_mnist]}   # axes: every config x seed per cell (optional)
+    grid: {data.dataset: [mnist, fashion_mnist]}   # every config x seed per cell (optional)
     out: ../runs/pooling_ablation              # experiment folder (optional)
     quick: {seeds: [0], set: [...]}            # what --quick changes (optional)
 
@@ -114,16 +114,15 @@ def load_experiment(path, overrides=(), quick=False, out=None) -> Experiment:
     return Experiment(name, file, runs, variants, out, cells)
 
 
-def _cells(file: str, axes: tuple, sets: list[str], runs_per_cell: int) -> list[grid.Cell]:
+def _cells(file: str, cells: tuple, sets: list[str], runs_per_cell: int) -> list[grid.Cell]:
     """The grid's cells, once checked against the rest of the experiment; [()] without a grid."""
-    cells = grid.cells(axes)
-    if not axes:
-        return cells
+    if not cells:
+        return [()]
     if len(cells) * runs_per_cell > MAX_GRID_RUNS:
         raise ConfigError(file, "grid", f"{len(cells)} cells x {runs_per_cell} configs and seeds make "
                           f"{len(cells) * runs_per_cell:,} runs; a study with a grid may have at most {MAX_GRID_RUNS:,}")
     fixed = {s.split("=", 1)[0].strip() for s in sets}
-    for key, _ in axes:
+    for key in dict.fromkeys(key for cell in cells for key, _ in cell):
         if key in fixed:
             raise ConfigError(file, f"grid.{key}", "also given one value for every run (set, quick.set or --set); "
                               "a key is either that or a grid axis")
@@ -134,7 +133,7 @@ def _cells(file: str, axes: tuple, sets: list[str], runs_per_cell: int) -> list[
                 raise ConfigError(file, "grid", f"the cells {grid.label(seen[of(cell)])!r} and {grid.label(cell)!r} "
                                   f"would share the {name} {of(cell)!r}; make their values differ more")
             seen[of(cell)] = cell
-    return cells
+    return list(cells)
 
 
 def _load_config(file: str, i: int, config_path: pathlib.Path, sets: list[str], cell: grid.Cell):

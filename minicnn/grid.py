@@ -1,22 +1,29 @@
-"""Grid axes of an experiment: the cells, their overrides, labels and folder names.
+"""Grid cells of an experiment: their overrides, labels and folder names.
 
-An experiment file's ``grid`` maps dotted config keys to lists of values:
+An experiment file's ``grid`` either maps dotted config keys to lists of values,
 
     grid:
       data.dataset: [mnist, fashion_mnist]
       data.augment.shift: [0, 2]
 
-Its cells are the cartesian product in file order (the first key varies
-slowest): (mnist, 0), (mnist, 2), (fashion_mnist, 0), (fashion_mnist, 2).  A
-cell is a tuple of (key, value) pairs; it reaches ``load_config`` as
-``key=value`` override strings, after the experiment's ``set`` and ``--set``.
-Its label ("fashion_mnist, shift 2") heads its report section and marks its
-series in the figures; its slug ("fashion_mnist-shift2") is the folder its runs
-live under, OUT/SLUG/CONFIG/seedK.
+whose cells are the cartesian product in file order (the first key varies
+slowest): (mnist, 0), (mnist, 2), (fashion_mnist, 0), (fashion_mnist, 2); or
+lists the cells themselves, for a study that needs only some combinations:
+
+    grid:
+      - {data.dataset: mnist, data.augment.shift: 0}
+      - {data.dataset: mnist, data.augment.shift: 2}
+      - {data.dataset: fashion_mnist, data.augment.shift: 0}
+
+``minicnn.schema.Grid`` reads both into cells.  A cell is a tuple of (key,
+value) pairs; it reaches ``load_config`` as ``key=value`` override strings,
+after the experiment's ``set`` and ``--set``.  Its label ("fashion_mnist,
+shift 2") heads its report section and marks its series in the figures; its
+slug ("fashion_mnist-shift2") is the folder its runs live under,
+OUT/SLUG/CONFIG/seedK.
 """
 from __future__ import annotations
 
-import itertools
 import re
 
 import yaml
@@ -25,12 +32,6 @@ Cell = tuple  # ((key, value), ...) in the order of the grid's keys
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.+-]")
 SLUG_PART_CHARS = 40
-
-
-def cells(axes: tuple) -> list[Cell]:
-    """Every cell of ``axes`` ((key, values) pairs), first key slowest; [()] without axes."""
-    keys = [k for k, _ in axes]
-    return [tuple(zip(keys, values)) for values in itertools.product(*(v for _, v in axes))]
 
 
 def yaml_text(value) -> str:

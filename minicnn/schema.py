@@ -15,6 +15,7 @@ message is cut to ``SHOW_CHARS`` characters without being expanded first.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import reprlib
 
@@ -28,7 +29,7 @@ MAX_LIST = 1_000             # items in eval.shifts, seeds, configs, set
 MAX_TEXT = 1_000             # characters in a string value
 MAX_GRID_KEYS = 8            # axes of an experiment's grid
 MAX_GRID_VALUES = 100        # values per axis
-MAX_GRID_CELLS = 1_000       # cells: the product of the axes' lengths
+MAX_GRID_CELLS = 1_000       # cells: listed, or the product of the axes' lengths
 MAX_GRID_RUNS = 10_000       # cells x configs x seeds of a study with a grid
 GRID_RESERVED = {"seed": "the seeds are the experiment's seeds list",
                  "name": "each config's name names its variant"}
@@ -222,34 +223,36 @@ class Shape:
 
 @dataclasses.dataclass(frozen=True)
 class Grid:
-    """An experiment's grid axes {dotted key: non-empty list of distinct scalars}; comes back as a
-    tuple of (key, tuple of values) pairs in file order (minicnn.grid).  Whether a key exists and a
-    value fits is checked by loading each config with the cell's overrides."""
+    """An experiment's grid, in one of two forms; comes back as its cells, a tuple of cells each a
+    tuple of (dotted key, scalar) pairs (minicnn.grid), () without a grid.
+
+    - axes, {dotted key: non-empty list of distinct scalars}: the cartesian product in file order,
+      the first key slowest;
+    - cells, a list of {dotted key: scalar} mappings: exactly those cells, for a study that needs
+      only some combinations.
+
+    Whether a key exists and a value fits is checked by loading each config with each cell."""
 
     expected = (f"a mapping of at most {MAX_GRID_KEYS} config keys, each to a non-empty list of at most "
-                f"{MAX_GRID_VALUES} distinct scalars")
+                f"{MAX_GRID_VALUES} distinct scalars, or a list of at most {MAX_GRID_CELLS:,} mappings of "
+                "config keys to scalars")
 
     def parse(self, v, file, path):
         if v is None:
             return ()
+        if isinstance(v, list) and v and len(v) <= MAX_GRID_CELLS:
+            return self._cells(v, file, path)
         if not isinstance(v, dict) or len(v) > MAX_GRID_KEYS:
             raise ConfigError(file, path, f"expected {self.expected}, got {show(v)}")
         axes, cells = [], 1
         for name, values in v.items():
-            if not isinstance(name, str) or not name or len(name) > MAX_TEXT:
-                raise ConfigError(file, path, f"expected dotted config keys like data.dataset, got {show(name)}")
-            here = clip(f"{path}.{name}")
-            if name.strip() in GRID_RESERVED:
-                raise ConfigError(file, here, f"cannot be a grid axis: {GRID_RESERVED[name.strip()]}")
+            here = _grid_key(name, file, path)
             if not isinstance(values, list) or not values or len(values) > MAX_GRID_VALUES:
                 raise ConfigError(file, here, f"expected a non-empty list of at most {MAX_GRID_VALUES} values, "
                                   f"got {show(values)}")
             seen = set()
             for i, x in enumerate(values):
-                if x is not None and not isinstance(x, (bool, int, float, str)) or \
-                        isinstance(x, str) and len(x) > MAX_TEXT:
-                    raise ConfigError(file, f"{here}[{i}]", f"expected a number, string, true, false or null, "
-                                      f"got {show(x)}")
+                _grid_value(x, file, f"{here}[{i}]")
                 if (type(x), x) in seen:
                     raise ConfigError(file, f"{here}[{i}]", f"{show(x)} is already in the list")
                 seen.add((type(x), x))
@@ -258,7 +261,42 @@ class Grid:
                 raise ConfigError(file, path, f"more than {MAX_GRID_CELLS:,} cells (the product of the lists' "
                                   "lengths)")
             axes.append((name.strip(), tuple(values)))
-        return tuple(axes)
+        return tuple(tuple(zip([k for k, _ in axes], values))
+                     for values in itertools.product(*(values for _, values in axes)))
+
+    @staticmethod
+    def _cells(items, file, path):
+        cells, seen = [], {}
+        for i, item in enumerate(items):
+            where = f"{path}[{i}]"
+            if not isinstance(item, dict) or not item or len(item) > MAX_GRID_KEYS:
+                raise ConfigError(file, where, f"expected a mapping of 1 to {MAX_GRID_KEYS} config keys to "
+                                  f"scalars, like {{data.dataset: mnist}}, got {show(item)}")
+            cell = tuple((name.strip(), _grid_value(x, file, _grid_key(name, file, where)))
+                         for name, x in item.items())
+            identity = frozenset((k, type(x), x) for k, x in cell)
+            if identity in seen:
+                raise ConfigError(file, where, f"the same cell as {path}[{seen[identity]}]")
+            seen[identity] = i
+            cells.append(cell)
+        return tuple(cells)
+
+
+def _grid_key(name, file, path) -> str:
+    """The key path of grid key ``name`` under ``path``, once ``name`` is a usable axis."""
+    if not isinstance(name, str) or not name.strip() or len(name) > MAX_TEXT:
+        raise ConfigError(file, path, f"expected dotted config keys like data.dataset, got {show(name)}")
+    here = clip(f"{path}.{name}")
+    if name.strip() in GRID_RESERVED:
+        raise ConfigError(file, here, f"cannot be a grid axis: {GRID_RESERVED[name.strip()]}")
+    return here
+
+
+def _grid_value(x, file, path):
+    """``x`` if it is a scalar a grid may set."""
+    if x is not None and not isinstance(x, (bool, int, float, str)) or isinstance(x, str) and len(x) > MAX_TEXT:
+        raise ConfigError(file, path, f"expected a number, string, true, false or null, got {show(x)}")
+    return x
 
 
 @dataclasses.dataclass(frozen=True)
@@ -377,7 +415,7 @@ def _plain(value, kind):
     if isinstance(kind, Nested):
         return as_plain(value)
     if isinstance(kind, Grid):
-        return {name: list(values) for name, values in value}
+        return [dict(cell) for cell in value]
     return list(value) if isinstance(value, tuple) else value
 
 

@@ -21,6 +21,7 @@ from minicnn import grid, plots, report
 from minicnn.config import apply_overrides, load_config
 from minicnn.confusion import summary_fields
 from minicnn.errors import ConfigError
+from minicnn.schema import Grid
 from minicnn.experiment import STOP_FILE, StudyStopped, load_experiment, run_one
 from minicnn.files import read_csv
 from conftest import tiny_config
@@ -33,18 +34,39 @@ DATASETS = {"data.dataset": ["mnist", "fashion_mnist"], "data.augment.shift": [0
 # ---------------------------------------------------------------- cells, labels, folder names
 
 def test_cells_are_the_product_in_file_order_first_key_slowest():
-    axes = (("data.dataset", ("mnist", "fashion_mnist")), ("data.augment.shift", (0, 2)))
-    cells = grid.cells(axes)
-    assert cells == [(("data.dataset", "mnist"), ("data.augment.shift", 0)),
+    cells = Grid().parse({"data.dataset": ["mnist", "fashion_mnist"], "data.augment.shift": [0, 2]}, "f.yaml", "grid")
+    assert cells == ((("data.dataset", "mnist"), ("data.augment.shift", 0)),
                      (("data.dataset", "mnist"), ("data.augment.shift", 2)),
                      (("data.dataset", "fashion_mnist"), ("data.augment.shift", 0)),
-                     (("data.dataset", "fashion_mnist"), ("data.augment.shift", 2))]
+                     (("data.dataset", "fashion_mnist"), ("data.augment.shift", 2)))
     assert [grid.label(c) for c in cells] == ["mnist, shift 0", "mnist, shift 2", "fashion_mnist, shift 0",
                                               "fashion_mnist, shift 2"]
     assert [grid.slug(c) for c in cells] == ["mnist-shift0", "mnist-shift2", "fashion_mnist-shift0",
                                              "fashion_mnist-shift2"]
     assert grid.overrides(cells[3]) == ("data.dataset=fashion_mnist", "data.augment.shift=2")
-    assert grid.cells(()) == [()] and grid.label(()) == ""
+    assert Grid().parse(None, "f.yaml", "grid") == () and grid.label(()) == ""
+
+
+def test_listed_cells_are_exactly_those_in_file_order():
+    listed = [{"data.dataset": "mnist", "data.augment.shift": 0}, {"data.dataset": "mnist", "data.augment.shift": 2},
+              {"data.dataset": "fashion_mnist"}]
+    cells = Grid().parse(listed, "f.yaml", "grid")
+    assert cells == ((("data.dataset", "mnist"), ("data.augment.shift", 0)),
+                     (("data.dataset", "mnist"), ("data.augment.shift", 2)),
+                     (("data.dataset", "fashion_mnist"),))
+    assert [grid.slug(c) for c in cells] == ["mnist-shift0", "mnist-shift2", "fashion_mnist"]
+
+
+def test_a_study_of_listed_cells_runs_only_those(tmp_path):
+    path = write_study(tmp_path, TWO, seeds=[0], grid=[{"data.dataset": "mnist", "data.augment.shift": 0},
+                                                       {"data.dataset": "mnist", "data.augment.shift": 2},
+                                                       {"data.dataset": "fashion_mnist", "data.augment.shift": 0}])
+    exp = load_experiment(path)
+    assert [(grid.slug(r.cell), r.name) for r in exp.runs] == [
+        ("mnist-shift0", "max"), ("mnist-shift0", "avg"), ("mnist-shift2", "max"), ("mnist-shift2", "avg"),
+        ("fashion_mnist-shift0", "max"), ("fashion_mnist-shift0", "avg")]
+    config = load_config(exp.runs[3].config_path, exp.runs[3].overrides)
+    assert (config.dataset, config.resolved["data"]["augment"]["shift"]) == ("mnist", 2)
 
 
 def test_labels_and_folder_names_of_other_values():
@@ -319,11 +341,10 @@ def test_accuracy_vs_macs_labels_each_cells_points_in_its_panel(tmp_path):
             assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1, text
 
 
-def test_the_full_study_file_is_a_grid_of_four_cells():
+def test_the_full_study_file_is_three_cells_of_five_seeds_on_a_cosine_schedule():
     exp = load_experiment(pathlib.Path(__file__).parent.parent / "experiments" / "pooling_full.yaml")
     assert exp.variants == ["max_pool", "avg_pool", "global_pool", "strided_conv"]
-    assert [grid.label(c) for c in exp.cells] == ["mnist, shift 0", "mnist, shift 2", "fashion_mnist, shift 0",
-                                                 "fashion_mnist, shift 2"]
-    assert len(exp.runs) == 4 * 4 * 5 and exp.out.name == "pooling_full" and exp.out.parent.name == "runs"
+    assert [grid.label(c) for c in exp.cells] == ["mnist, shift 0", "mnist, shift 2", "fashion_mnist, shift 0"]
+    assert len(exp.runs) == 3 * 4 * 5 and exp.out.name == "pooling_full" and exp.out.parent.name == "runs"
     config = load_config(exp.runs[-1].config_path, exp.runs[-1].overrides)
     assert (config.dataset, config.resolved["train"]["schedule"]["name"]) == ("fashion_mnist", "cosine")
