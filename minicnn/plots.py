@@ -165,27 +165,28 @@ def loss_figure(metrics) -> Figure:
 
 
 def test_accuracy_figure(stats: list[dict]) -> Figure:
+    """One point per variant, mean ± std over seeds: points, not bars, because the axis shows
+    only the range the means span, and a bar's length from a cut axis would misstate the ratios."""
     by_cell, colours = _split_stats(stats)
     fig, axes = _panels("Final test accuracy (mean ± std over seeds)", "variant", "test accuracy (%)", list(by_cell))
     for ax, cell_stats in zip(axes, by_cell.values()):
         names = [s["config"] for s in cell_stats]
-        means = np.array([100 * s["test_mean"] for s in cell_stats])
-        stds = np.array([0.0 if math.isnan(s["test_std"]) else 100 * s["test_std"] for s in cell_stats])
-        ax.bar(names, means, yerr=stds, capsize=6, color=[colours[n] for n in names])
-        finite = np.isfinite(means)
-        if finite.any():
-            low, high = means[finite].min(), (means + stds)[finite].max()
-            # up to 100 %, or as far as the tallest bar needs with room for its number (Fashion-MNIST's 90 %)
-            ax.set_ylim(max(0.0, low - 2 * max(stds.max(), 0.5) - 1), min(100.0, high + max(1.0, 0.25 * (high - low))))
-        for i, m in enumerate(means):
-            if np.isfinite(m):
-                ax.annotate(f"{m:.2f}", (i, m + stds[i]), textcoords="offset points", xytext=(0, 4), ha="center")
+        for i, s in enumerate(cell_stats):
+            mean = 100 * s["test_mean"]
+            std = 0.0 if math.isnan(s["test_std"]) else 100 * s["test_std"]
+            ax.errorbar([i], [mean], yerr=[std], marker="o", markersize=8, capsize=6, label=s["config"],
+                        color=colours[s["config"]])
+            if np.isfinite(mean):
+                ax.annotate(f"{mean:.2f}", (i, mean), textcoords="offset points", xytext=(12, -4))
+        ax.set_xticks(range(len(names)), names)
+        ax.set_xlim(-0.5, len(names) - 0.5)
+        ax.margins(y=0.15)
     return fig
 
 
 def shift_figure(stats: list[dict]) -> Figure:
     by_cell, colours = _split_stats(stats)
-    fig, axes = _panels("Test accuracy on shifted digits (mean ± std over seeds)", "shift (pixels)",
+    fig, axes = _panels("Test accuracy on shifted test images (mean ± std over seeds)", "shift (pixels)",
                         "test accuracy (%)", list(by_cell))
     for ax, cell_stats in zip(axes, by_cell.values()):
         for s in cell_stats:

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import yaml
 from matplotlib.collections import PolyCollection
-from matplotlib.container import BarContainer, ErrorbarContainer
+from matplotlib.container import ErrorbarContainer
 
 import minicnn.data
 import minicnn.runs
@@ -502,16 +502,15 @@ def test_loss_figure_draws_training_and_validation_per_variant():
     np.testing.assert_allclose(dashed[0].get_ydata(), [2.0, 1.0])
 
 
-def test_test_accuracy_figure_draws_one_bar_per_variant_with_error_bars():
+def test_test_accuracy_figure_draws_one_point_per_variant_with_error_bars():
     stats = report.aggregate(known_rows(), ["a", "b"])
     fig = plots.test_accuracy_figure(stats)
     ax = fig.axes[0]
-    bars = [c for c in ax.containers if isinstance(c, BarContainer)]
-    assert len(bars) == 1 and len(bars[0].patches) == 2
-    np.testing.assert_allclose([p.get_height() for p in bars[0].patches], [92.0, 80.0])
+    points = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    assert [c.get_label() for c in points] == ["a", "b"]
+    np.testing.assert_allclose([c.lines[0].get_ydata()[0] for c in points], [92.0, 80.0])
     assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b"]
-    assert bars[0].errorbar is not None
-    segments = bars[0].errorbar.lines[2][0].get_segments()
+    segments = [c.lines[2][0].get_segments()[0] for c in points]
     np.testing.assert_allclose([s[1][1] - s[0][1] for s in segments], [4.0, 0.0], atol=1e-9)   # 2 x std
     assert ax.get_title() and ax.get_ylabel()
 

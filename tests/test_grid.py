@@ -15,7 +15,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 import yaml
-from matplotlib.container import BarContainer, ErrorbarContainer
+from matplotlib.container import ErrorbarContainer
 
 from minicnn import grid, plots, report
 from minicnn.config import apply_overrides, load_config
@@ -240,9 +240,9 @@ def test_the_figures_have_one_panel_per_cell(grid_study):
     fig = plots.test_accuracy_figure(stats)
     assert [ax.get_title() for ax in fig.axes] == ["lr 0.05", "lr 0.02"]
     for ax, cell in zip(fig.axes, ("lr 0.05", "lr 0.02")):
-        (bars,) = [c for c in ax.containers if isinstance(c, BarContainer)]
+        points = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
         expected = [100 * s["test_mean"] for s in stats if s["cell"] == cell]
-        assert [b.get_height() for b in bars] == pytest.approx(expected)
+        assert [c.lines[0].get_ydata()[0] for c in points] == pytest.approx(expected)
     for figure in (plots.accuracy_vs_macs_figure(stats), plots.shift_figure(stats)):
         assert [ax.get_title() for ax in figure.axes] == ["lr 0.05", "lr 0.02"]
         assert [len([c for c in ax.containers if isinstance(c, ErrorbarContainer)]) for ax in figure.axes] == [2, 2]
