@@ -54,7 +54,7 @@ def torch_accuracies(config, dataset, torch) -> list[float]:
     schedule = {"name": config.schedule.name, **config.schedule.options}
     base_lr = config.optimizer.options["lr"]
     y = torch.from_numpy(splits.y_train)
-    x_test, y_test = torch.from_numpy(splits.x_test), torch.from_numpy(splits.y_test)
+    x_test, y_test = torch.from_numpy(data.to_float32(splits.x_test)), torch.from_numpy(splits.y_test)
     bs, accuracies = config.batch_size, []
     batches = -(-len(splits.x_train) // bs)
     for epoch in range(config.epochs):
@@ -66,6 +66,7 @@ def torch_accuracies(config, dataset, torch) -> list[float]:
             xb = splits.x_train[idx]
             if config.augment_shift > 0:
                 xb = data.shift_batch(xb, config.augment_shift, rng)
+            xb = data.to_float32(xb)
             for group in optimizer.param_groups:
                 group["lr"] = schedules.learning_rate(schedule, base_lr, epoch * batches + batch, batches,
                                                       config.epochs)

@@ -34,7 +34,10 @@ DIVERGED_LOSS = 100.0
 
 @dataclasses.dataclass
 class Splits:
-    """Float32 images (N, C, H, W) in [0, 1] and int64 labels (N,)."""
+    """Images (N, C, H, W) as the data set stores them (uint8 0..255, or float32 in [0, 1]) and
+    int64 labels (N,).  Views of the data set, not copies: images become float32 one batch at a
+    time (``data.to_float32``), so a run never holds a float32 copy of the whole data set (220 MB
+    for MNIST)."""
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -80,11 +83,8 @@ def split(config: Config, dataset: datasets.Dataset) -> Splits:
     n_train = _train_count(config, dataset)
     stop = n_train if config.train_size is None else min(config.train_size, n_train)
     test = slice(0, config.test_size)
-    return Splits(
-        datasets.to_float32(dataset.x_train[:stop]), dataset.y_train[:stop],
-        datasets.to_float32(dataset.x_train[n_train:]), dataset.y_train[n_train:],
-        datasets.to_float32(dataset.x_test[test]), dataset.y_test[test],
-    )
+    return Splits(dataset.x_train[:stop], dataset.y_train[:stop], dataset.x_train[n_train:], dataset.y_train[n_train:],
+                  dataset.x_test[test], dataset.y_test[test])
 
 
 def _train_count(config: Config, dataset: datasets.Dataset) -> int:
@@ -105,7 +105,7 @@ def evaluate(model: Sequential, x: np.ndarray, y: np.ndarray, batch_size: int = 
 def predict(model: Sequential, x: np.ndarray, y: np.ndarray, batch_size: int = 500) -> tuple[float, np.ndarray]:
     """Mean cross-entropy on (x, y) (nan if empty) and the predicted classes (N,) int64.
 
-    x: (N, C, H, W) float; y: (N,) int64.
+    x: (N, C, H, W) uint8 0..255 or float in [0, 1]; y: (N,) int64.
     """
     predicted = np.zeros(len(x), dtype=np.int64)
     if len(x) == 0:
@@ -113,7 +113,7 @@ def predict(model: Sequential, x: np.ndarray, y: np.ndarray, batch_size: int = 5
     loss_sum = 0.0
     with np.errstate(all="ignore"):
         for start in range(0, len(x), batch_size):
-            xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+            xb, yb = datasets.to_float32(x[start:start + batch_size]), y[start:start + batch_size]
             logits = model.forward(xb, training=False, logits=True)
             loss, _ = softmax_cross_entropy(logits, yb)
             loss_sum += loss * len(xb)
@@ -125,7 +125,7 @@ def train_epoch(model, optimizer, x, y, batch_size, rng, bar=None, rates=None,
                 augment=None) -> tuple[float, float, bool]:
     """One pass over (x, y) in shuffled mini-batches.
 
-    x: (N, C, H, W) float, y: (N,) int64; rng shuffles. ``rates``: the learning rate of
+    x: (N, C, H, W) uint8 0..255 or float in [0, 1], y: (N,) int64; rng shuffles. ``rates``: the learning rate of
     each batch, in order (None: optimizer.lr as it is); ``augment``: called with each
     batch's images (B, C, H, W), in batch order, returns the images to train on.
     Returns (mean loss, accuracy, diverged); stops at the first batch whose loss
@@ -139,6 +139,7 @@ def train_epoch(model, optimizer, x, y, batch_size, rng, bar=None, rates=None,
             xb, yb = x[idx], y[idx]
             if augment is not None:
                 xb = augment(xb)
+            xb = datasets.to_float32(xb)
             if rates is not None:
                 optimizer.lr = rates[batch]
             logits = model.forward(xb, training=True, logits=True)

@@ -12,6 +12,7 @@ import sys
 import numpy as np
 import pytest
 
+from minicnn import data
 from minicnn.config import build_model, load_config
 from minicnn.losses import softmax_cross_entropy
 from minicnn.optim import OPTIMIZERS
@@ -35,7 +36,7 @@ def test_training_steps_match_pytorch(name, optimizer, tiny_data):
     config = load_config(ROOT / "configs" / f"{name}.yaml",
                          ["data.val_size=100", "train.batch_size=16", *OPTIMIZER_OVERRIDES[optimizer]])
     splits = split(config, tiny_data)
-    x, y = splits.x_train.astype(np.float64), splits.y_train
+    x, y = data.to_float32(splits.x_train).astype(np.float64), splits.y_train
     model = build_model(config, dtype=np.float64)
     net = torch_network(model, torch)
     ours = OPTIMIZERS[config.optimizer.name](model.slots(), **config.optimizer.options)

@@ -46,7 +46,9 @@ def from_grey(data: GreyImages, name: str, classes: tuple[str, ...], sha256: str
 def to_float32(images: np.ndarray) -> np.ndarray:
     """(N, C, H, W) uint8 0..255 -> float32 in [0, 1] (x / 255); float32 is returned as is."""
     if images.dtype == np.uint8:
-        return images.astype(np.float32) / np.float32(255)
+        out = images.astype(np.float32)
+        out /= np.float32(255)  # in place: one float32 array, not two
+        return out
     return images
 
 
