@@ -6,9 +6,11 @@ Every kernel works on a stack of P independent planes, ``x`` of shape
 element, so ``minicnn.threads`` runs ranges of planes on several threads
 without locks (the kernels release the GIL).
 
-In float32, windows with stride 2 and no padding (2x2 above all) and the
-global poolings run the vectorised loops of ``_pool_simd.h``; every other case runs the generic
-loops below.  Both give the same results, bit for bit: ``simd=False`` (the
+In float32, max/min windows with stride 2 (2x2 above all; padding included),
+2x2/2 average windows and the global poolings run the vectorised loops of
+``_pool_simd.h``; max/min backward of any other window scatters through a table
+of offsets instead of dividing by the window width; every other case runs the
+generic loops below.  Both give the same results, bit for bit: ``simd=False`` (the
 last argument of every kernel that has a fast path) forces the generic loops,
 so that tests/test_pooling.py can compare the two.
 
@@ -27,6 +29,7 @@ CPU rule ``if (v > best) || isnan(v)``: the first maximum in row-major order on
 ties, the last NaN when the window holds NaN.
 """
 from cython cimport floating
+import numpy as np
 from libc.stdint cimport int32_t, uint8_t
 from libc.string cimport memset
 
@@ -35,8 +38,8 @@ cdef extern from "_pool_simd.h" nogil:
     # float32 fast paths (SSE2 on x86-64, plain C elsewhere); see the header
     void mc_extreme_2x2_f32(const float* x, float* y, uint8_t* argmax,
                             Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW, int minimum)
-    void mc_extreme_s2_f32(const float* x, float* y, uint8_t* argmax,
-                           Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW, int kh, int kw, int minimum)
+    void mc_extreme_s2_f32(const float* x, float* y, uint8_t* argmax, Py_ssize_t H,
+                           Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW, int kh, int kw, int ph, int pw, int minimum)
     void mc_scatter_2x2_f32(const float* dy, const uint8_t* argmax, float* dx,
                             Py_ssize_t H, Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW)
     void mc_average_2x2_f32(const float* x, float* y, Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW)
@@ -145,7 +148,7 @@ def extreme_forward(
     # the SSE2 paths exist for float32 with uint8 positions; the casts let the
     # other (dead) specialisations compile
     cdef bint vector = floating is float and index_t is uint8_t and simd
-    cdef bint stride2 = sh == 2 and sw == 2 and ph == 0 and pw == 0
+    cdef bint stride2 = sh == 2 and sw == 2
     with nogil:
         for p in range(P):
             if vector and fast:
@@ -153,7 +156,7 @@ def extreme_forward(
                                    W, OH, OW, minimum)
             elif vector and stride2:
                 mc_extreme_s2_f32(<float*>&x[p, 0, 0], <float*>&y[p, 0, 0], <uint8_t*>&argmax[p, 0, 0],
-                                  W, OH, OW, kh, kw, minimum)
+                                  H, W, OH, OW, kh, kw, ph, pw, minimum)
             elif fast:
                 _extreme_plane_2x2(&x[p, 0, 0], &y[p, 0, 0], &argmax[p, 0, 0], W, OH, OW, minimum)
             else:
@@ -175,6 +178,22 @@ cdef inline void _scatter_plane(
             o = oh * OW + ow
             pos = argmax[o]
             dx[(oh * sh - ph + pos // kw) * W + ow * sw - pw + pos % kw] += dy[o]
+
+
+cdef inline void _scatter_plane_table(
+    const floating* dy, const index_t* argmax, floating* dx,
+    Py_ssize_t H, Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW,
+    const Py_ssize_t* offset, int sh, int sw, int ph, int pw,
+) noexcept nogil:
+    """_scatter_plane with the division by kw taken out: offset[pos] = (pos // kw) * W + pos % kw.
+    Same additions in the same order, so the same result bit for bit."""
+    cdef Py_ssize_t oh, ow, o, corner
+    memset(dx, 0, H * W * sizeof(floating))
+    for oh in range(OH):
+        corner = (oh * sh - ph) * W - pw   # the window's unclipped top-left corner, ow = 0
+        for ow in range(OW):
+            o = oh * OW + ow
+            dx[corner + ow * sw + offset[argmax[o]]] += dy[o]
 
 
 cdef inline void _scatter_plane_2x2(
@@ -218,9 +237,13 @@ def extreme_backward(
     if P == 0 or H == 0 or W == 0:
         return
     cdef bint vector = floating is float and index_t is uint8_t and simd
+    cdef Py_ssize_t[::1] offset = np.array([i * W + j for i in range(kh) for j in range(kw)], dtype=np.intp)
     with nogil:
         for p in range(P):
-            if not fast:
+            if not fast and simd:
+                _scatter_plane_table(&dy[p, 0, 0], &argmax[p, 0, 0], &dx[p, 0, 0], H, W, OH, OW, &offset[0],
+                                     sh, sw, ph, pw)
+            elif not fast:
                 _scatter_plane(&dy[p, 0, 0], &argmax[p, 0, 0], &dx[p, 0, 0], H, W, OH, OW, kw, sh, sw, ph, pw)
             elif vector:
                 mc_scatter_2x2_f32(<float*>&dy[p, 0, 0], <uint8_t*>&argmax[p, 0, 0], <float*>&dx[p, 0, 0],

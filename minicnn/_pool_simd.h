@@ -1,5 +1,7 @@
 /* Float32 pooling fast paths for _pool.pyx: 2x2 windows with stride 2 and no
- * padding (the reference network's case), and the global poolings.
+ * padding (the reference network's case), any max/min window with stride 2
+ * (padding included: 3x3/2 with padding 1 is max_pool_overlap's), and the
+ * global poolings.
  *
  * SSE2 is part of every x86-64 CPU, so these need no runtime dispatch; other
  * targets compile the plain C loops under #else.  Each function computes
@@ -95,23 +97,56 @@ static inline void mc_extreme_2x2_f32(const float *x, float *y, uint8_t *argmax,
     }
 }
 
-/* Max (minimum = 0) or min pooling forward of one plane, any kh x kw window
- * with stride 2 and no padding (kh * kw <= 256: positions fit in uint8).
- * Windows are visited in row-major order from the top-left element, as in the
- * generic loop.  Four windows at a time while the eight floats loaded from
- * each row stay inside the row, then one window at a time. */
-static inline void mc_extreme_s2_f32(const float *x, float *y, uint8_t *argmax,
-                                     ptrdiff_t W, ptrdiff_t OH, ptrdiff_t OW,
-                                     int kh, int kw, int minimum)
+/* One window of max/min pooling clipped to the plane (H, W): the generic
+ * Cython loop's rule, for the windows at a padded edge. (h0, w0) is the
+ * window's unclipped top-left corner, possibly negative. */
+static inline void mc_extreme_clipped(const float *x, float *y, uint8_t *a,
+                                      ptrdiff_t H, ptrdiff_t W, ptrdiff_t h0, ptrdiff_t w0,
+                                      int kh, int kw, int minimum)
 {
+    ptrdiff_t hs = h0 > 0 ? h0 : 0, he = h0 + kh < H ? h0 + kh : H;
+    ptrdiff_t ws = w0 > 0 ? w0 : 0, we = w0 + kw < W ? w0 + kw : W;
+    float best = x[hs * W + ws];
+    int pos = (int)((hs - h0) * kw + (ws - w0));
+    for (ptrdiff_t i = hs; i < he; i++)
+        for (ptrdiff_t j = ws; j < we; j++) {
+            float v = x[i * W + j];
+            if (mc_wins(v, best, minimum)) { best = v; pos = (int)((i - h0) * kw + (j - w0)); }
+        }
+    *y = best;
+    *a = (uint8_t)pos;
+}
+
+/* Max (minimum = 0) or min pooling forward of one plane (H, W), any kh x kw
+ * window with stride 2 and padding ph <= kh / 2, pw <= kw / 2 (kh * kw <= 256:
+ * positions fit in uint8). Windows are visited in row-major order from the
+ * window's top-left element, as in the generic loop. Windows inside the plane
+ * go four at a time while the eight floats loaded from each of their rows stay
+ * inside the row, else one at a time; windows cut by the padding are clipped. */
+static inline void mc_extreme_s2_f32(const float *x, float *y, uint8_t *argmax,
+                                     ptrdiff_t H, ptrdiff_t W, ptrdiff_t OH, ptrdiff_t OW,
+                                     int kh, int kw, int ph, int pw, int minimum)
+{
+    /* output columns [ow_in, ow_out) have windows inside the row: 2 ow - pw >= 0, 2 ow - pw + kw <= W */
+    ptrdiff_t ow_in = (pw + 1) / 2, ow_out = W - kw + pw >= 0 ? (W - kw + pw) / 2 + 1 : 0;
+    if (ow_out > OW) ow_out = OW;
+    if (ow_in > ow_out) ow_in = ow_out;
     for (ptrdiff_t oh = 0; oh < OH; oh++) {
-        const float *top = x + 2 * oh * W;
+        ptrdiff_t h0 = 2 * oh - ph;
         float *yr = y + oh * OW;
         uint8_t *ar = argmax + oh * OW;
+        if (h0 < 0 || h0 + kh > H) {
+            for (ptrdiff_t ow = 0; ow < OW; ow++)
+                mc_extreme_clipped(x, yr + ow, ar + ow, H, W, h0, 2 * ow - pw, kh, kw, minimum);
+            continue;
+        }
+        const float *row = x + h0 * W;   /* window ow starts at row + 2 ow - pw */
         ptrdiff_t ow = 0;
+        for (; ow < ow_in; ow++)
+            mc_extreme_clipped(x, yr + ow, ar + ow, H, W, h0, 2 * ow - pw, kh, kw, minimum);
 #if MINICNN_SSE2
-        for (; ow + 4 <= OW && 2 * ow + kw + 7 <= W; ow += 4) {
-            const float *base = top + 2 * ow;
+        for (; ow + 4 <= ow_out && 2 * ow - pw + kw + 7 <= W; ow += 4) {
+            const float *base = row + 2 * ow - pw;
             __m128 best = _mm_shuffle_ps(_mm_loadu_ps(base), _mm_loadu_ps(base + 4), _MM_SHUFFLE(2, 0, 2, 0));
             __m128i pos = _mm_setzero_si128();
             for (int i = 0; i < kh; i++) {
@@ -132,8 +167,8 @@ static inline void mc_extreme_s2_f32(const float *x, float *y, uint8_t *argmax,
             memcpy(ar + ow, &packed, 4);
         }
 #endif
-        for (; ow < OW; ow++) {
-            const float *base = top + 2 * ow;
+        for (; ow < ow_out; ow++) {
+            const float *base = row + 2 * ow - pw;
             float best = base[0];
             int pos = 0;
             for (int i = 0; i < kh; i++)
@@ -144,6 +179,8 @@ static inline void mc_extreme_s2_f32(const float *x, float *y, uint8_t *argmax,
             yr[ow] = best;
             ar[ow] = (uint8_t)pos;
         }
+        for (; ow < OW; ow++)
+            mc_extreme_clipped(x, yr + ow, ar + ow, H, W, h0, 2 * ow - pw, kh, kw, minimum);
     }
 }
 

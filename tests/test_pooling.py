@@ -451,25 +451,43 @@ def assert_bits_equal(a, b):
 
 
 @pytest.mark.parametrize("shape", FAST_SHAPES)
-@pytest.mark.parametrize("window", [(2, 2), (3, 3), (2, 3), (4, 4), (3, 2)])
+@pytest.mark.parametrize("window", [(2, 2), (3, 3), (2, 3), (4, 4), (3, 2), (5, 3)])
+@pytest.mark.parametrize("padding", [(0, 0), (1, 1), (1, 0), (0, 1), (2, 1)])
 @pytest.mark.parametrize("minimum", [False, True])
-def test_extreme_fast_paths_equal_the_generic_loops_bit_for_bit(shape, window, minimum):
+def test_extreme_fast_paths_equal_the_generic_loops_bit_for_bit(shape, window, padding, minimum):
+    """Stride 2 with and without padding (the vector path, its clipped edge windows) and the
+    offset-table scatter of backward, against the generic loops."""
     p, h, w = shape
     kh, kw = window
-    if kh > h or kw > w:
-        pytest.skip("window larger than the plane")
-    x = awkward_planes(p, h, w, seed=h * w + kh)
-    oh, ow = (h - kh) // 2 + 1, (w - kw) // 2 + 1
+    ph, pw = padding
+    if ph > kh // 2 or pw > kw // 2:
+        pytest.skip("padding over half the window")
+    if kh > h + 2 * ph or kw > w + 2 * pw:
+        pytest.skip("window larger than the padded plane")
+    x = awkward_planes(p, h, w, seed=h * w + kh + 7 * ph + 3 * pw)
+    oh, ow = (h + 2 * ph - kh) // 2 + 1, (w + 2 * pw - kw) // 2 + 1
     y = np.empty((p, oh, ow), np.float32)
     argmax = np.empty((p, oh, ow), np.uint8)
-    (y1, a1), (y2, a2) = both_paths(_pool.extreme_forward, (x,), (y, argmax), kh, kw, 2, 2, 0, 0, minimum)
+    (y1, a1), (y2, a2) = both_paths(_pool.extreme_forward, (x,), (y, argmax), kh, kw, 2, 2, ph, pw, minimum)
     assert_bits_equal(y1, y2)
     assert_bits_equal(a1, a2)
-    if window == (2, 2):
-        dy = awkward_planes(p, oh, ow, seed=5)
-        dx = np.empty_like(x)
-        (d1,), (d2,) = both_paths(_pool.extreme_backward, (dy, a1), (dx,), 2, 2, 2, 2, 0, 0)
-        assert_bits_equal(d1, d2)
+    dy = awkward_planes(p, oh, ow, seed=5)
+    dx = np.empty_like(x)
+    (d1,), (d2,) = both_paths(_pool.extreme_backward, (dy, a1), (dx,), kh, kw, 2, 2, ph, pw)
+    assert_bits_equal(d1, d2)
+
+
+@pytest.mark.parametrize("stride", [(1, 1), (3, 2), (1, 3)])
+def test_backward_offset_table_equals_the_generic_scatter_for_other_strides(stride):
+    sh, sw = stride
+    x = awkward_planes(3, 11, 13, seed=sh * 10 + sw)
+    kh, kw, ph, pw = 3, 3, 1, 1
+    oh, ow = (11 + 2 * ph - kh) // sh + 1, (13 + 2 * pw - kw) // sw + 1
+    y, argmax = np.empty((3, oh, ow), np.float32), np.empty((3, oh, ow), np.uint8)
+    _pool.extreme_forward(x, y, argmax, kh, kw, sh, sw, ph, pw, False)
+    dy = awkward_planes(3, oh, ow, seed=9)
+    (d1,), (d2,) = both_paths(_pool.extreme_backward, (dy, argmax), (np.empty_like(x),), kh, kw, sh, sw, ph, pw)
+    assert_bits_equal(d1, d2)
 
 
 @pytest.mark.parametrize("shape", FAST_SHAPES)
