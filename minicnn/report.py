@@ -195,11 +195,11 @@ def write_report(path, exp, stats: list[dict], rows: list[dict]) -> None:
         f"# {exp.name}",
         "",
         f"Experiment file `{exp.file}`: {len(exp.variants)} variants x seeds {seeds}{grid_text}, "
-        f"{'/'.join(map(str, epochs))} epochs; {len(rows)} of {len(exp.runs)} runs finished.",
+        f"{'/'.join(map(str, epochs))} epoch{'' if epochs == [1] else 's'}; {len(rows)} of {len(exp.runs)} runs finished.",
         "",
         "Test accuracy is the mean over seeds ± the sample standard deviation (n - 1) over",
         "seeds; diverged runs are counted in `runs` and left out of the accuracies.",
-        "Shift k px: test accuracy on the test digits moved by k pixels in a fixed random",
+        "Shift k px: test accuracy on the test images moved by k pixels in a fixed random",
         "direction per image (one of 8), zero fill. MACs: multiply-accumulates per image in",
         "forward. RF: receptive field of the last layer that still has a spatial map.",
         "Seconds per epoch and images per second are training only (no evaluation), mean over seeds.",
