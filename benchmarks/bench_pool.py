@@ -13,7 +13,7 @@ float32 inputs shaped like the reference network's feature maps at batch 128,
   1-byte argmax per window; read dy and argmax, write dx) divided by the copy
   bandwidth measured in the same run with a large np.copyto (reads + writes).
 
-minicnn (OpenMP kernel threads, MINICNN_KERNEL_THREADS) and PyTorch
+minicnn (its kernel threads, minicnn.threads: MINICNN_KERNEL_THREADS) and PyTorch
 (torch.set_num_threads) each run at ``--threads`` threads (default: the CPU
 count) and at 1 thread, and each ratio compares the same thread count on both
 sides.  minicnn ships with 1 kernel thread because ``ablate`` runs one worker
