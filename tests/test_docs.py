@@ -1,8 +1,11 @@
-"""docs/architecture.md agrees with the code, and nothing points to a file users do not have."""
+"""docs/architecture.md agrees with the code, the README with the committed results, and nothing
+points to a file users do not have."""
 import pathlib
 import re
 
+from minicnn import report, stats
 from minicnn.config import EXPERIMENT_SCHEMA, SCHEMA
+from minicnn.files import read_csv
 from minicnn.schema import schema_table
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -71,3 +74,27 @@ def test_every_import_follows_the_floors_table():
             if allowed is not None and name not in allowed and table.get(name, ("?",))[0] != floor:
                 wrong.append(f"{path.relative_to(ROOT)} imports {name}")
     assert wrong == []
+
+
+def test_the_readmes_full_study_tables_are_the_committed_results():
+    """Every accuracy and paired CI the README gives for the full study, recomputed from
+    experiments/results/full/results.csv with the report's own functions."""
+    readme = (ROOT / "README.md").read_text()
+    rows = read_csv(ROOT / "experiments" / "results" / "full" / "results.csv")
+    variants = ["max_pool", "avg_pool", "global_pool", "strided_conv"]
+    cells = ["mnist, shift 0", "mnist, shift 2", "fashion_mnist, shift 0"]
+    for v in variants:
+        cells_text = [report._pct(*report.mean_std([float(r["test_accuracy"]) for r in report.in_cell(rows, c)
+                                                     if r["config"] == v])) for c in cells]
+        assert f"| {v} | {' | '.join(cells_text)} |" in readme, v
+
+    def ci(cell, metric):
+        return {d.variant: stats.interval(d) for d in stats.paired_differences(report.in_cell(rows, cell), variants, metric)}
+
+    columns = [ci("mnist, shift 0", "test_accuracy"), ci("fashion_mnist, shift 0", "test_accuracy"),
+               ci("mnist, shift 0", "shift_4"), ci("mnist, shift 2", "shift_4"), ci("fashion_mnist, shift 0", "shift_4")]
+    for v in variants[1:]:
+        row = re.search(rf"^\| {v} \| (.*) \|$", readme.split("Each variant minus max_pool on the same seed (same "
+                                                              "initial draw, batch order")[1], re.M)
+        assert row, v
+        assert [c.strip("* ") for c in row.group(1).split(" | ")] == [c[v] for c in columns], v
