@@ -98,3 +98,17 @@ def test_the_readmes_full_study_tables_are_the_committed_results():
                                                               "initial draw, batch order")[1], re.M)
         assert row, v
         assert [c.strip("* ") for c in row.group(1).split(" | ")] == [c[v] for c in columns], v
+
+
+def test_the_readmes_default_study_tables_are_the_committed_results():
+    readme = (ROOT / "README.md").read_text()
+    default = readme.split("## Results: the default study on real MNIST")[1].split("## Results: the full study")[0]
+    rows = read_csv(ROOT / "experiments" / "results" / "results.csv")
+    variants = ["max_pool", "avg_pool", "global_pool", "strided_conv"]
+    for v in variants:
+        accuracy = report._pct(*report.mean_std([float(r["test_accuracy"]) for r in rows if r["config"] == v]))
+        assert f"| {v} | {accuracy} |" in default, v
+    columns = [{d.variant: stats.interval(d) for d in stats.paired_differences(rows, variants, metric)}
+               for metric in ("test_accuracy", "shift_2", "shift_4")]
+    for v in variants[1:]:
+        assert f"| {v} | {' | '.join(c[v] for c in columns)} |" in default, v
