@@ -8,9 +8,9 @@ without locks (the kernels release the GIL).
 
 In float32, max/min windows with stride 2 (2x2 above all; padding included),
 2x2/2 average windows and the global poolings run the vectorised loops of
-``_pool_simd.h``; max/min backward of any other window scatters through a table
-of offsets instead of dividing by the window width; every other case runs the
-generic loops below.  Both give the same results, bit for bit: ``simd=False`` (the
+``_pool_simd.h``; max/min backward of any other window of at most 256 elements
+scatters through a table of offsets instead of dividing by the window width;
+every other case runs the generic loops below.  Both give the same results, bit for bit: ``simd=False`` (the
 last argument of every kernel that has a fast path) forces the generic loops,
 so that tests/test_pooling.py can compare the two.
 
@@ -237,10 +237,14 @@ def extreme_backward(
     if P == 0 or H == 0 or W == 0:
         return
     cdef bint vector = floating is float and index_t is uint8_t and simd
-    cdef Py_ssize_t[::1] offset = np.array([i * W + j for i in range(kh) for j in range(kw)], dtype=np.intp)
+    # the offset table only for uint8 positions (kh * kw <= 256): a window of int32 positions
+    # may hold up to 2^31 elements, and a table that size is no way to save a division
+    cdef bint table = index_t is uint8_t and simd and not fast
+    cdef Py_ssize_t[::1] offset = (np.arange(kh, dtype=np.intp)[:, None] * W
+                                   + np.arange(kw, dtype=np.intp)).ravel() if table else np.zeros(1, np.intp)
     with nogil:
         for p in range(P):
-            if not fast and simd:
+            if table:
                 _scatter_plane_table(&dy[p, 0, 0], &argmax[p, 0, 0], &dx[p, 0, 0], H, W, OH, OW, &offset[0],
                                      sh, sw, ph, pw)
             elif not fast:
