@@ -27,6 +27,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import os
+import threading
 
 
 def _kernel_threads() -> int:
@@ -47,25 +48,39 @@ PARALLEL_MIN_WORK = 1 << 20
 _pool: concurrent.futures.ThreadPoolExecutor | None = None
 _blas = None
 _held = False  # inside one_blas_thread (only the main thread enters it)
+_limit_lock = threading.Lock()
+_limit_blocks = 0      # limit() blocks open, over all threads
+_limit_saved = 0       # KERNEL_THREADS from before the first of them
 
 
 @contextlib.contextmanager
 def limit(n: int):
     """Inside the block, minicnn's layers use ``n`` threads and BLAS at most ``n``.
 
-    For a whole run in a worker process (one run at a time per process).  With
-    n > 1 the training loop still holds BLAS to one thread while the layers
-    run their own (``one_blas_thread``).
+    For a whole run in a worker (``experiment.run_one``).  With n > 1 the
+    training loop still holds BLAS to one thread while the layers run their
+    own (``one_blas_thread``).  The layers' thread count is process-wide, so
+    blocks of runs that overlap in threads of one process (a thread pool, a
+    Dask worker with several threads) share it: the first block in sets it,
+    with its ``n``, and the last one out restores what was before, so that a
+    run ending does not lift the limit of another still running.  The BLAS
+    limit is set and restored by each block in its own thread.
     """
-    global KERNEL_THREADS
+    global KERNEL_THREADS, _limit_blocks, _limit_saved
     from threadpoolctl import threadpool_limits
 
-    saved, KERNEL_THREADS = KERNEL_THREADS, max(1, int(n))
+    with _limit_lock:
+        if _limit_blocks == 0:
+            _limit_saved, KERNEL_THREADS = KERNEL_THREADS, max(1, int(n))
+        _limit_blocks += 1
     try:
         with threadpool_limits(limits=KERNEL_THREADS):
             yield
     finally:
-        KERNEL_THREADS = saved
+        with _limit_lock:
+            _limit_blocks -= 1
+            if _limit_blocks == 0:
+                KERNEL_THREADS = _limit_saved
 
 
 def _executor(workers: int) -> concurrent.futures.ThreadPoolExecutor:

@@ -359,10 +359,14 @@ def test_resume_rewrites_a_stale_metrics_csv(tmp_path, tiny_mnist, monkeypatch):
 
 
 def test_a_thread_pool_gives_the_same_results(tmp_path, fake_data):
+    """Everything but the BLAS column: OpenBLAS's thread count is one setting per process, which
+    runs overlapping in threads of one process cannot each hold (threads.limit), so a run may
+    record the count another run's end restored. minicnn's float32 training does not call BLAS."""
     a, _ = run(write_study(tmp_path / "a", TWO, seeds=[0, 1]))
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         b, _ = run(write_study(tmp_path / "b", TWO, seeds=[0, 1]), executor=pool, jobs=2)
-    assert stable(a) == stable(b)
+    assert [{k: v for k, v in r.items() if k != "blas"} for r in stable(a)] == \
+        [{k: v for k, v in r.items() if k != "blas"} for r in stable(b)]
 
 
 # ---------------------------------------------------------------- divergence and failures

@@ -138,3 +138,32 @@ def test_small_work_stays_on_the_calling_thread(monkeypatch):
     assert threads.row_ranges(64, threads.PARALLEL_MIN_WORK - 1) == [(0, 64)]
     assert threads.row_ranges(64, threads.PARALLEL_MIN_WORK) == [(0, 32), (32, 64)]
     assert threads.row_ranges(1, threads.PARALLEL_MIN_WORK) == [(0, 1)]
+
+
+def test_overlapping_limits_in_two_threads_hold_until_the_last_one_ends():
+    """Two runs in threads of one process: the first to end must not lift the layers' thread
+    count of the other, which would change how its products are cut (and their last bits)."""
+    before = threads.KERNEL_THREADS
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+    seen = {}
+
+    def first():
+        with threads.limit(1):
+            first_in.set()
+            second_in.wait(10)
+        first_out.set()
+
+    def second():
+        first_in.wait(10)
+        with threads.limit(1):
+            second_in.set()
+            first_out.wait(10)
+            seen["inside"] = threads.KERNEL_THREADS
+
+    workers = [threading.Thread(target=first), threading.Thread(target=second)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(20)
+    assert first_out.is_set() and seen["inside"] == 1
+    assert threads.KERNEL_THREADS == before
