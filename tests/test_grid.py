@@ -1,4 +1,4 @@
-"""Grid axes of an experiment file: cells, their overrides, labels and folders; load_experiment
+"""Grid cells of an experiment file (axes or a list), their overrides, labels and folders; load_experiment
 with a grid; a whole study with a grid in-process; report.md and the figures per cell.
 
 Training does not use ``data.dataset`` and ``data.augment`` in every version, so the studies
