@@ -247,23 +247,12 @@ static void mc_pack_a(const float *A, ptrdiff_t rsa, ptrdiff_t csa, ptrdiff_t i0
             pa[k * mr + i] = 0.0f;
 }
 
-/* Columns j0..j0+n-1 (n <= nr) of B, rows k0..k0+kc-1, as pb[k*nr + j], zero-padded. */
+/* Columns j0..j0+n-1 (n <= nr) of B, rows k0..k0+kc-1, as pb[k*nr + j], zero-padded:
+ * packing rows of B's transpose, whose strides are B's swapped. */
 static void mc_pack_b(const float *B, ptrdiff_t rsb, ptrdiff_t csb, ptrdiff_t j0, ptrdiff_t n,
                       ptrdiff_t k0, ptrdiff_t kc, int nr, float *pb)
 {
-    ptrdiff_t k, j;
-    if (rsb == 1) {     /* columns contiguous (a transposed matrix): read down them */
-        for (j = 0; j < n; j++)
-            for (k = 0; k < kc; k++)
-                pb[k * nr + j] = B[k0 + k + (j0 + j) * csb];
-    } else {
-        for (k = 0; k < kc; k++)
-            for (j = 0; j < n; j++)
-                pb[k * nr + j] = B[(k0 + k) * rsb + (j0 + j) * csb];
-    }
-    for (j = n; j < nr; j++)
-        for (k = 0; k < kc; k++)
-            pb[k * nr + j] = 0.0f;
+    mc_pack_a(B, csb, rsb, j0, n, k0, kc, nr, pb);
 }
 
 /* C (M x N, ldc) (+)= (packed k-block kc of A) @ (rows k0..k0+kc-1 of B). */
