@@ -17,7 +17,10 @@ is importable, the same network in PyTorch (same weights, batch size, optimizer
 and number of threads) with the ratios.  minicnn and PyTorch repetitions
 alternate, so that load from other processes hits both alike.  PyTorch's
 per-layer times are measured module by module on the module's real input
-(forward, then backward for the input and parameter gradients).
+(forward, then backward for the input and parameter gradients).  A ReLU
+right after a Conv2D runs inside it in minicnn (Sequential fuses the pair), so
+its row shows no time of its own and the Conv2D row includes it; compare the
+two rows together, or the sums.
 
 Threads: ``--threads T`` (default: OMP_NUM_THREADS, else the number of CPUs)
 sets OPENBLAS_NUM_THREADS, OMP_NUM_THREADS and MINICNN_KERNEL_THREADS before
@@ -165,6 +168,9 @@ def minicnn_layer_times(model, run, steps):
     layers = []
     for i, layer in enumerate(model.layers):
         t = timer.times[i]
+        if i in model.fused_relus:   # runs inside the Conv2D before it (Sequential)
+            layers.append((f"{i:2d} {layer!r}, in the Conv2D above", 0.0, 0.0))
+            continue
         if not t["fwd"]:
             continue  # a final Softmax folded into the loss
         layers.append((f"{i:2d} {layer!r}", statistics.median(t["fwd"]),
@@ -392,8 +398,9 @@ def main(argv=None):
                 tf, tb = tlayers[2 * k], tlayers[2 * k + 1]
                 ttot_f += tf
                 ttot_b += tb
-                print(f"| {name} | {ms(f)} | {ms(b)} | {ms(tf)} | {ms(tb)} | "
-                      f"{f / tf:5.2f} | {b / tb if tb > 0 else float('nan'):5.2f} |")
+                ratios = (f"{f / tf:5.2f} | {b / tb if tb > 0 else float('nan'):5.2f}" if f > 0
+                          else "    - |     -")
+                print(f"| {name} | {ms(f)} | {ms(b)} | {ms(tf)} | {ms(tb)} | {ratios} |")
             else:
                 print(f"| {name} | {ms(f)} | {ms(b)} | - | - | - | - |")
         if tlayers:

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from minicnn.layers import Layer, Softmax
+from minicnn.layers import Conv2D, Layer, ReLU, Softmax
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,12 +25,21 @@ class Sequential:
 
     ``input_shape`` is per example, e.g. (1, 28, 28); building checks that every
     layer accepts the shape the previous one produces (ValueError otherwise).
+
+    A Conv2D directly followed by a ReLU runs as one step: the convolution
+    rectifies its output chunk by chunk while it is in cache, and masks the
+    gradient the same way in backward (Conv2D.forward's ``relu``), instead of
+    two more passes over the whole activation.  The results are bit for bit
+    those of the two layers run apart; the ReLU layer itself is then not called.
     """
 
     def __init__(self, layers: list[Layer], input_shape: tuple[int, ...]) -> None:
         self.layers = list(layers)
         self.input_shape = tuple(input_shape)
         self.rows = self._propagate()
+        # indices of the ReLUs folded into the Conv2D before them
+        self.fused_relus = {i + 1 for i in range(len(self.layers) - 1)
+                            if type(self.layers[i]) is Conv2D and type(self.layers[i + 1]) is ReLU}
 
     def _propagate(self) -> list[LayerRow]:
         rows = []
@@ -82,8 +91,13 @@ class Sequential:
         logits=True stops before a final Softmax, for a loss that folds it in.
         """
         layers = self.layers[:-1] if logits and self.ends_in_softmax else self.layers
-        for layer in layers:
-            x = layer.forward(x, training)
+        for i, layer in enumerate(layers):
+            if i in self.fused_relus:
+                continue
+            if i + 1 in self.fused_relus:
+                x = layer.forward(x, training, relu=True)
+            else:
+                x = layer.forward(x, training)
         return x
 
     def backward(self, dy: np.ndarray, logits: bool = False, input_grad: bool = True) -> np.ndarray | None:
@@ -96,6 +110,8 @@ class Sequential:
         layers = self.layers[:-1] if logits and self.ends_in_softmax else self.layers
         first = 0 if input_grad else next((i for i, layer in enumerate(layers) if layer.params), len(layers))
         for i in range(len(layers) - 1, first - 1, -1):
+            if i in self.fused_relus:
+                continue      # the Conv2D below masks dy itself
             if i == first and not input_grad:
                 layers[i].backward(dy, input_grad=False)
                 return None

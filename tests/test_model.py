@@ -118,6 +118,52 @@ def test_backward_without_input_grad_fills_the_same_grads_and_skips_the_rest(fir
     if with_params:  # nothing below the first layer with parameters runs; it skips its dx
         lowest = with_params[0]
         assert calls[-1] == (lowest, False)
-        assert [i for i, _ in calls] == list(range(len(model.layers) - 1, lowest - 1, -1))
+        assert [i for i, _ in calls] == [i for i in range(len(model.layers) - 1, lowest - 1, -1)
+                                         if i not in model.fused_relus]
     else:
         assert calls == []
+
+
+def run_apart(layers, x, dy):
+    """Forward and backward through ``layers`` one at a time, nothing fused."""
+    for layer in layers:
+        x = layer.forward(x)
+    out = x
+    for layer in reversed(layers):
+        dy = layer.backward(dy)
+    return out, dy
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("conv", [
+    dict(c=8, o=5, k=3, stride=1, padding=1, hw=(9, 7)),      # Winograd
+    dict(c=1, o=4, k=3, stride=1, padding=1, hw=(20, 18)),    # im2col, one product per image
+    dict(c=3, o=4, k=(3, 2), stride=2, padding=1, hw=(9, 8)),  # im2col, one product per chunk
+])
+def test_conv_then_relu_runs_fused_and_equals_the_two_layers_apart(conv, dtype):
+    """Sequential folds each ReLU into the Conv2D before it; outputs, every
+    gradient and dx are bit for bit those of the layers run one by one,
+    including NaN, +-inf and exact zeros in the input and the gradient."""
+    def layers():
+        rng = np.random.default_rng(5)
+        kw = dict(dtype=dtype, rng=rng)
+        return [L.Conv2D(conv["c"], conv["o"], conv["k"], conv["stride"], conv["padding"], **kw), L.ReLU(),
+                L.Conv2D(conv["o"], 2, 1, **kw), L.ReLU(), L.ReLU()]
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((5, conv["c"], *conv["hw"])).astype(dtype)
+    x.reshape(-1)[:4] = [np.nan, np.inf, -np.inf, 0.0]
+    fused = Sequential(layers(), (conv["c"], *conv["hw"]))
+    assert fused.fused_relus == {1, 3}
+    y = fused.forward(x)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dy.reshape(-1)[-3:] = [np.nan, np.inf, 0.0]
+    dx = fused.backward(dy)
+    apart = layers()
+    y_ref, dx_ref = run_apart(apart, x, dy)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(dx, dx_ref)
+    for a, b in zip(fused.layers, apart):
+        for key in a.grads:
+            np.testing.assert_array_equal(a.grads[key], b.grads[key])
+    assert (y >= 0).all() or np.isnan(y).any()
+    assert fused.layers[1]._cache is None  # the fused ReLU layer itself never ran

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from minicnn import _im2col
+from minicnn import _activations, _im2col
 from minicnn import threads
 from minicnn.layers import winograd
+from minicnn.layers.activations import relu_grad
 from minicnn.layers.gemm import matmul
 from minicnn.layers.base import Layer, check_array, check_grad, count, pair, require_forward
 from minicnn.layers.init import he_normal
@@ -55,6 +56,7 @@ class Conv2D(Layer):
         }
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
         self._cache = None
+        self._relu_out = None    # the output, when forward applied ReLU (see forward)
         self._buffers = {}
 
     def _describe(self) -> str:
@@ -106,14 +108,24 @@ class Conv2D(Layer):
         return (self.kernel_size == (3, 3) and self.stride == (1, 1)
                 and self.in_channels >= WINOGRAD_MIN_CHANNELS)
 
-    def forward(self, x, training=True):
+    def forward(self, x, training=True, *, relu=False):
+        """x (N, C, H, W) -> y (N, O, OH, OW).
+
+        ``relu=True`` returns max(y, 0) instead, bit for bit what a ReLU layer
+        after this one would give, and backward then takes the gradient of
+        that: Sequential fuses each Conv2D followed by ReLU this way, so the
+        rectifier runs on each chunk of the output while it is in cache
+        instead of in a separate pass over the whole batch.
+        """
         x = check_array(x, "Conv2D", 4)
         n = x.shape[0]
         o, oh, ow = self.output_shape(x.shape[1:])
         # backward rebuilds what it needs from x (cheaper than storing it all)
         self._cache = x if training else None
         if self._winograd():
-            return winograd.forward(x, self.params["W"], self.params["b"], self.padding, self._workspace)
+            y = winograd.forward(x, self.params["W"], self.params["b"], self.padding, self._workspace, relu)
+            self._relu_out = y if relu and training else None
+            return y
         kh, kw = self.kernel_size
         k, p = self.in_channels * kh * kw, oh * ow
         geometry = (kh, kw, *self.stride, *self.padding)
@@ -139,9 +151,12 @@ class Conv2D(Layer):
                     rows = rows_ws[:o * m * p].reshape(o, m * p)
                     matmul(w2, cols, rows)
                     np.add(rows.reshape(o, m, p).transpose(1, 0, 2), bias, out=out)
+                if relu:
+                    _activations.relu_forward(out.reshape(-1), out.reshape(-1))
 
         with threads.one_blas_thread():
             threads.run_parts(work, chunks)
+        self._relu_out = y if relu and training else None
         return y
 
     def backward(self, dy, input_grad=True):
@@ -153,8 +168,10 @@ class Conv2D(Layer):
         k, p = self.in_channels * kh * kw, oh * ow
         geometry = (kh, kw, *self.stride, *self.padding)
         dy = check_grad(dy, "Conv2D", (n, o, oh, ow), x.dtype)
+        relu_out = self._relu_out
         if self._winograd():
-            dx, dw, db = winograd.backward(x, self.params["W"], dy, self.padding, self._workspace, input_grad)
+            dx, dw, db = winograd.backward(x, self.params["W"], dy, self.padding, self._workspace,
+                                           input_grad, relu_out)
             self.grads["W"][...] = dw
             self.grads["b"][...] = db
             return dx
@@ -167,6 +184,7 @@ class Conv2D(Layer):
             cols_ws = self._workspace(f"cols{part}", k * b * p, x.dtype)
             dcols_ws = self._workspace(f"dcols{part}", k * b * p, x.dtype)
             rows_ws = self._workspace(f"rows{part}", o * b * p, x.dtype)
+            relu_ws = self._workspace(f"relu{part}", o * b * p, x.dtype) if relu_out is not None else None
             gWt = np.zeros((k, o), dtype=x.dtype)
             gb = np.zeros(o, dtype=x.dtype)
             chunk_gWt = np.empty((k, o), dtype=x.dtype)
@@ -176,7 +194,8 @@ class Conv2D(Layer):
                 dcols = dcols_ws[:k * m * p].reshape(k, m * p)
                 dy2 = rows_ws[:o * m * p].reshape(o, m * p)
                 _im2col.im2col(x[n0:n1], cols, *geometry)
-                np.copyto(dy2.reshape(o, m, p), dy[n0:n1].reshape(m, o, p).transpose(1, 0, 2))
+                dyc = dy[n0:n1] if relu_out is None else relu_grad(relu_out[n0:n1], dy[n0:n1], relu_ws)
+                np.copyto(dy2.reshape(o, m, p), dyc.reshape(m, o, p).transpose(1, 0, 2))
                 # dW as (K, O): only the narrow dy2.T (O columns) needs packing
                 matmul(cols, dy2.T, chunk_gWt)
                 gWt += chunk_gWt

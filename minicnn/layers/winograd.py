@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from minicnn import _conv
+from minicnn import _activations, _conv
 from minicnn import threads
+from minicnn.layers.activations import relu_grad
 from minicnn.layers.gemm import matmul
 
 # Filter transform: U = G w G^T per 3x3 filter.
@@ -92,8 +93,9 @@ def chunks(n, per_image, budget=None):
     return max(hi - lo for lo, hi in ranges), ranges
 
 
-def forward(x, w, bias, padding, workspace):
-    """y = conv(x, w) + bias.  ``workspace(name, size, dtype)`` gives scratch."""
+def forward(x, w, bias, padding, workspace, relu=False):
+    """y = conv(x, w) + bias, or max(that, 0) with relu, rectified chunk by
+    chunk while it is in cache.  ``workspace(name, size, dtype)`` gives scratch."""
     n, c, h, wd = x.shape
     o = w.shape[0]
     th, tw = tiles(h, wd, padding)
@@ -113,14 +115,18 @@ def forward(x, w, bias, padding, workspace):
             _conv.winograd_input(x[n0:n1], v, *padding)
             matmul(u, v, m)
             _conv.winograd_output(m, bias, y[n0:n1])
+            if relu:
+                _activations.relu_forward(y[n0:n1].reshape(-1), y[n0:n1].reshape(-1))
 
     with threads.one_blas_thread():
         threads.run_parts(work, parts)
     return y
 
 
-def backward(x, w, dy, padding, workspace, input_grad=True):
-    """(dx or None, dw (O, C, 3, 3), db (O,) float64) for forward's y."""
+def backward(x, w, dy, padding, workspace, input_grad=True, relu_out=None):
+    """(dx or None, dw (O, C, 3, 3), db (O,) float64) for forward's y; with
+    ``relu_out`` (forward's rectified output), dy is the gradient after the
+    ReLU and is masked by relu_out > 0 chunk by chunk."""
     n, c, h, wd = x.shape
     o = w.shape[0]
     th, tw = tiles(h, wd, padding)
@@ -135,16 +141,18 @@ def backward(x, w, dy, padding, workspace, input_grad=True):
         """dx of ``my_chunks``; returns their summed (dU, db)."""
         v_ws = workspace(f"wv{part}", matrices_size(c, b * per, x.itemsize), x.dtype)
         m_ws = workspace(f"wm{part}", matrices_size(o, b * per, x.itemsize), x.dtype)
+        relu_ws = workspace(f"wg{part}", b * dy[0].size, x.dtype) if relu_out is not None else None
         du = np.zeros((16, o, c), dtype=x.dtype)
         db = np.zeros(o, dtype=np.float64)
         for n0, n1 in my_chunks:
             t = (n1 - n0) * per
             v = matrices(v_ws, c, t)
             dm = matrices(m_ws, o, t)
+            dyc = dy[n0:n1] if relu_out is None else relu_grad(relu_out[n0:n1], dy[n0:n1], relu_ws)
             _conv.winograd_input(x[n0:n1], v, *padding)
-            _conv.winograd_output_adjoint(dy[n0:n1], dm)
+            _conv.winograd_output_adjoint(dyc, dm)
             matmul(dm, v.transpose(0, 2, 1), du, accumulate=True)
-            db += dy[n0:n1].sum(axis=(0, 2, 3), dtype=np.float64)
+            db += dyc.sum(axis=(0, 2, 3), dtype=np.float64)
             if input_grad:
                 matmul(ut, dm, v)                     # dV, in V's buffer
                 _conv.winograd_input_adjoint(v, dx[n0:n1], *padding)
