@@ -87,13 +87,17 @@ cdef extern from "_winograd.h" nogil:
     void mc_wino_input_f64(const double* x, Py_ssize_t N, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
                            int ph, int pw, double* X, Py_ssize_t xs, Py_ssize_t T, double* scratch)
     void mc_wino_output_f32(const float* X, Py_ssize_t xs, Py_ssize_t T, const float* bias,
-                            float* y, Py_ssize_t N, Py_ssize_t O, Py_ssize_t OH, Py_ssize_t OW, float* scratch)
+                            float* y, Py_ssize_t N, Py_ssize_t O, Py_ssize_t OH, Py_ssize_t OW,
+                            int relu, float* scratch)
     void mc_wino_output_f64(const double* X, Py_ssize_t xs, Py_ssize_t T, const double* bias,
-                            double* y, Py_ssize_t N, Py_ssize_t O, Py_ssize_t OH, Py_ssize_t OW, double* scratch)
-    void mc_wino_output_adjoint_f32(const float* dy, Py_ssize_t N, Py_ssize_t O, Py_ssize_t OH, Py_ssize_t OW,
-                                    float* X, Py_ssize_t xs, Py_ssize_t T, float* scratch)
-    void mc_wino_output_adjoint_f64(const double* dy, Py_ssize_t N, Py_ssize_t O, Py_ssize_t OH, Py_ssize_t OW,
-                                    double* X, Py_ssize_t xs, Py_ssize_t T, double* scratch)
+                            double* y, Py_ssize_t N, Py_ssize_t O, Py_ssize_t OH, Py_ssize_t OW,
+                            int relu, double* scratch)
+    void mc_wino_output_adjoint_f32(const float* dy, const float* yr, Py_ssize_t N, Py_ssize_t O,
+                                    Py_ssize_t OH, Py_ssize_t OW, float* X, Py_ssize_t xs, Py_ssize_t T,
+                                    double* db, float* scratch)
+    void mc_wino_output_adjoint_f64(const double* dy, const double* yr, Py_ssize_t N, Py_ssize_t O,
+                                    Py_ssize_t OH, Py_ssize_t OW, double* X, Py_ssize_t xs, Py_ssize_t T,
+                                    double* db, double* scratch)
     void mc_wino_input_adjoint_f32(const float* X, Py_ssize_t xs, Py_ssize_t T, float* dx,
                                    Py_ssize_t N, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, int ph, int pw,
                                    float* scratch)
@@ -156,8 +160,10 @@ def winograd_input_adjoint(const floating[:, :, :] dV, floating[:, :, :, ::1] dx
     free(s)
 
 
-def winograd_output(const floating[:, :, :] M, const floating[::1] bias, floating[:, :, :, ::1] y):
-    """y = A^T M A + bias for every 2x2 output tile.  Shapes: M (16, O, N*TH*TW) -> y (N, O, OH, OW)."""
+def winograd_output(const floating[:, :, :] M, const floating[::1] bias, floating[:, :, :, ::1] y,
+                    bint relu=False):
+    """y = A^T M A + bias for every 2x2 output tile, or max(that, 0) with relu
+    (NaN kept).  Shapes: M (16, O, N*TH*TW) -> y (N, O, OH, OW)."""
     cdef Py_ssize_t N = y.shape[0], O = y.shape[1], OH = y.shape[2], OW = y.shape[3]
     cdef Py_ssize_t T = N * ((OH + 1) // 2) * ((OW + 1) // 2)
     cdef Py_ssize_t xs = _matrix_stride(M, O, T, "winograd_output")
@@ -169,25 +175,38 @@ def winograd_output(const floating[:, :, :] M, const floating[::1] bias, floatin
     s = _scratch(OH + 2, OW + 2, 0, 0, &y[0, 0, 0, 0])
     with nogil:
         if floating is float:
-            mc_wino_output_f32(&M[0, 0, 0], xs, T, &bias[0], &y[0, 0, 0, 0], N, O, OH, OW, s)
+            mc_wino_output_f32(&M[0, 0, 0], xs, T, &bias[0], &y[0, 0, 0, 0], N, O, OH, OW, relu, s)
         else:
-            mc_wino_output_f64(&M[0, 0, 0], xs, T, &bias[0], &y[0, 0, 0, 0], N, O, OH, OW, s)
+            mc_wino_output_f64(&M[0, 0, 0], xs, T, &bias[0], &y[0, 0, 0, 0], N, O, OH, OW, relu, s)
     free(s)
 
 
-def winograd_output_adjoint(const floating[:, :, :, ::1] dy, floating[:, :, :] dM):
+def winograd_output_adjoint(const floating[:, :, :, ::1] dy, floating[:, :, :] dM, double[::1] db,
+                            const floating[:, :, :, ::1] relu_out=None):
     """dM = A dY A^T for every 2x2 output tile (adjoint of winograd_output, zero
-    where the tile hangs over the output).  Shapes: dy (N, O, OH, OW) -> dM (16, O, N*TH*TW)."""
+    where the tile hangs over the output), and db[o] += the sum of dY over
+    channel o.  dY = dy, or with ``relu_out`` (the rectified output of a
+    forward with relu) dy * (relu_out > 0).
+
+    Shapes: dy, relu_out (N, O, OH, OW) -> dM (16, O, N*TH*TW); db (O,)."""
     cdef Py_ssize_t N = dy.shape[0], O = dy.shape[1], OH = dy.shape[2], OW = dy.shape[3]
     cdef Py_ssize_t T = N * ((OH + 1) // 2) * ((OW + 1) // 2)
     cdef Py_ssize_t xs = _matrix_stride(dM, O, T, "winograd_output_adjoint")
+    cdef const floating* yr = NULL
     cdef floating* s
+    if db.shape[0] != O:
+        raise ValueError("winograd_output_adjoint: db must have O elements")
+    if relu_out is not None:
+        if any(relu_out.shape[i] != dy.shape[i] for i in range(4)):
+            raise ValueError("winograd_output_adjoint: relu_out must have dy's shape")
+        if N * O * OH * OW:
+            yr = &relu_out[0, 0, 0, 0]
     if N * O * T == 0:
         return
     s = _scratch(OH + 2, OW + 2, 0, 0, &dM[0, 0, 0])
     with nogil:
         if floating is float:
-            mc_wino_output_adjoint_f32(&dy[0, 0, 0, 0], N, O, OH, OW, &dM[0, 0, 0], xs, T, s)
+            mc_wino_output_adjoint_f32(&dy[0, 0, 0, 0], yr, N, O, OH, OW, &dM[0, 0, 0], xs, T, &db[0], s)
         else:
-            mc_wino_output_adjoint_f64(&dy[0, 0, 0, 0], N, O, OH, OW, &dM[0, 0, 0], xs, T, s)
+            mc_wino_output_adjoint_f64(&dy[0, 0, 0, 0], yr, N, O, OH, OW, &dM[0, 0, 0], xs, T, &db[0], s)
     free(s)

@@ -25,7 +25,7 @@ static ptrdiff_t mc_wino_scratch(ptrdiff_t H, ptrdiff_t W, int ph, int pw)
 {
     ptrdiff_t TH = (H + 2 * ph - 1) / 2, TW = (W + 2 * pw - 1) / 2;
     ptrdiff_t P = TH * TW, PR = 2 * TH + 2, PWE = TW + 1, PC = 2 * TW + 2;
-    ptrdiff_t in = 6 * (PR * PWE + 1), adj = 16 * P + PR * PC;
+    ptrdiff_t in = 6 * (PR * PWE + 1), adj = 16 * P + PR * PC;  /* also >= 4 P + OH OW (output adjoint) */
     return (in > adj ? in : adj) + 16;
 }
 

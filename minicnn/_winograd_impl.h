@@ -78,10 +78,11 @@ static void MC_NAME(mc_wino_input)(const MC_T *x, ptrdiff_t N, ptrdiff_t C, ptrd
         }
 }
 
-/* X (M) -> y (N, O, OH, OW) = A^T M A + bias. */
+/* X (M) -> y (N, O, OH, OW) = A^T M A + bias, then max(y, 0) if relu (NaN kept,
+ * as minicnn/_activations.pyx's relu_forward). */
 static void MC_NAME(mc_wino_output)(const MC_T *X, ptrdiff_t xs, ptrdiff_t T, const MC_T *bias,
                                  MC_T *y, ptrdiff_t N, ptrdiff_t O, ptrdiff_t OH, ptrdiff_t OW,
-                                 MC_T *scratch)
+                                 int relu, MC_T *scratch)
 {
     ptrdiff_t TH = (OH + 1) / 2, TW = (OW + 1) / 2, P = TH * TW, n, o, q, th, tw;
     MC_T *Y = scratch;  /* 4 arrays of P: outputs (0,0), (0,1), (1,0), (1,1) of each tile */
@@ -101,6 +102,11 @@ static void MC_NAME(mc_wino_output)(const MC_T *X, ptrdiff_t xs, ptrdiff_t T, co
                 y10[q] = p10 + p11 + p12 + b;
                 y11[q] = p11 - p12 - p13 + b;
             }
+            if (relu)
+                for (q = 0; q < 4 * P; q++) {
+                    MC_T v = Y[q];
+                    Y[q] = (v > 0 || v != v) ? v : 0;
+                }
             for (th = 0; th < TH; th++) {
                 MC_T *r0 = yp + 2 * th * OW, *r1 = r0 + OW;
                 const MC_T *a00 = y00 + th * TW, *a01 = y01 + th * TW;
@@ -121,17 +127,40 @@ static void MC_NAME(mc_wino_output)(const MC_T *X, ptrdiff_t xs, ptrdiff_t T, co
         }
 }
 
-/* dy (N, O, OH, OW) -> X (dM) = A dY A^T, dY zero where a tile hangs over. */
-static void MC_NAME(mc_wino_output_adjoint)(const MC_T *dy, ptrdiff_t N, ptrdiff_t O, ptrdiff_t OH,
-                                         ptrdiff_t OW, MC_T *X, ptrdiff_t xs, ptrdiff_t T,
-                                         MC_T *scratch)
+/* dy (N, O, OH, OW) -> X (dM) = A dY A^T, dY zero where a tile hangs over;
+ * db[o] += the sum of dY over the plane (in double).  With yr (the forward's
+ * rectified output, same shape as dy; NULL for none), dY = dy * (yr > 0):
+ * the gradient through that ReLU, as relu_backward in _activations.pyx. */
+static void MC_NAME(mc_wino_output_adjoint)(const MC_T *dy, const MC_T *yr, ptrdiff_t N, ptrdiff_t O,
+                                         ptrdiff_t OH, ptrdiff_t OW, MC_T *X, ptrdiff_t xs, ptrdiff_t T,
+                                         double *db, MC_T *scratch)
 {
-    ptrdiff_t TH = (OH + 1) / 2, TW = (OW + 1) / 2, P = TH * TW, n, o, q, th, tw;
+    ptrdiff_t TH = (OH + 1) / 2, TW = (OW + 1) / 2, P = TH * TW, n, o, q, i, th, tw;
     MC_T *restrict g = scratch;  /* 4 arrays of P: dY (0,0), (0,1), (1,0), (1,1) of each tile */
+    MC_T *restrict masked = g + 4 * P;  /* yr given: the plane of dY */
     for (n = 0; n < N; n++)
         for (o = 0; o < O; o++) {
             const MC_T *yp = dy + (n * O + o) * OH * OW;
             MC_T *m = X + o * T + n * P;
+            double sum = 0;
+            if (yr != NULL) {
+                const MC_T *restrict d = yp, *restrict r = yr + (n * O + o) * OH * OW;
+                for (i = 0; i < OH * OW; i++)
+                    masked[i] = d[i] * (r[i] > 0 ? (MC_T)1 : (MC_T)0);
+                yp = masked;
+            }
+            {   /* 8 running sums, so that the adds pipeline (and vectorize) */
+                double part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+                int j;
+                for (i = 0; i + 8 <= OH * OW; i += 8)
+                    for (j = 0; j < 8; j++)
+                        part[j] += yp[i + j];
+                for (; i < OH * OW; i++)
+                    sum += yp[i];
+                for (j = 0; j < 8; j++)
+                    sum += part[j];
+            }
+            db[o] += sum;
             memset(g, 0, 4 * P * sizeof(MC_T));
             for (th = 0; th < TH; th++) {
                 const MC_T *r0 = yp + 2 * th * OW, *r1 = r0 + OW;

@@ -29,8 +29,10 @@ class Sequential:
     A Conv2D directly followed by a ReLU runs as one step: the convolution
     rectifies its output chunk by chunk while it is in cache, and masks the
     gradient the same way in backward (Conv2D.forward's ``relu``), instead of
-    two more passes over the whole activation.  The results are bit for bit
-    those of the two layers run apart; the ReLU layer itself is then not called.
+    two more passes over the whole activation.  Outputs and gradients are bit
+    for bit those of the two layers run apart, but for the bias gradient of a
+    Winograd convolution, summed in another order; the ReLU layer itself is
+    then not called.
     """
 
     def __init__(self, layers: list[Layer], input_shape: tuple[int, ...]) -> None:

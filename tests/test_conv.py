@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 
 import minicnn.layers as L
-from minicnn import _conv
+from minicnn import _activations, _conv
 from minicnn.layers import conv, winograd
 import reference as ref
 
@@ -168,8 +168,44 @@ def test_transforms_and_their_adjoints_agree(n, c, h, w, ph, pw):
     m, dy = RNG.standard_normal((16, c, t)), RNG.standard_normal((n, c, oh, ow))
     y, dm = np.empty_like(dy), transformed(c, t)
     _conv.winograd_output(np.ascontiguousarray(m), np.zeros(c), y)
-    _conv.winograd_output_adjoint(dy, dm)
+    db = np.full(c, 0.5)
+    _conv.winograd_output_adjoint(dy, dm, db)
     assert np.sum(y * dy) == pytest.approx(np.sum(m * dm), rel=1e-12, abs=1e-12)
+    np.testing.assert_allclose(db, 0.5 + dy.sum(axis=(0, 2, 3)), rtol=1e-13)  # accumulated
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n, c, h, w, ph, pw", WINO_SHAPES)
+def test_output_transform_with_relu_equals_relu_after_it(n, c, h, w, ph, pw, dtype):
+    """winograd_output(relu=True) is max(y, 0) with NaN kept, bit for bit; the
+    adjoint with relu_out masks dy by relu_out > 0 (NaN in dy kept where the
+    mask is 0, as 0 * NaN) and sums the masked gradient into db."""
+    th, tw = winograd.tiles(h, w, (ph, pw))
+    t = n * th * tw
+    oh, ow = h + 2 * ph - 2, w + 2 * pw - 2
+    m = np.ascontiguousarray(RNG.standard_normal((16, c, t)).astype(dtype))
+    m.reshape(-1)[:2] = [np.nan, np.inf]
+    bias = RNG.standard_normal(c).astype(dtype)
+    y, y_relu = np.empty((n, c, oh, ow), dtype), np.empty((n, c, oh, ow), dtype)
+    _conv.winograd_output(m, bias, y)
+    _conv.winograd_output(m, bias, y_relu, True)
+    expected = np.empty_like(y)
+    _activations.relu_forward(y.reshape(-1), expected.reshape(-1))
+    np.testing.assert_array_equal(y_relu, expected)
+    assert not (y_relu < 0).any()
+
+    dy = RNG.standard_normal(y.shape).astype(dtype)
+    dy.reshape(-1)[-2:] = [np.nan, np.inf]
+    masked = np.empty_like(dy)
+    _activations.relu_backward(y_relu.reshape(-1), dy.reshape(-1), masked.reshape(-1))
+    dm, dm_ref = transformed(c, t).astype(dtype), transformed(c, t).astype(dtype)
+    db, db_ref = np.zeros(c), np.zeros(c)
+    _conv.winograd_output_adjoint(dy, dm, db, y_relu)
+    _conv.winograd_output_adjoint(masked, dm_ref, db_ref)
+    np.testing.assert_array_equal(dm, dm_ref)
+    np.testing.assert_array_equal(db, db_ref)
+    finite = np.isfinite(masked).all(axis=(0, 2, 3))
+    np.testing.assert_allclose(db[finite], masked.sum(axis=(0, 2, 3), dtype=np.float64)[finite], rtol=1e-6)
 
 
 def test_filter_transform_is_g_w_gt_and_its_adjoint_the_transpose():

@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from minicnn import _activations, _conv
+from minicnn import _conv
 from minicnn import threads
-from minicnn.layers.activations import relu_grad
 from minicnn.layers.gemm import matmul
 
 # Filter transform: U = G w G^T per 3x3 filter.
@@ -94,8 +93,8 @@ def chunks(n, per_image, budget=None):
 
 
 def forward(x, w, bias, padding, workspace, relu=False):
-    """y = conv(x, w) + bias, or max(that, 0) with relu, rectified chunk by
-    chunk while it is in cache.  ``workspace(name, size, dtype)`` gives scratch."""
+    """y = conv(x, w) + bias, or max(that, 0) with relu, rectified tile by
+    tile in the output transform.  ``workspace(name, size, dtype)`` gives scratch."""
     n, c, h, wd = x.shape
     o = w.shape[0]
     th, tw = tiles(h, wd, padding)
@@ -114,9 +113,7 @@ def forward(x, w, bias, padding, workspace, relu=False):
             m = matrices(m_ws, o, t)
             _conv.winograd_input(x[n0:n1], v, *padding)
             matmul(u, v, m)
-            _conv.winograd_output(m, bias, y[n0:n1])
-            if relu:
-                _activations.relu_forward(y[n0:n1].reshape(-1), y[n0:n1].reshape(-1))
+            _conv.winograd_output(m, bias, y[n0:n1], relu)
 
     with threads.one_blas_thread():
         threads.run_parts(work, parts)
@@ -126,7 +123,7 @@ def forward(x, w, bias, padding, workspace, relu=False):
 def backward(x, w, dy, padding, workspace, input_grad=True, relu_out=None):
     """(dx or None, dw (O, C, 3, 3), db (O,) float64) for forward's y; with
     ``relu_out`` (forward's rectified output), dy is the gradient after the
-    ReLU and is masked by relu_out > 0 chunk by chunk."""
+    ReLU and is masked by relu_out > 0 as the output transform's adjoint reads it."""
     n, c, h, wd = x.shape
     o = w.shape[0]
     th, tw = tiles(h, wd, padding)
@@ -141,18 +138,15 @@ def backward(x, w, dy, padding, workspace, input_grad=True, relu_out=None):
         """dx of ``my_chunks``; returns their summed (dU, db)."""
         v_ws = workspace(f"wv{part}", matrices_size(c, b * per, x.itemsize), x.dtype)
         m_ws = workspace(f"wm{part}", matrices_size(o, b * per, x.itemsize), x.dtype)
-        relu_ws = workspace(f"wg{part}", b * dy[0].size, x.dtype) if relu_out is not None else None
         du = np.zeros((16, o, c), dtype=x.dtype)
         db = np.zeros(o, dtype=np.float64)
         for n0, n1 in my_chunks:
             t = (n1 - n0) * per
             v = matrices(v_ws, c, t)
             dm = matrices(m_ws, o, t)
-            dyc = dy[n0:n1] if relu_out is None else relu_grad(relu_out[n0:n1], dy[n0:n1], relu_ws)
             _conv.winograd_input(x[n0:n1], v, *padding)
-            _conv.winograd_output_adjoint(dyc, dm)
+            _conv.winograd_output_adjoint(dy[n0:n1], dm, db, None if relu_out is None else relu_out[n0:n1])
             matmul(dm, v.transpose(0, 2, 1), du, accumulate=True)
-            db += dyc.sum(axis=(0, 2, 3), dtype=np.float64)
             if input_grad:
                 matmul(ut, dm, v)                     # dV, in V's buffer
                 _conv.winograd_input_adjoint(v, dx[n0:n1], *padding)
