@@ -25,16 +25,21 @@ The caller (``minicnn/layers/conv.py``) validates shapes and dtypes.
 """
 from cython cimport floating
 
+import numpy as np
+
 
 cdef extern from "_gemm.h" nogil:
     int mc_sgemm_batch(int which, Py_ssize_t nb, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
                        const float* A, Py_ssize_t sa, Py_ssize_t rsa, Py_ssize_t csa,
                        const float* B, Py_ssize_t sb, Py_ssize_t rsb, Py_ssize_t csb,
-                       float* C, Py_ssize_t sc, Py_ssize_t ldc, int accumulate)
+                       float* C, Py_ssize_t sc, Py_ssize_t ldc, int accumulate, const float* packed_a)
     ctypedef struct mc_kernel_t:
         int mr
         int nr
     int mc_gemm_pick(int which, mc_kernel_t* kern)
+    Py_ssize_t mc_packed_size(Py_ssize_t nb, Py_ssize_t M, Py_ssize_t K, int mr)
+    void mc_pack_a_all(Py_ssize_t nb, Py_ssize_t M, Py_ssize_t K, const float* A, Py_ssize_t sa,
+                       Py_ssize_t rsa, Py_ssize_t csa, int mr, float* pa)
 
 KERNELS = {"plain": 0, "avx2": 1, "avx512": 2}
 
@@ -49,13 +54,43 @@ def gemm_kernel(int which=-1):
     return None
 
 
+cdef int _mr(int kernel) except -1:
+    cdef mc_kernel_t kern
+    if mc_gemm_pick(kernel, &kern) < 0:
+        raise RuntimeError(f"sgemm: kernel {kernel} cannot run on this CPU")
+    return kern.mr
+
+
+def pack_a(const float[:, :, :] A, int kernel=-1):
+    """A (nb, M, K) packed for sgemm_batch's ``packed_a`` with the same kernel:
+    a flat float32 array, for an A multiplied into many B's (Winograd's
+    transformed filters, once per chunk of images)."""
+    cdef Py_ssize_t nb = A.shape[0], M = A.shape[1], K = A.shape[2]
+    cdef int mr = _mr(kernel)
+    out = np.empty(max(1, mc_packed_size(nb, M, K, mr)), dtype=np.float32)
+    cdef float[::1] pa = out
+    if nb * M * K:
+        with nogil:
+            mc_pack_a_all(nb, M, K, &A[0, 0, 0], A.strides[0] // sizeof(float),
+                          A.strides[1] // sizeof(float), A.strides[2] // sizeof(float), mr, &pa[0])
+    return out
+
+
 def sgemm_batch(const float[:, :, :] A, const float[:, :, :] B, float[:, :, :] C,
-                bint accumulate=False, int kernel=-1):
-    """C[b] = A[b] @ B[b] (or +=) for every b.  Shapes: A (nb, M, K), B (nb, K, N), C (nb, M, N)."""
+                bint accumulate=False, int kernel=-1, const float[::1] packed_a=None):
+    """C[b] = A[b] @ B[b] (or +=) for every b.  Shapes: A (nb, M, K), B (nb, K, N), C (nb, M, N).
+
+    ``packed_a``: pack_a(A, kernel), to skip packing A again; A must be the
+    matrices it was made from (only its shape is checked)."""
     cdef Py_ssize_t nb = A.shape[0], M = A.shape[1], K = A.shape[2], N = B.shape[2]
     cdef int status = 0
+    cdef const float* pa = NULL
     if B.shape[0] != nb or C.shape[0] != nb or B.shape[1] != K or C.shape[1] != M or C.shape[2] != N:
         raise ValueError("sgemm_batch: shapes do not match")
+    if packed_a is not None:
+        if packed_a.shape[0] != max(1, mc_packed_size(nb, M, K, _mr(kernel))):
+            raise ValueError("sgemm_batch: packed_a was packed for another shape or kernel")
+        pa = &packed_a[0]
     if N > 1 and C.strides[2] != sizeof(float):
         raise ValueError("sgemm_batch: C's rows must be contiguous")
     if nb == 0 or M == 0 or N == 0:
@@ -67,15 +102,16 @@ def sgemm_batch(const float[:, :, :] A, const float[:, :, :] B, float[:, :, :] C
                                 &B[0, 0, 0] if K > 0 else NULL, B.strides[0] // sizeof(float),
                                 B.strides[1] // sizeof(float), B.strides[2] // sizeof(float),
                                 &C[0, 0, 0], C.strides[0] // sizeof(float), C.strides[1] // sizeof(float),
-                                accumulate)
+                                accumulate, pa)
     if status != 0:
         raise RuntimeError(f"sgemm: kernel {kernel} cannot run on this CPU, or out of memory")
 
 
 def sgemm(const float[:, :] A, const float[:, :] B, float[:, :] C,
-          bint accumulate=False, int kernel=-1):
-    """C = A @ B (or C += A @ B).  Shapes: A (M, K), B (K, N), C (M, N)."""
-    sgemm_batch(A[None], B[None], C[None], accumulate, kernel)
+          bint accumulate=False, int kernel=-1, const float[::1] packed_a=None):
+    """C = A @ B (or C += A @ B).  Shapes: A (M, K), B (K, N), C (M, N);
+    ``packed_a``: pack_a(A[None], kernel)."""
+    sgemm_batch(A[None], B[None], C[None], accumulate, kernel, packed_a)
 
 
 # ------------------------------------------------------------- Winograd --

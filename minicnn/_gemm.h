@@ -291,14 +291,40 @@ static void mc_sgemm_kblock(const mc_kernel_t *kern, ptrdiff_t M, ptrdiff_t N, p
     }
 }
 
+/* Elements of the packed form of nb matrices of M x K for kernel mr (see
+ * mc_pack_a_all): per matrix, every k-block's panels, ceil(M / mr) * mr * K. */
+static ptrdiff_t mc_packed_size(ptrdiff_t nb, ptrdiff_t M, ptrdiff_t K, int mr)
+{
+    return nb * ((M + mr - 1) / mr) * mr * K;
+}
+
+/* Pack all of A[b] (b < nb, M x K) for kernel mr, as mc_sgemm_batch would one
+ * k-block at a time: matrix b's k-block at k0 starts at
+ * pa + b * mc_packed_size(1, M, K, mr) + ceil(M / mr) * mr * k0. */
+static void mc_pack_a_all(ptrdiff_t nb, ptrdiff_t M, ptrdiff_t K, const float *A, ptrdiff_t sa,
+                          ptrdiff_t rsa, ptrdiff_t csa, int mr, float *pa)
+{
+    ptrdiff_t b, k0, kc, i0, mpanels = (M + mr - 1) / mr;
+    for (b = 0; b < nb; b++)
+        for (k0 = 0; k0 < K; k0 += MC_KC) {
+            float *dst = pa + b * mpanels * mr * K + mpanels * mr * k0;
+            kc = K - k0 < MC_KC ? K - k0 : MC_KC;
+            for (i0 = 0; i0 < M; i0 += mr)
+                mc_pack_a(A + b * sa, rsa, csa, i0, M - i0 < mr ? M - i0 : mr, k0, kc, mr,
+                          dst + (i0 / mr) * mr * kc);
+        }
+}
+
 /* C[b] (M x N, row stride ldc) = A[b] @ B[b], or += when accumulate is set, for
  * b < nb; A[b] = A + b * sa, and so on.  With sa == 0 (one A for all) A is
- * packed once per k-block for the whole batch.  Returns 0, or -1 if the
- * kernel asked for cannot run here or memory ran out. */
+ * packed once per k-block for the whole batch; with packed_a (mc_pack_a_all's
+ * result for this kernel and A, reused across calls) A is not read at all.
+ * Returns 0, or -1 if the kernel asked for cannot run here or memory ran out. */
 static int mc_sgemm_batch(int which, ptrdiff_t nb, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
                           const float *A, ptrdiff_t sa, ptrdiff_t rsa, ptrdiff_t csa,
                           const float *B, ptrdiff_t sb, ptrdiff_t rsb, ptrdiff_t csb,
-                          float *C, ptrdiff_t sc, ptrdiff_t ldc, int accumulate)
+                          float *C, ptrdiff_t sc, ptrdiff_t ldc, int accumulate,
+                          const float *packed_a)
 {
     mc_kernel_t kern;
     ptrdiff_t k0, kc, i0, i, b, mpanels;
@@ -316,7 +342,7 @@ static int mc_sgemm_batch(int which, ptrdiff_t nb, ptrdiff_t M, ptrdiff_t N, ptr
         return 0;
     }
 #if MC_X86
-    if (picked == MC_GEMM_AVX512 && csa == 1 && rsb == 1 && K >= MC_NT_MIN_K) {
+    if (packed_a == NULL && picked == MC_GEMM_AVX512 && csa == 1 && rsb == 1 && K >= MC_NT_MIN_K) {
         for (b = 0; b < nb; b++)
             mc_sgemm_nt_avx512(M, N, K, A + b * sa, rsa, B + b * sb, csb, C + b * sc, ldc, accumulate);
         return 0;
@@ -331,11 +357,14 @@ static int mc_sgemm_batch(int which, ptrdiff_t nb, ptrdiff_t M, ptrdiff_t N, ptr
     for (k0 = 0; k0 < K; k0 += MC_KC) {
         kc = K - k0 < MC_KC ? K - k0 : MC_KC;
         for (b = 0; b < nb; b++) {
-            if (b == 0 || sa != 0)          /* A's k-block, packed once per matrix */
+            const float *pab = pa;
+            if (packed_a != NULL)
+                pab = packed_a + b * mpanels * mr * K + mpanels * mr * k0;
+            else if (b == 0 || sa != 0)     /* A's k-block, packed once per matrix */
                 for (i0 = 0; i0 < M; i0 += mr)
                     mc_pack_a(A + b * sa, rsa, csa, i0, M - i0 < mr ? M - i0 : mr, k0, kc, mr,
                               pa + (i0 / mr) * mr * kc);
-            mc_sgemm_kblock(&kern, M, N, k0, kc, pa, B + b * sb, rsb, csb, C + b * sc, ldc,
+            mc_sgemm_kblock(&kern, M, N, k0, kc, pab, B + b * sb, rsb, csb, C + b * sc, ldc,
                             accumulate || k0 > 0, pb);
         }
     }

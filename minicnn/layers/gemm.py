@@ -14,16 +14,26 @@ from minicnn import _conv
 F32 = np.dtype(np.float32)
 
 
-def matmul(a, b, out, accumulate=False):
+def pack(a):
+    """``a`` (M, K) or (nb, M, K) packed for matmul's ``packed``, when the
+    float32 kernel will multiply it; else None.  Pack once what many products
+    share (Winograd's transformed filters across chunks of images, Dense's
+    input across threads)."""
+    if a.dtype != F32:
+        return None
+    return _conv.pack_a(a if a.ndim == 3 else a[None])
+
+
+def matmul(a, b, out, accumulate=False, packed=None):
     """out = a @ b, or out += a @ b: 2-D, or stacks of matrices (3-D).
 
     ``out``'s rows must be contiguous for the float32 kernel; a and b may be
-    any strided views."""
+    any strided views.  ``packed``: pack(a), or None."""
     if a.dtype == F32 and b.dtype == F32 and out.dtype == F32 and out.strides[-1] == 4:
         if out.ndim == 2:
-            _conv.sgemm(a, b, out, accumulate)
+            _conv.sgemm(a, b, out, accumulate, -1, packed)
         else:
-            _conv.sgemm_batch(a, b, out, accumulate)
+            _conv.sgemm_batch(a, b, out, accumulate, -1, packed)
     elif accumulate:
         out += np.matmul(a, b)
     else:

@@ -22,7 +22,7 @@ import numpy as np
 
 from minicnn import _conv
 from minicnn import threads
-from minicnn.layers.gemm import matmul
+from minicnn.layers.gemm import matmul, pack
 
 # Filter transform: U = G w G^T per 3x3 filter.
 G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
@@ -101,6 +101,7 @@ def forward(x, w, bias, padding, workspace, relu=False):
     y = np.empty((n, o, h + 2 * padding[0] - 2, wd + 2 * padding[1] - 2), dtype=x.dtype)
     u = filter_transform(w, workspace("wu", 16 * o * c, x.dtype)[:16 * o * c].reshape(16, o, c))
     bias = np.ascontiguousarray(bias, dtype=x.dtype)
+    u_packed = pack(u)
     per = th * tw
     b, parts = chunks(n, 16 * (c + o) * per * x.itemsize)
 
@@ -112,7 +113,7 @@ def forward(x, w, bias, padding, workspace, relu=False):
             v = matrices(v_ws, c, t)
             m = matrices(m_ws, o, t)
             _conv.winograd_input(x[n0:n1], v, *padding)
-            matmul(u, v, m)
+            matmul(u, v, m, packed=u_packed)
             _conv.winograd_output(m, bias, y[n0:n1], relu)
 
     with threads.one_blas_thread():
@@ -130,6 +131,7 @@ def backward(x, w, dy, padding, workspace, input_grad=True, relu_out=None):
     u = filter_transform(w, workspace("wu", 16 * o * c, x.dtype)[:16 * o * c].reshape(16, o, c))
     ut = workspace("wut", 16 * o * c, x.dtype)[:16 * o * c].reshape(16, c, o)
     np.copyto(ut, u.transpose(0, 2, 1))
+    ut_packed = pack(ut) if input_grad else None
     dx = np.empty(x.shape, dtype=x.dtype) if input_grad else None
     per = th * tw
     b, parts = chunks(n, 16 * (c + o) * per * x.itemsize)
@@ -148,7 +150,7 @@ def backward(x, w, dy, padding, workspace, input_grad=True, relu_out=None):
             _conv.winograd_output_adjoint(dy[n0:n1], dm, db, None if relu_out is None else relu_out[n0:n1])
             matmul(dm, v.transpose(0, 2, 1), du, accumulate=True)
             if input_grad:
-                matmul(ut, dm, v)                     # dV, in V's buffer
+                matmul(ut, dm, v, packed=ut_packed)   # dV, in V's buffer
                 _conv.winograd_input_adjoint(v, dx[n0:n1], *padding)
         return du, db
 
