@@ -35,7 +35,7 @@
 #define MC_X86 0
 #endif
 
-#define MC_NT_MIN_K 256  /* below, the dot-product kernel's final sums cost more than packing B */
+#define MC_NT_MIN_K 512  /* below, packing B (a transpose, 8 x 8 blocks at a time) costs less than the dot-product kernel's final sums */
 #define MC_KC 128   /* k-block: a B panel (KC x NR) stays in L1 while A's panels stream past it */
 #define MC_MAX_MR 8
 #define MC_MAX_NR 32
@@ -228,13 +228,63 @@ static int mc_gemm_pick(int which, mc_kernel_t *kern)
     return -1;
 }
 
+#if MC_X86
+/* pa[k*mr + i] = a[i*rsa + k] for i < m8 (a multiple of 8) and k < kc: a
+ * transpose, in 8 x 8 blocks of AVX registers (unpack, shuffle, swap halves);
+ * the last kc % 8 columns one by one. */
+__attribute__((target("avx")))
+static void mc_transpose8_avx(const float *a, ptrdiff_t rsa, ptrdiff_t m8, ptrdiff_t kc, int mr, float *pa)
+{
+    ptrdiff_t i, k, r;
+    for (i = 0; i < m8; i += 8) {
+        for (k = 0; k + 8 <= kc; k += 8) {
+            const float *src = a + i * rsa + k;
+            __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + rsa),
+                   r2 = _mm256_loadu_ps(src + 2 * rsa), r3 = _mm256_loadu_ps(src + 3 * rsa),
+                   r4 = _mm256_loadu_ps(src + 4 * rsa), r5 = _mm256_loadu_ps(src + 5 * rsa),
+                   r6 = _mm256_loadu_ps(src + 6 * rsa), r7 = _mm256_loadu_ps(src + 7 * rsa);
+            __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1),
+                   t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3),
+                   t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
+                   t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+            __m256 s0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0)),
+                   s1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2)),
+                   s2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0)),
+                   s3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2)),
+                   s4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0)),
+                   s5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2)),
+                   s6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0)),
+                   s7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+            float *dst = pa + k * mr + i;
+            _mm256_storeu_ps(dst, _mm256_permute2f128_ps(s0, s4, 0x20));
+            _mm256_storeu_ps(dst + mr, _mm256_permute2f128_ps(s1, s5, 0x20));
+            _mm256_storeu_ps(dst + 2 * mr, _mm256_permute2f128_ps(s2, s6, 0x20));
+            _mm256_storeu_ps(dst + 3 * mr, _mm256_permute2f128_ps(s3, s7, 0x20));
+            _mm256_storeu_ps(dst + 4 * mr, _mm256_permute2f128_ps(s0, s4, 0x31));
+            _mm256_storeu_ps(dst + 5 * mr, _mm256_permute2f128_ps(s1, s5, 0x31));
+            _mm256_storeu_ps(dst + 6 * mr, _mm256_permute2f128_ps(s2, s6, 0x31));
+            _mm256_storeu_ps(dst + 7 * mr, _mm256_permute2f128_ps(s3, s7, 0x31));
+        }
+        for (; k < kc; k++)
+            for (r = 0; r < 8; r++)
+                pa[k * mr + i + r] = a[(i + r) * rsa + k];
+    }
+}
+#endif
+
 /* Rows i0..i0+m-1 (m <= mr) of A, columns k0..k0+kc-1, as pa[k*mr + i], zero-padded. */
 static void mc_pack_a(const float *A, ptrdiff_t rsa, ptrdiff_t csa, ptrdiff_t i0, ptrdiff_t m,
                       ptrdiff_t k0, ptrdiff_t kc, int mr, float *pa)
 {
-    ptrdiff_t k, i;
+    ptrdiff_t k, i = 0;
     if (csa == 1) {     /* rows contiguous: read along them */
-        for (i = 0; i < m; i++)
+#if MC_X86
+        if (mr % 8 == 0 && m >= 8 && __builtin_cpu_supports("avx")) {
+            i = m - m % 8;
+            mc_transpose8_avx(A + i0 * rsa + k0, rsa, i, kc, mr, pa);
+        }
+#endif
+        for (; i < m; i++)
             for (k = 0; k < kc; k++)
                 pa[k * mr + i] = A[(i0 + i) * rsa + k0 + k];
     } else {
