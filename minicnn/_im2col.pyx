@@ -20,7 +20,7 @@ call, from minicnn's own threads (minicnn.threads).
 """
 from cython cimport floating
 from libc.stdlib cimport malloc, free
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 
 cdef struct Geometry:
@@ -68,6 +68,7 @@ cdef inline void _columns(const Geometry* g, int b, Py_ssize_t* lo, Py_ssize_t* 
 cdef void _split(const floating* x, floating* phases, const Geometry* g) noexcept nogil:
     """phases <- the zero-padded plane x, split by row and column phase."""
     cdef Py_ssize_t u, v, ih, lo, hi
+    cdef Py_ssize_t sw = g.sw   # a local: through g, every store would reload it (aliasing)
     cdef int a, b
     cdef floating* dst
     cdef const floating* src
@@ -81,13 +82,20 @@ cdef void _split(const floating* x, floating* phases, const Geometry* g) noexcep
                     continue
                 dst = phases + ((a * g.PB + b) * g.U + u) * g.V
                 src = x + ih * g.W + b - g.pw
-                for v in range(lo, hi):
-                    dst[v] = src[v * g.sw]
+                if sw == 1:
+                    memcpy(dst + lo, src + lo, (hi - lo) * sizeof(floating))
+                elif sw == 2:   # a constant stride: the loop vectorizes
+                    for v in range(lo, hi):
+                        dst[v] = src[2 * v]
+                else:
+                    for v in range(lo, hi):
+                        dst[v] = src[v * sw]
 
 
 cdef void _merge(const floating* phases, floating* dx, const Geometry* g) noexcept nogil:
     """dx (H, W) <- the phase planes' values at each input pixel (0 where no window reads)."""
     cdef Py_ssize_t u, v, ih, lo, hi
+    cdef Py_ssize_t sw = g.sw   # a local, as in _split
     cdef int a, b
     cdef floating* dst
     cdef const floating* src
@@ -101,8 +109,14 @@ cdef void _merge(const floating* phases, floating* dx, const Geometry* g) noexce
                     continue
                 src = phases + ((a * g.PB + b) * g.U + u) * g.V
                 dst = dx + ih * g.W + b - g.pw
-                for v in range(lo, hi):
-                    dst[v * g.sw] = src[v]
+                if sw == 1:
+                    memcpy(dst + lo, src + lo, (hi - lo) * sizeof(floating))
+                elif sw == 2:
+                    for v in range(lo, hi):
+                        dst[2 * v] = src[v]
+                else:
+                    for v in range(lo, hi):
+                        dst[v * sw] = src[v]
 
 
 def im2col(const floating[:, :, :, ::1] x, floating[:, ::1] cols,
