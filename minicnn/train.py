@@ -99,7 +99,12 @@ def _train_count(config: Config, dataset: datasets.Dataset) -> int:
 def evaluate(model: Sequential, x: np.ndarray, y: np.ndarray, batch_size: int = 500) -> tuple[float, float]:
     """Mean cross-entropy and accuracy (0..1) of the model on (x, y); (nan, nan) if empty."""
     loss, predicted = predict(model, x, y, batch_size)
-    return loss, (int((predicted == y).sum()) / len(x) if len(x) else float("nan"))
+    return loss, accuracy(predicted, y)
+
+
+def accuracy(predicted: np.ndarray, y: np.ndarray) -> float:
+    """Fraction of predicted classes equal to the labels y; nan if there are none."""
+    return int((predicted == y).sum()) / len(y) if len(y) else float("nan")
 
 
 def predict(model: Sequential, x: np.ndarray, y: np.ndarray, batch_size: int = 500) -> tuple[float, np.ndarray]:
@@ -195,6 +200,7 @@ def _train(config: Config, dataset: datasets.Dataset, splits: Splits, run: RunFo
     batches = -(-len(splits.x_train) // config.batch_size)  # per epoch, the last one possibly short
 
     diverged = any(r.get("diverged") for r in rows)
+    predicted = None  # the final model's test predictions, once an epoch has run here
     with threads.one_blas_thread():  # the layers spread their work over minicnn's own threads
         blas_info = blas.blas_info()  # inside: it records the thread count the run uses
         for epoch in range(len(rows), config.epochs):
@@ -214,7 +220,8 @@ def _train(config: Config, dataset: datasets.Dataset, splits: Splits, run: RunFo
             seconds = time.perf_counter() - start
             bar.close()
             val_loss, val_acc = evaluate(model, splits.x_val, splits.y_val, config.eval_batch_size)
-            test_loss, test_acc = evaluate(model, splits.x_test, splits.y_test, config.eval_batch_size)
+            test_loss, predicted = predict(model, splits.x_test, splits.y_test, config.eval_batch_size)
+            test_acc = accuracy(predicted, splits.y_test)
             rows.append({"epoch": epoch + 1, "train_loss": loss, "train_accuracy": acc,
                          "val_loss": val_loss, "val_accuracy": val_acc,
                          "test_loss": test_loss, "test_accuracy": test_acc, "lr": optimizer.lr,
@@ -222,18 +229,20 @@ def _train(config: Config, dataset: datasets.Dataset, splits: Splits, run: RunFo
                          "diverged": diverged})
             run.save_epoch(model, optimizer, rows)
             log(_epoch_line(config, rows[-1]))
-        return _summary(config, model, dataset, splits, rows, blas_info)
+        return _summary(config, model, dataset, splits, rows, blas_info, predicted)
 
 
 def _summary(config: Config, model: Sequential, dataset: datasets.Dataset, splits: Splits, rows: list[dict],
-             blas_info: list[dict]) -> dict:
+             blas_info: list[dict], predicted: np.ndarray | None) -> dict:
+    """The run's summary; ``predicted``: the model's test predictions if at hand (else computed)."""
     last = rows[-1] if rows else {}
     diverged = bool(last.get("diverged", False))
-    _, predicted = predict(model, splits.x_test, splits.y_test, config.eval_batch_size)
+    if predicted is None:  # no epoch ran in this process (a finished run resumed)
+        _, predicted = predict(model, splits.x_test, splits.y_test, config.eval_batch_size)
     shifted = {}
     for shift in config.shifts:
         if shift == 0:  # the test set itself: its predictions are at hand
-            shifted["0"] = int((predicted == splits.y_test).sum()) / len(splits.y_test)
+            shifted["0"] = accuracy(predicted, splits.y_test)
             continue
         x = datasets.shift_images(splits.x_test, shift, seed=0)
         shifted[str(shift)] = evaluate(model, x, splits.y_test, config.eval_batch_size)[1]
