@@ -7,6 +7,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from minicnn import _optim
+
+
+def _fused(p, g, v) -> bool:
+    """Whether the one-pass kernel can update p: same float type, all contiguous."""
+    return (p.dtype == g.dtype == v.dtype and p.dtype in (np.float32, np.float64)
+            and p.flags.c_contiguous and g.flags.c_contiguous and v.flags.c_contiguous)
+
 
 class Optimizer:
     def __init__(self, slots, lr: float) -> None:
@@ -45,6 +53,10 @@ class SGD(Optimizer):
             g = g + self.weight_decay * p
         if self.momentum:
             v = self.velocity[i]
+            if self.steps > 1 and _fused(p, g, v):
+                # the three lines below, in one pass (minicnn._optim)
+                _optim.sgd_momentum(p.reshape(-1), g.reshape(-1), v.reshape(-1), self.lr, self.momentum)
+                return
             if self.steps == 1:
                 v[...] = g  # PyTorch starts the buffer at the first gradient
             else:

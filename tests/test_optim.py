@@ -79,3 +79,29 @@ def test_state_round_trip_continues_identically():
         c.slots[0][1]["w"][...] = grad
         c.step()
     np.testing.assert_array_equal(c_p, p1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sgd_one_pass_update_is_numpys_bit_for_bit(dtype):
+    """From the second step on, SGD with momentum runs minicnn._optim's
+    one-pass kernel; it must give exactly NumPy's v *= m; v += g; p -= lr * v,
+    in the parameters' own type, including inf and NaN gradients."""
+    rng = np.random.default_rng(1)
+    p = rng.standard_normal((7, 33)).astype(dtype)
+    g = np.zeros_like(p)
+    opt = SGD(slots_for(p, g), lr=0.0371, momentum=0.87)
+    p_ref, v_ref = p.copy(), None
+    for step in range(4):
+        g[...] = rng.standard_normal(g.shape).astype(dtype)
+        if step == 3:
+            g[0, :3] = [np.inf, -np.inf, np.nan]
+        opt.step()
+        if v_ref is None:
+            v_ref = g.copy()
+        else:
+            v_ref *= 0.87
+            v_ref += g
+        p_ref -= 0.0371 * v_ref
+        np.testing.assert_array_equal(opt.velocity[0], v_ref)
+        np.testing.assert_array_equal(p, p_ref)
+        assert p.dtype == dtype
