@@ -174,3 +174,86 @@ def col2im(const floating[:, ::1] cols, floating[:, :, :, ::1] dx,
                                 dst[oh * g.V + ow] += src[oh * g.OW + ow]
                 _merge(phases, &dx[n, c, 0, 0], &g)
     free(phases)
+
+
+# ------------------------------------------ between rows and NCHW output --
+# A chunk's product gives its output as rows (O, m * P) (P = OH * OW); the
+# layer's output is (m, O, P).  These move between the two in one pass,
+# adding the bias and applying the ReLU that Sequential fuses into Conv2D on
+# the way out, and masking by it on the way back.
+
+cdef inline floating _relu(floating v) noexcept nogil:
+    return v if (v > 0 or v != v) else 0    # NaN kept, as relu_forward
+
+
+def rows_to_output(const floating[:, ::1] rows, const floating[::1] bias, floating[:, :, ::1] out,
+                   bint relu):
+    """out[n, o, q] = rows[o, n * P + q] + bias[o], then max(., 0) (NaN kept) if relu.
+
+    Shapes: rows (O, m*P), bias (O,), out (m, O, P)."""
+    cdef Py_ssize_t m = out.shape[0], O = out.shape[1], P = out.shape[2], n, o, q
+    cdef floating b
+    cdef const floating* src
+    cdef floating* dst
+    with nogil:
+        for n in range(m):
+            for o in range(O):
+                src = &rows[o, n * P] if P else NULL
+                dst = &out[n, o, 0] if P else NULL
+                b = bias[o]
+                if relu:
+                    for q in range(P):
+                        dst[q] = _relu(src[q] + b)
+                else:
+                    for q in range(P):
+                        dst[q] = src[q] + b
+
+
+def add_bias(floating[:, :, ::1] out, const floating[::1] bias, bint relu):
+    """out[n, o, :] += bias[o], then max(., 0) (NaN kept) if relu, in place.  Shape: out (m, O, P)."""
+    cdef Py_ssize_t m = out.shape[0], O = out.shape[1], P = out.shape[2], n, o, q
+    cdef floating b
+    cdef floating* dst
+    with nogil:
+        for n in range(m):
+            for o in range(O):
+                dst = &out[n, o, 0] if P else NULL
+                b = bias[o]
+                if relu:
+                    for q in range(P):
+                        dst[q] = _relu(dst[q] + b)
+                else:
+                    for q in range(P):
+                        dst[q] = dst[q] + b
+
+
+def output_to_rows(const floating[:, :, ::1] dy, floating[:, ::1] rows, relu_out=None):
+    """rows[o, n * P + q] = dy[n, o, q], times (relu_out[n, o, q] > 0) when
+    relu_out (the rectified output, dy's shape) is given (0 * NaN is NaN).
+
+    Shapes: dy (m, O, P), rows (O, m*P)."""
+    cdef Py_ssize_t m = dy.shape[0], O = dy.shape[1], P = dy.shape[2], n, o, q
+    cdef const floating[:, :, ::1] y
+    cdef const floating* src
+    cdef const floating* yp
+    cdef floating* dst
+    cdef floating keep
+    if relu_out is None:
+        with nogil:
+            for n in range(m):
+                for o in range(O):
+                    if P:
+                        memcpy(&rows[o, n * P], &dy[n, o, 0], P * sizeof(floating))
+        return
+    y = relu_out
+    with nogil:
+        for n in range(m):
+            for o in range(O):
+                if P == 0:
+                    continue
+                src = &dy[n, o, 0]
+                yp = &y[n, o, 0]
+                dst = &rows[o, n * P]
+                for q in range(P):
+                    keep = 1 if yp[q] > 0 else 0
+                    dst[q] = src[q] * keep

@@ -29,15 +29,6 @@ class ReLU(Layer):
         return dx
 
 
-def relu_grad(y, dy, buffer):
-    """dy * (y > 0) for the rectified output y, written to the first y.size
-    elements of the flat ``buffer`` and returned shaped like y (ReLU.backward's
-    formula, for a layer that applied the ReLU itself)."""
-    g = buffer[:y.size]
-    _activations.relu_backward(y.reshape(-1), dy.reshape(-1), g)
-    return g.reshape(y.shape)
-
-
 class Softmax(Layer):
     """Row-wise softmax over features.  Shape: (N, K) -> (N, K), rows sum to 1.
 

@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from minicnn import _activations, _im2col
+from minicnn import _im2col
 from minicnn import threads
 from minicnn.layers import winograd
-from minicnn.layers.activations import relu_grad
 from minicnn.layers.gemm import matmul
 from minicnn.layers.base import Layer, check_array, check_grad, count, pair, require_forward
 from minicnn.layers.init import he_normal
@@ -130,7 +129,7 @@ class Conv2D(Layer):
         k, p = self.in_channels * kh * kw, oh * ow
         geometry = (kh, kw, *self.stride, *self.padding)
         w2 = self.params["W"].reshape(o, -1).astype(x.dtype, copy=False)
-        bias = self.params["b"].astype(x.dtype, copy=False)[:, None]
+        bias = np.ascontiguousarray(self.params["b"], dtype=x.dtype)
         y = np.empty((n, o, oh, ow), dtype=x.dtype)
         b, chunks = self._chunks(n, k, p, x.itemsize)
 
@@ -145,14 +144,12 @@ class Conv2D(Layer):
                 if rows_ws is None:
                     # one (O, K) @ (K, OH*OW) product per image, straight into y
                     matmul(np.broadcast_to(w2, (m, o, k)), cols.reshape(k, m, p).transpose(1, 0, 2), out)
-                    out += bias
+                    _im2col.add_bias(out, bias, relu)
                 else:
                     # small images: one product for the chunk, then (O, m, P) -> (m, O, P) and + b
                     rows = rows_ws[:o * m * p].reshape(o, m * p)
                     matmul(w2, cols, rows)
-                    np.add(rows.reshape(o, m, p).transpose(1, 0, 2), bias, out=out)
-                if relu:
-                    _activations.relu_forward(out.reshape(-1), out.reshape(-1))
+                    _im2col.rows_to_output(rows, bias, out, relu)
 
         with threads.one_blas_thread():
             threads.run_parts(work, chunks)
@@ -184,7 +181,6 @@ class Conv2D(Layer):
             cols_ws = self._workspace(f"cols{part}", k * b * p, x.dtype)
             dcols_ws = self._workspace(f"dcols{part}", k * b * p, x.dtype)
             rows_ws = self._workspace(f"rows{part}", o * b * p, x.dtype)
-            relu_ws = self._workspace(f"relu{part}", o * b * p, x.dtype) if relu_out is not None else None
             gWt = np.zeros((k, o), dtype=x.dtype)
             gb = np.zeros(o, dtype=x.dtype)
             chunk_gWt = np.empty((k, o), dtype=x.dtype)
@@ -194,8 +190,8 @@ class Conv2D(Layer):
                 dcols = dcols_ws[:k * m * p].reshape(k, m * p)
                 dy2 = rows_ws[:o * m * p].reshape(o, m * p)
                 _im2col.im2col(x[n0:n1], cols, *geometry)
-                dyc = dy[n0:n1] if relu_out is None else relu_grad(relu_out[n0:n1], dy[n0:n1], relu_ws)
-                np.copyto(dy2.reshape(o, m, p), dyc.reshape(m, o, p).transpose(1, 0, 2))
+                _im2col.output_to_rows(dy[n0:n1].reshape(m, o, p), dy2,
+                                       None if relu_out is None else relu_out[n0:n1].reshape(m, o, p))
                 # dW as (K, O): only the narrow dy2.T (O columns) needs packing
                 matmul(cols, dy2.T, chunk_gWt)
                 gWt += chunk_gWt
