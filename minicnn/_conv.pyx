@@ -122,6 +122,8 @@ cdef extern from "_winograd.h" nogil:
                            int ph, int pw, float* X, Py_ssize_t xs, Py_ssize_t T, float* scratch)
     void mc_wino_input_f64(const double* x, Py_ssize_t N, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
                            int ph, int pw, double* X, Py_ssize_t xs, Py_ssize_t T, double* scratch)
+    int mc_wino_input_avx512(const float* x, Py_ssize_t N, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                             int ph, int pw, float* X, Py_ssize_t xs, Py_ssize_t T, float* scratch)
     void mc_wino_output_f32(const float* X, Py_ssize_t xs, Py_ssize_t T, const float* bias,
                             float* y, Py_ssize_t N, Py_ssize_t O, Py_ssize_t OH, Py_ssize_t OW,
                             int relu, float* scratch)
@@ -160,8 +162,11 @@ cdef floating* _scratch(Py_ssize_t H, Py_ssize_t W, int ph, int pw, floating* li
     return s
 
 
-def winograd_input(const floating[:, :, :, ::1] x, floating[:, :, :] V, int ph, int pw):
-    """V = B^T d B for every 4x4 input patch.  Shapes: x (N, C, H, W) -> V (16, C, N*TH*TW)."""
+def winograd_input(const floating[:, :, :, ::1] x, floating[:, :, :] V, int ph, int pw, bint simd=True):
+    """V = B^T d B for every 4x4 input patch.  Shapes: x (N, C, H, W) -> V (16, C, N*TH*TW).
+
+    float32 planes up to 32 padded columns wide take the AVX-512 path when the
+    CPU has it (same bits); ``simd=False`` forces the portable loops (tests)."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t T = N * ((H + 2 * ph - 1) // 2) * ((W + 2 * pw - 1) // 2)
     cdef Py_ssize_t xs = _matrix_stride(V, C, T, "winograd_input")
@@ -171,7 +176,8 @@ def winograd_input(const floating[:, :, :, ::1] x, floating[:, :, :] V, int ph, 
     s = _scratch(H, W, ph, pw, &V[0, 0, 0])
     with nogil:
         if floating is float:
-            mc_wino_input_f32(&x[0, 0, 0, 0], N, C, H, W, ph, pw, &V[0, 0, 0], xs, T, s)
+            if not (simd and mc_wino_input_avx512(&x[0, 0, 0, 0], N, C, H, W, ph, pw, &V[0, 0, 0], xs, T, s)):
+                mc_wino_input_f32(&x[0, 0, 0, 0], N, C, H, W, ph, pw, &V[0, 0, 0], xs, T, s)
         else:
             mc_wino_input_f64(&x[0, 0, 0, 0], N, C, H, W, ph, pw, &V[0, 0, 0], xs, T, s)
     free(s)

@@ -26,6 +26,8 @@ static ptrdiff_t mc_wino_scratch(ptrdiff_t H, ptrdiff_t W, int ph, int pw)
     ptrdiff_t TH = (H + 2 * ph - 1) / 2, TW = (W + 2 * pw - 1) / 2;
     ptrdiff_t P = TH * TW, PR = 2 * TH + 2, PWE = TW + 1, PC = 2 * TW + 2;
     ptrdiff_t in = 6 * (PR * PWE + 1), adj = 16 * P + PR * PC;  /* also >= 4 P + OH OW (output adjoint) */
+    ptrdiff_t in_avx512 = 4 * PR * 16 + 16;                       /* _winograd_avx512.h */
+    if (in < in_avx512) in = in_avx512;
     return (in > adj ? in : adj) + 16;
 }
 
@@ -63,5 +65,7 @@ static ptrdiff_t mc_wino_scratch(ptrdiff_t H, ptrdiff_t W, int ph, int pw)
 #include "_winograd_impl.h"
 #undef MC_T
 #undef MC_NAME
+
+#include "_winograd_avx512.h"
 
 #endif

@@ -365,3 +365,21 @@ def test_bench_conv_runs_and_prints_every_shape():
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("\n| ") == 1 + 7          # header, one row per shape
     assert "minicnn GEMM" in result.stdout
+
+
+@pytest.mark.parametrize("n, c, h, w, ph, pw", WINO_SHAPES + [(2, 3, 28, 28, 1, 1), (1, 2, 30, 30, 1, 1),
+                                                             (1, 2, 31, 31, 1, 1), (2, 2, 14, 14, 0, 0)])
+def test_input_transform_simd_path_equals_the_portable_loops_bit_for_bit(n, c, h, w, ph, pw):
+    """winograd_input's AVX-512 path (float32 planes up to 32 padded columns,
+    when the CPU has AVX-512F; else both calls run the same loops) writes
+    exactly the bits of the portable loops, NaN, inf and -0.0 included, and
+    nothing outside the 16 matrices' rows."""
+    x = RNG.standard_normal((n, c, h, w)).astype(np.float32)
+    x.reshape(-1)[:3] = [np.nan, np.inf, -0.0]
+    th, tw = winograd.tiles(h, w, (ph, pw))
+    t = n * th * tw
+    size = winograd.matrices_size(c, t, 4)
+    fast, portable = np.full(size, 7, np.float32), np.full(size, 7, np.float32)
+    _conv.winograd_input(x, winograd.matrices(fast, c, t), ph, pw)
+    _conv.winograd_input(x, winograd.matrices(portable, c, t), ph, pw, False)
+    np.testing.assert_array_equal(fast.view(np.int32), portable.view(np.int32))
