@@ -124,6 +124,9 @@ cdef extern from "_winograd.h" nogil:
                            int ph, int pw, double* X, Py_ssize_t xs, Py_ssize_t T, double* scratch)
     int mc_wino_input_avx512(const float* x, Py_ssize_t N, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
                              int ph, int pw, float* X, Py_ssize_t xs, Py_ssize_t T, float* scratch)
+    int mc_wino_output_adjoint_avx512(const float* dy, const float* yr, Py_ssize_t N, Py_ssize_t O,
+                                      Py_ssize_t OH, Py_ssize_t OW, float* X, Py_ssize_t xs, Py_ssize_t T,
+                                      double* db)
     void mc_wino_output_f32(const float* X, Py_ssize_t xs, Py_ssize_t T, const float* bias,
                             float* y, Py_ssize_t N, Py_ssize_t O, Py_ssize_t OH, Py_ssize_t OW,
                             int relu, float* scratch)
@@ -224,11 +227,15 @@ def winograd_output(const floating[:, :, :] M, const floating[::1] bias, floatin
 
 
 def winograd_output_adjoint(const floating[:, :, :, ::1] dy, floating[:, :, :] dM, double[::1] db,
-                            const floating[:, :, :, ::1] relu_out=None):
+                            const floating[:, :, :, ::1] relu_out=None, bint simd=True):
     """dM = A dY A^T for every 2x2 output tile (adjoint of winograd_output, zero
     where the tile hangs over the output), and db[o] += the sum of dY over
     channel o.  dY = dy, or with ``relu_out`` (the rectified output of a
     forward with relu) dy * (relu_out > 0).
+
+    float32 rows up to 32 wide take the AVX-512 path when the CPU has it
+    (same dM bits, db added up in another order); ``simd=False`` forces the
+    portable loops (tests).
 
     Shapes: dy, relu_out (N, O, OH, OW) -> dM (16, O, N*TH*TW); db (O,)."""
     cdef Py_ssize_t N = dy.shape[0], O = dy.shape[1], OH = dy.shape[2], OW = dy.shape[3]
@@ -248,7 +255,9 @@ def winograd_output_adjoint(const floating[:, :, :, ::1] dy, floating[:, :, :] d
     s = _scratch(OH + 2, OW + 2, 0, 0, &dM[0, 0, 0])
     with nogil:
         if floating is float:
-            mc_wino_output_adjoint_f32(&dy[0, 0, 0, 0], yr, N, O, OH, OW, &dM[0, 0, 0], xs, T, &db[0], s)
+            if not (simd and mc_wino_output_adjoint_avx512(&dy[0, 0, 0, 0], yr, N, O, OH, OW,
+                                                           &dM[0, 0, 0], xs, T, &db[0])):
+                mc_wino_output_adjoint_f32(&dy[0, 0, 0, 0], yr, N, O, OH, OW, &dM[0, 0, 0], xs, T, &db[0], s)
         else:
             mc_wino_output_adjoint_f64(&dy[0, 0, 0, 0], yr, N, O, OH, OW, &dM[0, 0, 0], xs, T, &db[0], s)
     free(s)
