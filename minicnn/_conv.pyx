@@ -124,6 +124,10 @@ cdef extern from "_winograd.h" nogil:
                            int ph, int pw, double* X, Py_ssize_t xs, Py_ssize_t T, double* scratch)
     int mc_wino_input_avx512(const float* x, Py_ssize_t N, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
                              int ph, int pw, float* X, Py_ssize_t xs, Py_ssize_t T, float* scratch)
+    int mc_wino_output_avx512(const float* X, Py_ssize_t xs, Py_ssize_t T, const float* bias, float* y,
+                              Py_ssize_t N, Py_ssize_t O, Py_ssize_t OH, Py_ssize_t OW, int relu)
+    int mc_wino_input_adjoint_avx512(const float* X, Py_ssize_t xs, Py_ssize_t T, float* dx,
+                                     Py_ssize_t N, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, int ph, int pw)
     int mc_wino_output_adjoint_avx512(const float* dy, const float* yr, Py_ssize_t N, Py_ssize_t O,
                                       Py_ssize_t OH, Py_ssize_t OW, float* X, Py_ssize_t xs, Py_ssize_t T,
                                       double* db)
@@ -186,8 +190,12 @@ def winograd_input(const floating[:, :, :, ::1] x, floating[:, :, :] V, int ph, 
     free(s)
 
 
-def winograd_input_adjoint(const floating[:, :, :] dV, floating[:, :, :, ::1] dx, int ph, int pw):
+def winograd_input_adjoint(const floating[:, :, :] dV, floating[:, :, :, ::1] dx, int ph, int pw,
+                           bint simd=True):
     """dx = sum over patches of B dV B^T (adjoint of winograd_input), overwritten.
+
+    float32 planes up to 32 padded columns take the AVX-512 path when the CPU
+    has it (same bits but NaN payloads); ``simd=False`` forces the portable loops.
 
     Shapes: dV (16, C, N*TH*TW) -> dx (N, C, H, W)."""
     cdef Py_ssize_t N = dx.shape[0], C = dx.shape[1], H = dx.shape[2], W = dx.shape[3]
@@ -199,16 +207,20 @@ def winograd_input_adjoint(const floating[:, :, :] dV, floating[:, :, :, ::1] dx
     s = _scratch(H, W, ph, pw, &dx[0, 0, 0, 0])
     with nogil:
         if floating is float:
-            mc_wino_input_adjoint_f32(&dV[0, 0, 0], xs, T, &dx[0, 0, 0, 0], N, C, H, W, ph, pw, s)
+            if not (simd and mc_wino_input_adjoint_avx512(&dV[0, 0, 0], xs, T, &dx[0, 0, 0, 0], N, C, H, W, ph, pw)):
+                mc_wino_input_adjoint_f32(&dV[0, 0, 0], xs, T, &dx[0, 0, 0, 0], N, C, H, W, ph, pw, s)
         else:
             mc_wino_input_adjoint_f64(&dV[0, 0, 0], xs, T, &dx[0, 0, 0, 0], N, C, H, W, ph, pw, s)
     free(s)
 
 
 def winograd_output(const floating[:, :, :] M, const floating[::1] bias, floating[:, :, :, ::1] y,
-                    bint relu=False):
+                    bint relu=False, bint simd=True):
     """y = A^T M A + bias for every 2x2 output tile, or max(that, 0) with relu
-    (NaN kept).  Shapes: M (16, O, N*TH*TW) -> y (N, O, OH, OW)."""
+    (NaN kept).  float32 rows up to 32 wide take the AVX-512 path when the CPU
+    has it (same bits but NaN payloads); ``simd=False`` forces the portable loops.
+
+    Shapes: M (16, O, N*TH*TW) -> y (N, O, OH, OW)."""
     cdef Py_ssize_t N = y.shape[0], O = y.shape[1], OH = y.shape[2], OW = y.shape[3]
     cdef Py_ssize_t T = N * ((OH + 1) // 2) * ((OW + 1) // 2)
     cdef Py_ssize_t xs = _matrix_stride(M, O, T, "winograd_output")
@@ -220,7 +232,8 @@ def winograd_output(const floating[:, :, :] M, const floating[::1] bias, floatin
     s = _scratch(OH + 2, OW + 2, 0, 0, &y[0, 0, 0, 0])
     with nogil:
         if floating is float:
-            mc_wino_output_f32(&M[0, 0, 0], xs, T, &bias[0], &y[0, 0, 0, 0], N, O, OH, OW, relu, s)
+            if not (simd and mc_wino_output_avx512(&M[0, 0, 0], xs, T, &bias[0], &y[0, 0, 0, 0], N, O, OH, OW, relu)):
+                mc_wino_output_f32(&M[0, 0, 0], xs, T, &bias[0], &y[0, 0, 0, 0], N, O, OH, OW, relu, s)
         else:
             mc_wino_output_f64(&M[0, 0, 0], xs, T, &bias[0], &y[0, 0, 0, 0], N, O, OH, OW, relu, s)
     free(s)

@@ -1,5 +1,4 @@
-/* Winograd F(2x2, 3x3) input transform and output-transform adjoint in
- * AVX-512 registers, float32, for planes whose (zero-padded) rows fit in 32
+/* Winograd F(2x2, 3x3) transforms and their adjoints in AVX-512 registers, float32, for planes whose (zero-padded) rows fit in 32
  * floats (every Winograd layer of
  * configs/: 14x14 and 7x7 with padding 1).  Same arithmetic, in the same
  * order, as mc_wino_input in _winograd_impl.h (so the same bits), but a
@@ -182,7 +181,169 @@ static int mc_wino_output_adjoint_avx512(const float *dy, const float *yr, ptrdi
     return 1;
 }
 
+/* v shifted up one lane: lane j holds v[j - 1], lane 0 zero */
+#define MC_SHIFT1(v) _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(v), _mm512_setzero_si512(), 15))
+
+__attribute__((target("avx512f")))
+static void mc_wino_input_adjoint_avx512_planes(const float *X, ptrdiff_t xs, ptrdiff_t T, float *dx,
+                                                ptrdiff_t N, ptrdiff_t C, ptrdiff_t H, ptrdiff_t W,
+                                                int ph, int pw)
+{
+    ptrdiff_t TH = (H + 2 * ph - 1) / 2, TW = (W + 2 * pw - 1) / 2, P = TH * TW, n, c, th;
+    int xi, r0, L;
+    __mmask16 tiles = (__mmask16)((1u << TW) - 1);
+    unsigned long long cols = W >= 32 ? 0xffffffffull : (1ull << W) - 1;
+    __mmask16 lo = (__mmask16)(cols & 0xffff), hi = (__mmask16)(cols >> 16);
+    int idx[32];
+    __m512i idx_lo, idx_hi;
+    const __m512 zero = _mm512_setzero_ps();
+    for (L = 0; L < 32; L++)   /* dx column L is padded column L + pw: even ones in E, odd in O */
+        idx[L] = (((L + pw) & 1) ? 16 : 0) + (((L + pw) >> 1) & 15);
+    idx_lo = _mm512_loadu_si512(idx);
+    idx_hi = _mm512_loadu_si512(idx + 16);
+    for (n = 0; n < N; n++)
+        for (c = 0; c < C; c++) {
+            const float *v = X + c * T + n * P;
+            float *out = dx + (n * C + c) * H * W;
+            __m512 F[16], prev[8];   /* F[4r+s] of this row of tiles; prev: r = 2, 3 of the row before */
+            for (xi = 0; xi < 8; xi++)
+                prev[xi] = zero;
+            for (th = 0; th <= TH; th++) {
+                if (th < TH) {   /* F = B dV B^T, in mc_wino_input_adjoint's order of operations */
+                    __m512 vv[16], e[16];
+                    for (xi = 0; xi < 16; xi++)
+                        vv[xi] = _mm512_maskz_loadu_ps(tiles, v + xi * xs + th * TW);
+                    for (xi = 0; xi < 16; xi += 4) {
+                        e[xi] = vv[xi];
+                        e[xi + 1] = _mm512_add_ps(_mm512_sub_ps(vv[xi + 1], vv[xi + 2]), vv[xi + 3]);
+                        e[xi + 2] = _mm512_sub_ps(_mm512_add_ps(vv[xi + 1], vv[xi + 2]), vv[xi]);
+                        e[xi + 3] = mc_neg(vv[xi + 3]);
+                    }
+                    for (xi = 0; xi < 4; xi++) {
+                        F[xi] = e[xi];
+                        F[4 + xi] = _mm512_add_ps(_mm512_sub_ps(e[4 + xi], e[8 + xi]), e[12 + xi]);
+                        F[8 + xi] = _mm512_sub_ps(_mm512_add_ps(e[4 + xi], e[8 + xi]), e[xi]);
+                        F[12 + xi] = mc_neg(e[12 + xi]);
+                    }
+                } else {
+                    for (xi = 0; xi < 16; xi++)
+                        F[xi] = zero;
+                }
+                /* padded rows 2th + r0: contributions (r0, s0), (r0, s0 + 2), then from the row
+                 * of tiles above (r0 + 2, s0), (r0 + 2, s0 + 2), added to 0 in that order */
+                for (r0 = 0; r0 < 2; r0++) {
+                    ptrdiff_t ih = 2 * th + r0 - ph;
+                    __m512 E, O, a, b;
+                    if (ih < 0 || ih >= H)
+                        continue;
+                    E = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(_mm512_add_ps(zero, F[4 * r0]),
+                                                                  MC_SHIFT1(F[4 * r0 + 2])),
+                                                    prev[4 * r0]), MC_SHIFT1(prev[4 * r0 + 2]));
+                    O = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(_mm512_add_ps(zero, F[4 * r0 + 1]),
+                                                                  MC_SHIFT1(F[4 * r0 + 3])),
+                                                    prev[4 * r0 + 1]), MC_SHIFT1(prev[4 * r0 + 3]));
+                    a = _mm512_permutex2var_ps(E, idx_lo, O);
+                    b = _mm512_permutex2var_ps(E, idx_hi, O);
+                    _mm512_mask_storeu_ps(out + ih * W, lo, a);
+                    _mm512_mask_storeu_ps(out + ih * W + 16, hi, b);
+                }
+                for (xi = 0; xi < 8; xi++)
+                    prev[xi] = F[8 + xi];
+            }
+        }
+}
+
+/* The input transform's adjoint (see mc_wino_input_adjoint in _winograd_impl.h)
+ * for planes whose padded rows fit in 32 floats; returns 0 when it cannot run
+ * here.  Same bits, up to which NaN a sum of NaNs gives. */
+static int mc_wino_input_adjoint_avx512(const float *X, ptrdiff_t xs, ptrdiff_t T, float *dx,
+                                        ptrdiff_t N, ptrdiff_t C, ptrdiff_t H, ptrdiff_t W, int ph, int pw)
+{
+    ptrdiff_t TW = (W + 2 * pw - 1) / 2;
+    if (!__builtin_cpu_supports("avx512f") || W + pw > 32 || 2 * TW + 2 > 32 || TW < 1)
+        return 0;
+    mc_wino_input_adjoint_avx512_planes(X, xs, T, dx, N, C, H, W, ph, pw);
+    return 1;
+}
+
+__attribute__((target("avx512f")))
+static void mc_wino_output_avx512_planes(const float *X, ptrdiff_t xs, ptrdiff_t T, const float *bias,
+                                         float *y, ptrdiff_t N, ptrdiff_t O, ptrdiff_t OH, ptrdiff_t OW,
+                                         int relu)
+{
+    ptrdiff_t TH = (OH + 1) / 2, TW = (OW + 1) / 2, P = TH * TW, n, o, th;
+    int xi, L;
+    __mmask16 tiles = (__mmask16)((1u << TW) - 1);
+    unsigned long long cols = OW >= 32 ? 0xffffffffull : (1ull << OW) - 1;
+    __mmask16 lo = (__mmask16)(cols & 0xffff), hi = (__mmask16)(cols >> 16);
+    int idx[32];
+    __m512i idx_lo, idx_hi;
+    const __m512 zero = _mm512_setzero_ps();
+    for (L = 0; L < 32; L++)   /* output column L: tile L / 2, its left (even L) or right output */
+        idx[L] = ((L & 1) ? 16 : 0) + ((L >> 1) & 15);
+    idx_lo = _mm512_loadu_si512(idx);
+    idx_hi = _mm512_loadu_si512(idx + 16);
+    for (n = 0; n < N; n++)
+        for (o = 0; o < O; o++) {
+            const float *m = X + o * T + n * P;
+            float *yp = y + (n * O + o) * OH * OW;
+            __m512 b = _mm512_set1_ps(bias[o]);
+            for (th = 0; th < TH; th++) {
+                __m512 mm[16], p00, p01, p02, p03, p10, p11, p12, p13, y00, y01, y10, y11;
+                for (xi = 0; xi < 16; xi++)
+                    mm[xi] = _mm512_maskz_loadu_ps(tiles, m + xi * xs + th * TW);
+                /* mc_wino_output's operations, in its order */
+                p00 = _mm512_add_ps(_mm512_add_ps(mm[0], mm[4]), mm[8]);
+                p01 = _mm512_add_ps(_mm512_add_ps(mm[1], mm[5]), mm[9]);
+                p02 = _mm512_add_ps(_mm512_add_ps(mm[2], mm[6]), mm[10]);
+                p03 = _mm512_add_ps(_mm512_add_ps(mm[3], mm[7]), mm[11]);
+                p10 = _mm512_sub_ps(_mm512_sub_ps(mm[4], mm[8]), mm[12]);
+                p11 = _mm512_sub_ps(_mm512_sub_ps(mm[5], mm[9]), mm[13]);
+                p12 = _mm512_sub_ps(_mm512_sub_ps(mm[6], mm[10]), mm[14]);
+                p13 = _mm512_sub_ps(_mm512_sub_ps(mm[7], mm[11]), mm[15]);
+                y00 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(p00, p01), p02), b);
+                y01 = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(p01, p02), p03), b);
+                y10 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(p10, p11), p12), b);
+                y11 = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(p11, p12), p13), b);
+                if (relu) {   /* v if v > 0 or NaN, else +0: keep where not (v <= 0) */
+                    y00 = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(y00, zero, _CMP_NLE_UQ), y00);
+                    y01 = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(y01, zero, _CMP_NLE_UQ), y01);
+                    y10 = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(y10, zero, _CMP_NLE_UQ), y10);
+                    y11 = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(y11, zero, _CMP_NLE_UQ), y11);
+                }
+                _mm512_mask_storeu_ps(yp + 2 * th * OW, lo, _mm512_permutex2var_ps(y00, idx_lo, y01));
+                _mm512_mask_storeu_ps(yp + 2 * th * OW + 16, hi, _mm512_permutex2var_ps(y00, idx_hi, y01));
+                if (2 * th + 1 < OH) {
+                    _mm512_mask_storeu_ps(yp + (2 * th + 1) * OW, lo, _mm512_permutex2var_ps(y10, idx_lo, y11));
+                    _mm512_mask_storeu_ps(yp + (2 * th + 1) * OW + 16, hi, _mm512_permutex2var_ps(y10, idx_hi, y11));
+                }
+            }
+        }
+}
+
+/* The output transform (see mc_wino_output in _winograd_impl.h) for output
+ * rows of at most 32 floats; returns 0 when it cannot run here.  Same bits,
+ * up to which NaN a sum of NaNs gives. */
+static int mc_wino_output_avx512(const float *X, ptrdiff_t xs, ptrdiff_t T, const float *bias, float *y,
+                                 ptrdiff_t N, ptrdiff_t O, ptrdiff_t OH, ptrdiff_t OW, int relu)
+{
+    if (!__builtin_cpu_supports("avx512f") || OW > 32 || OW < 1 || OH < 1)
+        return 0;
+    mc_wino_output_avx512_planes(X, xs, T, bias, y, N, O, OH, OW, relu);
+    return 1;
+}
+
 #else
+static int mc_wino_output_avx512(const float *X, ptrdiff_t xs, ptrdiff_t T, const float *bias, float *y,
+                                 ptrdiff_t N, ptrdiff_t O, ptrdiff_t OH, ptrdiff_t OW, int relu)
+{
+    return 0;
+}
+static int mc_wino_input_adjoint_avx512(const float *X, ptrdiff_t xs, ptrdiff_t T, float *dx,
+                                        ptrdiff_t N, ptrdiff_t C, ptrdiff_t H, ptrdiff_t W, int ph, int pw)
+{
+    return 0;
+}
 static int mc_wino_output_adjoint_avx512(const float *dy, const float *yr, ptrdiff_t N, ptrdiff_t O,
                                          ptrdiff_t OH, ptrdiff_t OW, float *X, ptrdiff_t xs, ptrdiff_t T,
                                          double *db)

@@ -414,3 +414,39 @@ def test_output_adjoint_simd_path_equals_the_portable_loops(n, c, oh, ow, relu):
     _conv.winograd_output_adjoint(dy, winograd.matrices(portable, c, t), db_portable, relu_out, False)
     assert_same_values(fast, portable)
     np.testing.assert_allclose(db_fast, db_portable, rtol=1e-12)
+
+
+@pytest.mark.parametrize("n, c, h, w, ph, pw", WINO_SHAPES + [(2, 3, 28, 28, 1, 1), (1, 2, 30, 30, 1, 1),
+                                                             (1, 2, 31, 31, 1, 1), (2, 2, 14, 14, 0, 0)])
+def test_input_adjoint_simd_path_equals_the_portable_loops(n, c, h, w, ph, pw):
+    """winograd_input_adjoint's AVX-512 path adds the overlapping patches in the
+    portable loops' order: the same dx, NaN, inf and -0.0 included."""
+    th, tw = winograd.tiles(h, w, (ph, pw))
+    t = n * th * tw
+    dv = winograd.matrices(np.empty(winograd.matrices_size(c, t, 4), np.float32), c, t)
+    dv[...] = RNG.standard_normal(dv.shape)
+    dv[:, :, :1] = -0.0                    # a whole tile of -0.0: its pixels stay +0.0 or sums
+    dv[0, 0, -1], dv[5, 0, -1] = np.nan, np.inf
+    fast, portable = np.full((n, c, h, w), 7, np.float32), np.full((n, c, h, w), 7, np.float32)
+    _conv.winograd_input_adjoint(dv, fast, ph, pw)
+    _conv.winograd_input_adjoint(dv, portable, ph, pw, False)
+    assert_same_values(fast, portable)
+
+
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("n, c, oh, ow", [(2, 3, 14, 14), (3, 5, 7, 7), (2, 2, 5, 6), (1, 2, 1, 2),
+                                          (2, 3, 28, 28), (1, 2, 32, 32), (1, 2, 33, 33), (2, 2, 4, 9)])
+def test_output_transform_simd_path_equals_the_portable_loops(n, c, oh, ow, relu):
+    """winograd_output's AVX-512 path: the same y as the portable loops, with and
+    without the ReLU (NaN kept, -0.0 -> +0.0), inf and -0.0 included."""
+    t = n * ((oh + 1) // 2) * ((ow + 1) // 2)
+    m = winograd.matrices(np.empty(winograd.matrices_size(c, t, 4), np.float32), c, t)
+    m[...] = RNG.standard_normal(m.shape)
+    m[:, :, :1] = -0.0
+    m[0, 0, -1], m[3, 0, -1] = np.nan, np.inf
+    bias = RNG.standard_normal(c).astype(np.float32)
+    bias[0] = -0.0
+    fast, portable = np.full((n, c, oh, ow), 7, np.float32), np.full((n, c, oh, ow), 7, np.float32)
+    _conv.winograd_output(m, bias, fast, relu)
+    _conv.winograd_output(m, bias, portable, relu, False)
+    assert_same_values(fast, portable)
