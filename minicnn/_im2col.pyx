@@ -23,6 +23,13 @@ from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy, memset
 
 
+cdef extern from "_im2col_avx512.h" nogil:
+    int mc_im2col_avx512(const float* x, Py_ssize_t N, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                         int kh, int kw, int sh, int sw, int ph, int pw, float* cols, Py_ssize_t ldc)
+    int mc_col2im_avx512(const float* cols, Py_ssize_t ldc, float* dx, Py_ssize_t N, Py_ssize_t C,
+                         Py_ssize_t H, Py_ssize_t W, int kh, int kw, int sh, int sw, int ph, int pw)
+
+
 cdef struct Geometry:
     Py_ssize_t H, W, OH, OW, HP, WP, U, V   # input, output, padded extent, phase plane
     Py_ssize_t PA, PB                       # row and column phases that hold any padded element
@@ -120,16 +127,25 @@ cdef void _merge(const floating* phases, floating* dx, const Geometry* g) noexce
 
 
 def im2col(const floating[:, :, :, ::1] x, floating[:, ::1] cols,
-           int kh, int kw, int sh, int sw, int ph, int pw):
-    """Shape: x (N, C, H, W) -> cols (C*kh*kw, N*OH*OW)."""
+           int kh, int kw, int sh, int sw, int ph, int pw, bint simd=True):
+    """Shape: x (N, C, H, W) -> cols (C*kh*kw, N*OH*OW).
+
+    float32 with row stride 1 or 2 and padded rows up to 32 wide takes the
+    AVX-512 path when the CPU has it (_im2col_avx512.h, the same values);
+    ``simd=False`` forces the portable loops (tests)."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], L = cols.shape[1], n, c, oh, ow
     cdef Geometry g = _geometry(x.shape[2], x.shape[3], kh, kw, sh, sw, ph, pw)
     cdef floating* phases
     cdef floating* dst
     cdef const floating* src
-    cdef int i, j
+    cdef int i, j, done = 0
     if cols.shape[0] == 0 or L == 0:
         return
+    if floating is float and simd:
+        with nogil:
+            done = mc_im2col_avx512(&x[0, 0, 0, 0], N, C, g.H, g.W, kh, kw, sh, sw, ph, pw, &cols[0, 0], L)
+        if done:
+            return
     phases = <floating*>malloc(_phases_size(&g) * sizeof(floating))
     if phases == NULL:
         raise MemoryError()
@@ -148,16 +164,25 @@ def im2col(const floating[:, :, :, ::1] x, floating[:, ::1] cols,
 
 
 def col2im(const floating[:, ::1] cols, floating[:, :, :, ::1] dx,
-           int kh, int kw, int sh, int sw, int ph, int pw):
-    """Adjoint of im2col.  Shape: cols (C*kh*kw, N*OH*OW) -> dx (N, C, H, W)."""
+           int kh, int kw, int sh, int sw, int ph, int pw, bint simd=True):
+    """Adjoint of im2col.  Shape: cols (C*kh*kw, N*OH*OW) -> dx (N, C, H, W).
+
+    The AVX-512 path as for im2col (same values: each pixel's terms are added
+    in the same order); ``simd=False`` forces the portable loops (tests)."""
     cdef Py_ssize_t N = dx.shape[0], C = dx.shape[1], n, c, oh, ow
     cdef Geometry g = _geometry(dx.shape[2], dx.shape[3], kh, kw, sh, sw, ph, pw)
     cdef floating* phases
     cdef floating* dst
     cdef const floating* src
-    cdef int i, j
+    cdef int i, j, done = 0
     if N * C == 0 or g.H == 0 or g.W == 0:
         return
+    if floating is float and simd and cols.shape[0] * cols.shape[1] > 0:
+        with nogil:
+            done = mc_col2im_avx512(&cols[0, 0], cols.shape[1], &dx[0, 0, 0, 0], N, C, g.H, g.W,
+                                    kh, kw, sh, sw, ph, pw)
+        if done:
+            return
     phases = <floating*>malloc(_phases_size(&g) * sizeof(floating))
     if phases == NULL:
         raise MemoryError()

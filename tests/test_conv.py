@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 
 import minicnn.layers as L
-from minicnn import _activations, _conv
+from minicnn import _activations, _conv, _im2col
 from minicnn.layers import conv, winograd
 import reference as ref
 
@@ -450,3 +450,28 @@ def test_output_transform_simd_path_equals_the_portable_loops(n, c, oh, ow, relu
     _conv.winograd_output(m, bias, fast, relu)
     _conv.winograd_output(m, bias, portable, relu, False)
     assert_same_values(fast, portable)
+
+
+@pytest.mark.parametrize("n, c, h, w, kh, kw, sh, sw, ph, pw", [
+    (2, 3, 28, 28, 3, 3, 2, 2, 1, 1), (2, 2, 14, 14, 3, 3, 2, 2, 1, 1), (2, 1, 28, 28, 3, 3, 1, 1, 1, 1),
+    (1, 2, 9, 8, 3, 2, 2, 1, 1, 0), (3, 1, 7, 10, 2, 3, 1, 2, 0, 2), (2, 2, 5, 5, 5, 5, 1, 1, 2, 2),
+    (1, 2, 30, 30, 3, 3, 1, 1, 1, 1), (1, 2, 31, 31, 3, 3, 2, 2, 1, 1), (1, 2, 33, 33, 3, 3, 2, 2, 1, 1),
+    (1, 1, 6, 6, 1, 1, 3, 3, 0, 0), (2, 1, 1, 1, 3, 3, 2, 2, 1, 1), (1, 2, 8, 8, 2, 2, 2, 2, 0, 0)])
+def test_im2col_and_col2im_simd_paths_equal_the_portable_loops(n, c, h, w, kh, kw, sh, sw, ph, pw):
+    """im2col / col2im's AVX-512 paths (float32, row stride 1 or 2, padded rows up
+    to 32 wide; other geometries run the portable loops both times) give the
+    portable loops' values, NaN, inf and -0.0 included."""
+    x = RNG.standard_normal((n, c, h, w)).astype(np.float32)
+    x.reshape(-1)[:1] = np.nan
+    x.reshape(-1)[-1] = -0.0
+    oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    fast, portable = np.full((c * kh * kw, n * oh * ow), 7, np.float32), np.full((c * kh * kw, n * oh * ow), 7, np.float32)
+    _im2col.im2col(x, fast, kh, kw, sh, sw, ph, pw)
+    _im2col.im2col(x, portable, kh, kw, sh, sw, ph, pw, False)
+    assert_same_values(fast, portable)
+    d = RNG.standard_normal(fast.shape).astype(np.float32)
+    d.reshape(-1)[:2] = [-0.0, np.inf]
+    dx_fast, dx_portable = np.full_like(x, 7), np.full_like(x, 7)
+    _im2col.col2im(d, dx_fast, kh, kw, sh, sw, ph, pw)
+    _im2col.col2im(d, dx_portable, kh, kw, sh, sw, ph, pw, False)
+    assert_same_values(dx_fast, dx_portable)
