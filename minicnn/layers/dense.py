@@ -5,7 +5,7 @@ import numpy as np
 
 from minicnn import threads
 from minicnn.layers.base import Layer, check_array, check_grad, count, require_forward
-from minicnn.layers.gemm import matmul
+from minicnn.layers.gemm import matmul, pack
 from minicnn.layers.init import he_normal
 
 
@@ -53,9 +53,11 @@ class Dense(Layer):
         b = self.params["b"].astype(x.dtype, copy=False)
         y = np.empty((x.shape[0], self.out_features), dtype=x.dtype)
 
+        x_packed = pack(x)  # every part multiplies all of x: packed once
+
         def work(_, my_ranges):
             for lo, hi in my_ranges:
-                matmul(x, w[:, lo:hi], y[:, lo:hi])
+                matmul(x, w[:, lo:hi], y[:, lo:hi], packed=x_packed)
                 y[:, lo:hi] += b[lo:hi]
 
         with threads.one_blas_thread():
