@@ -211,45 +211,43 @@ cdef inline floating _relu(floating v) noexcept nogil:
     return v if (v > 0 or v != v) else 0    # NaN kept, as relu_forward
 
 
+cdef void _add_bias(const floating* src, Py_ssize_t src_n, Py_ssize_t src_o, floating* out,
+                    Py_ssize_t m, Py_ssize_t O, Py_ssize_t P, const floating* bias, bint relu) noexcept nogil:
+    """out[n, o, q] = src[n * src_n + o * src_o + q] + bias[o], then the ReLU if relu."""
+    cdef Py_ssize_t n, o, q
+    cdef const floating* s
+    cdef floating* d
+    cdef floating b
+    for n in range(m):
+        for o in range(O):
+            s = src + n * src_n + o * src_o
+            d = out + (n * O + o) * P
+            b = bias[o]
+            if relu:
+                for q in range(P):
+                    d[q] = _relu(s[q] + b)
+            else:
+                for q in range(P):
+                    d[q] = s[q] + b
+
+
 def rows_to_output(const floating[:, ::1] rows, const floating[::1] bias, floating[:, :, ::1] out,
                    bint relu):
     """out[n, o, q] = rows[o, n * P + q] + bias[o], then max(., 0) (NaN kept) if relu.
 
     Shapes: rows (O, m*P), bias (O,), out (m, O, P)."""
-    cdef Py_ssize_t m = out.shape[0], O = out.shape[1], P = out.shape[2], n, o, q
-    cdef floating b
-    cdef const floating* src
-    cdef floating* dst
-    with nogil:
-        for n in range(m):
-            for o in range(O):
-                src = &rows[o, n * P] if P else NULL
-                dst = &out[n, o, 0] if P else NULL
-                b = bias[o]
-                if relu:
-                    for q in range(P):
-                        dst[q] = _relu(src[q] + b)
-                else:
-                    for q in range(P):
-                        dst[q] = src[q] + b
+    cdef Py_ssize_t m = out.shape[0], O = out.shape[1], P = out.shape[2]
+    if m * O * P:
+        with nogil:
+            _add_bias(&rows[0, 0], P, m * P, &out[0, 0, 0], m, O, P, &bias[0], relu)
 
 
 def add_bias(floating[:, :, ::1] out, const floating[::1] bias, bint relu):
     """out[n, o, :] += bias[o], then max(., 0) (NaN kept) if relu, in place.  Shape: out (m, O, P)."""
-    cdef Py_ssize_t m = out.shape[0], O = out.shape[1], P = out.shape[2], n, o, q
-    cdef floating b
-    cdef floating* dst
-    with nogil:
-        for n in range(m):
-            for o in range(O):
-                dst = &out[n, o, 0] if P else NULL
-                b = bias[o]
-                if relu:
-                    for q in range(P):
-                        dst[q] = _relu(dst[q] + b)
-                else:
-                    for q in range(P):
-                        dst[q] = dst[q] + b
+    cdef Py_ssize_t m = out.shape[0], O = out.shape[1], P = out.shape[2]
+    if m * O * P:
+        with nogil:
+            _add_bias(&out[0, 0, 0], O * P, P, &out[0, 0, 0], m, O, P, &bias[0], relu)
 
 
 def output_to_rows(const floating[:, :, ::1] dy, floating[:, ::1] rows, relu_out=None):

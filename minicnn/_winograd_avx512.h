@@ -18,6 +18,14 @@
 
 /* e (lanes 0..15) = padded columns 0, 2, ..., 30 of a row held in (lo, hi);
  * o = columns 1, 3, ..., 31. */
+/* (lo, hi): lanes shift .. shift + n - 1 of a 32-float row held in two registers */
+static void mc_row_lanes(ptrdiff_t n, int shift, __mmask16 *lo, __mmask16 *hi)
+{
+    unsigned long long bits = ((n >= 32 ? ~0ull : (1ull << n) - 1) << shift) & 0xffffffffull;
+    *lo = (__mmask16)(bits & 0xffff);
+    *hi = (__mmask16)(bits >> 16);
+}
+
 #define MC_EVEN_LANES _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0)
 #define MC_ODD_LANES _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1)
 
@@ -28,11 +36,11 @@ static void mc_wino_input_avx512_planes(const float *x, ptrdiff_t N, ptrdiff_t C
     ptrdiff_t TH = (H + 2 * ph - 1) / 2, TW = (W + 2 * pw - 1) / 2, P = TH * TW, PR = 2 * TH + 2;
     ptrdiff_t n, c, R, th;
     int k;
-    unsigned long long cols = ((W >= 32 ? ~0ull : (1ull << W) - 1) << pw) & 0xffffffffull;
-    __mmask16 lo = (__mmask16)(cols & 0xffff), hi = (__mmask16)(cols >> 16);
+    __mmask16 lo, hi;
     __mmask16 tiles = (__mmask16)((1u << TW) - 1);
     const __m512i even = MC_EVEN_LANES, odd = MC_ODD_LANES;
     const __m512 zero = _mm512_setzero_ps();
+    mc_row_lanes(W, pw, &lo, &hi);   /* the padded row's lanes that hold x */
     for (n = 0; n < N; n++)
         for (c = 0; c < C; c++) {
             const float *xp = x + (n * C + c) * H * W;
@@ -103,11 +111,11 @@ static void mc_wino_output_adjoint_avx512_planes(const float *dy, const float *y
                                                  ptrdiff_t T, double *db)
 {
     ptrdiff_t TH = (OH + 1) / 2, TW = (OW + 1) / 2, P = TH * TW, n, o, th;
-    unsigned long long cols = OW >= 32 ? 0xffffffffull : (1ull << OW) - 1;
-    __mmask16 lo = (__mmask16)(cols & 0xffff), hi = (__mmask16)(cols >> 16);
+    __mmask16 lo, hi;
     __mmask16 tiles = (__mmask16)((1u << TW) - 1);
     const __m512i even = MC_EVEN_LANES, odd = MC_ODD_LANES;
     const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f);
+    mc_row_lanes(OW, 0, &lo, &hi);
     for (n = 0; n < N; n++)
         for (o = 0; o < O; o++) {
             const float *yp = dy + (n * O + o) * OH * OW;
@@ -192,11 +200,11 @@ static void mc_wino_input_adjoint_avx512_planes(const float *X, ptrdiff_t xs, pt
     ptrdiff_t TH = (H + 2 * ph - 1) / 2, TW = (W + 2 * pw - 1) / 2, P = TH * TW, n, c, th;
     int xi, r0, L;
     __mmask16 tiles = (__mmask16)((1u << TW) - 1);
-    unsigned long long cols = W >= 32 ? 0xffffffffull : (1ull << W) - 1;
-    __mmask16 lo = (__mmask16)(cols & 0xffff), hi = (__mmask16)(cols >> 16);
+    __mmask16 lo, hi;
     int idx[32];
     __m512i idx_lo, idx_hi;
     const __m512 zero = _mm512_setzero_ps();
+    mc_row_lanes(W, 0, &lo, &hi);
     for (L = 0; L < 32; L++)   /* dx column L is padded column L + pw: even ones in E, odd in O */
         idx[L] = (((L + pw) & 1) ? 16 : 0) + (((L + pw) >> 1) & 15);
     idx_lo = _mm512_loadu_si512(idx);
@@ -274,11 +282,11 @@ static void mc_wino_output_avx512_planes(const float *X, ptrdiff_t xs, ptrdiff_t
     ptrdiff_t TH = (OH + 1) / 2, TW = (OW + 1) / 2, P = TH * TW, n, o, th;
     int xi, L;
     __mmask16 tiles = (__mmask16)((1u << TW) - 1);
-    unsigned long long cols = OW >= 32 ? 0xffffffffull : (1ull << OW) - 1;
-    __mmask16 lo = (__mmask16)(cols & 0xffff), hi = (__mmask16)(cols >> 16);
+    __mmask16 lo, hi;
     int idx[32];
     __m512i idx_lo, idx_hi;
     const __m512 zero = _mm512_setzero_ps();
+    mc_row_lanes(OW, 0, &lo, &hi);
     for (L = 0; L < 32; L++)   /* output column L: tile L / 2, its left (even L) or right output */
         idx[L] = ((L & 1) ? 16 : 0) + ((L >> 1) & 15);
     idx_lo = _mm512_loadu_si512(idx);
