@@ -143,7 +143,7 @@ class TrainKeys:
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class EvalKeys:
     shifts: tuple = key(IntList(Int(0, MAX_SHIFT)), (0, 1, 2, 3, 4), "test-set shifts (pixels) evaluated after training")
-    batch_size: int = key(Int(1), 500, "images per forward pass in evaluation")
+    batch_size: int = key(Int(1), 128, "images per forward pass in evaluation")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -292,7 +292,9 @@ def run_experiment(path, jobs=1, resume=False, quick=False, overrides=(), out=No
             f"seeds), {len(exp.runs) - len(todo)} already finished, {len(todo)} to run, {where}; "
             f"folder {exp.out}")
         if todo:  # fetch and cache each data set once, before the workers read the caches
-            preload([load_config(r.config_path, r.overrides) for r in todo], data_dir)
+            configs = {r: load_config(r.config_path, r.overrides) for r in todo}
+            preload(list(configs.values()), data_dir)
+            todo = longest_first(todo, configs)
         failures = []
         start = time.perf_counter()
         progress = executor is not None or jobs > 1  # else the run's own per-batch bar shows
@@ -321,6 +323,20 @@ def run_experiment(path, jobs=1, resume=False, quick=False, overrides=(), out=No
     if failures:
         raise RunsFailed(failures, len(exp.runs), again)
     return rows
+
+
+def longest_first(runs: list[Run], configs: dict) -> list[Run]:
+    """``runs`` by estimated work, largest first (stable): forward MACs per image
+    x epochs.  Handing the longest runs out first keeps the workers busy
+    to the end instead of leaving one long run alone at the tail (LPT scheduling);
+    results do not depend on the order."""
+    from minicnn.config import build_model
+
+    def work(run):
+        config = configs[run]
+        return build_model(config, allocate=False).macs * config.epochs
+
+    return sorted(runs, key=work, reverse=True)
 
 
 def _check_folder(exp: Experiment, folders: dict[Run, RunFolder], resume: bool) -> None:

@@ -96,7 +96,7 @@ def _train_count(config: Config, dataset: datasets.Dataset) -> int:
     return n_train
 
 
-def evaluate(model: Sequential, x: np.ndarray, y: np.ndarray, batch_size: int = 500) -> tuple[float, float]:
+def evaluate(model: Sequential, x: np.ndarray, y: np.ndarray, batch_size: int = 128) -> tuple[float, float]:
     """Mean cross-entropy and accuracy (0..1) of the model on (x, y); (nan, nan) if empty."""
     loss, predicted = predict(model, x, y, batch_size)
     return loss, accuracy(predicted, y)
@@ -107,7 +107,7 @@ def accuracy(predicted: np.ndarray, y: np.ndarray) -> float:
     return int((predicted == y).sum()) / len(y) if len(y) else float("nan")
 
 
-def predict(model: Sequential, x: np.ndarray, y: np.ndarray, batch_size: int = 500) -> tuple[float, np.ndarray]:
+def predict(model: Sequential, x: np.ndarray, y: np.ndarray, batch_size: int = 128) -> tuple[float, np.ndarray]:
     """Mean cross-entropy on (x, y) (nan if empty) and the predicted classes (N,) int64.
 
     x: (N, C, H, W) uint8 0..255 or float in [0, 1]; y: (N,) int64.

@@ -8,6 +8,7 @@ test here needs the real data set.
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import json
 import math
 import os
@@ -27,10 +28,11 @@ import minicnn.train
 from minicnn import plots, report
 from minicnn.config import load_config
 from minicnn.errors import UserError
-from minicnn.experiment import RunsFailed, load_experiment, run_experiment
+from minicnn.experiment import RunsFailed, load_experiment, longest_first, run_experiment
 from conftest import tiny_config
 from minicnn.files import read_csv
 
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 FIGURES = ["val_accuracy.png", "test_accuracy.png", "loss.png", "shift_accuracy.png", "accuracy_vs_macs.png",
            "confusion.png"]
@@ -123,6 +125,20 @@ def test_grid_is_configs_times_seeds_with_folders_and_overrides(tmp_path):
         assert r.overrides == ("train.epochs=1", "train.batch_size=25", f"seed={r.seed}")
         config = load_config(r.config_path, r.overrides)
         assert (config.name, config.seed, config.epochs, config.batch_size) == (r.name, r.seed, 1, 25)
+
+
+def test_runs_are_handed_out_longest_first():
+    """The default study's runs by forward MACs x epochs, largest first, stable:
+    global pooling's (7.5 M MACs per image) before max and average pooling's
+    (4.2 M, in file order) and the strided convolution's (1.4 M) last."""
+    exp = load_experiment(ROOT / "experiments" / "pooling_ablation.yaml")
+    configs = {r: load_config(r.config_path, r.overrides) for r in exp.runs}
+    order = [(configs[r].name, configs[r].seed) for r in longest_first(exp.runs, configs)]
+    assert order == [(name, seed) for name in ("global_pool", "max_pool", "avg_pool", "strided_conv")
+                     for seed in (0, 1, 2)]
+    last = exp.runs[-1]   # strided_conv seed 2, with 10x the epochs: now the most work
+    configs[last] = dataclasses.replace(configs[last], epochs=10 * configs[last].epochs)
+    assert longest_first(exp.runs, configs)[0] is last
 
 
 def test_quick_takes_the_quick_section_and_its_own_folder(tmp_path):
