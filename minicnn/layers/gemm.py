@@ -17,8 +17,7 @@ F32 = np.dtype(np.float32)
 def pack(a):
     """``a`` (M, K) or (nb, M, K) packed for matmul's ``packed``, when the
     float32 kernel will multiply it; else None.  Pack once what many products
-    share (Winograd's transformed filters across chunks of images, Dense's
-    input across threads)."""
+    share (Winograd's transformed filters, across chunks of images)."""
     if a.dtype != F32:
         return None
     return _conv.pack_a(a if a.ndim == 3 else a[None])
