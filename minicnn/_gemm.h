@@ -287,12 +287,6 @@ static void mc_pack_a(const float *A, ptrdiff_t rsa, ptrdiff_t csa, ptrdiff_t i0
         for (; i < m; i++)
             for (k = 0; k < kc; k++)
                 pa[k * mr + i] = A[(i0 + i) * rsa + k0 + k];
-    } else if (rsa == 1 && (m == 8 || m == 32)) {   /* a transposed view: m contiguous floats per k */
-        for (k = 0; k < kc; k++)   /* constant sizes: inlined as one or four vector moves */
-            if (m == 8)
-                __builtin_memcpy(pa + k * mr, A + i0 + (k0 + k) * csa, 8 * sizeof(float));
-            else
-                __builtin_memcpy(pa + k * mr, A + i0 + (k0 + k) * csa, 32 * sizeof(float));
     } else {
         for (k = 0; k < kc; k++)
             for (i = 0; i < m; i++)

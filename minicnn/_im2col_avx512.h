@@ -22,10 +22,9 @@
 
 #define MC_IM2COL_MAX_KW 8
 
-static int mc_im2col_avx512_fits(ptrdiff_t H, ptrdiff_t W, int kh, int kw, int sh, int sw, int ph, int pw,
-                                 ptrdiff_t OW)
+/* Whether the geometry is one these loops handle, on a CPU with AVX-512F. */
+static int mc_im2col_avx512_fits(ptrdiff_t W, int kw, int sw, int pw, ptrdiff_t OW)
 {
-    (void)H; (void)kh; (void)sh; (void)ph;
     return __builtin_cpu_supports("avx512f") && (sw == 1 || sw == 2) && W + pw <= 32
         && (OW - 1) * sw + kw <= 32 && OW >= 1 && OW <= 16 && kw <= MC_IM2COL_MAX_KW;
 }
@@ -117,7 +116,7 @@ static int mc_im2col_avx512(const float *x, ptrdiff_t N, ptrdiff_t C, ptrdiff_t 
                             int kh, int kw, int sh, int sw, int ph, int pw, float *cols, ptrdiff_t ldc)
 {
     ptrdiff_t OH = (H + 2 * ph - kh) / sh + 1, OW = (W + 2 * pw - kw) / sw + 1;
-    if (!mc_im2col_avx512_fits(H, W, kh, kw, sh, sw, ph, pw, OW) || OH < 1)
+    if (!mc_im2col_avx512_fits(W, kw, sw, pw, OW) || OH < 1)
         return 0;
     mc_im2col_avx512_run(x, N, C, H, W, kh, kw, sh, sw, ph, pw, OH, OW, cols, ldc);
     return 1;
@@ -127,7 +126,7 @@ static int mc_col2im_avx512(const float *cols, ptrdiff_t ldc, float *dx, ptrdiff
                             ptrdiff_t H, ptrdiff_t W, int kh, int kw, int sh, int sw, int ph, int pw)
 {
     ptrdiff_t OH = (H + 2 * ph - kh) / sh + 1, OW = (W + 2 * pw - kw) / sw + 1;
-    if (!mc_im2col_avx512_fits(H, W, kh, kw, sh, sw, ph, pw, OW) || OH < 1)
+    if (!mc_im2col_avx512_fits(W, kw, sw, pw, OW) || OH < 1)
         return 0;
     mc_col2im_avx512_run(cols, ldc, dx, N, C, H, W, kh, kw, sh, sw, ph, pw, OH, OW);
     return 1;

@@ -26,15 +26,17 @@ static ptrdiff_t mc_wino_scratch(ptrdiff_t H, ptrdiff_t W, int ph, int pw)
     ptrdiff_t TH = (H + 2 * ph - 1) / 2, TW = (W + 2 * pw - 1) / 2;
     ptrdiff_t P = TH * TW, PR = 2 * TH + 2, PWE = TW + 1, PC = 2 * TW + 2;
     ptrdiff_t in = 6 * (PR * PWE + 1), adj = 16 * P + PR * PC;  /* also >= 4 P + OH OW (output adjoint) */
-    ptrdiff_t in_avx512 = 4 * PR * 16 + 16;                       /* _winograd_avx512.h */
+    ptrdiff_t in_avx512 = 4 * PR * 16 + 16;  /* mc_wino_input_avx512: 4 x PR rows of 16, 64-byte aligned */
     if (in < in_avx512) in = in_avx512;
     return (in > adj ? in : adj) + 16;
 }
 
-/* The input transform and the output transform's adjoint are also built for
- * AVX-512 and AVX2, picked at load time from what the CPU reports (the module
- * itself is compiled for baseline x86-64): 15-20% faster on 14x14 planes,
- * measured; the other two transforms ran no faster or slower that way.  Only
+/* The portable input transform and output-transform adjoint are also built
+ * for AVX-512 and AVX2, picked at load time from what the CPU reports (the
+ * module itself is compiled for baseline x86-64): 15-20% faster on 14x14
+ * planes, measured; the other two transforms ran no faster or slower that way.
+ * They serve CPUs without AVX-512 and planes wider than the hand-written
+ * AVX-512 paths of _winograd_avx512.h take.  Only
  * adds, subtractions, products by 0 or 1 and copies, in the same order in
  * every clone (and no FMA contraction, -ffp-contract=off): the same bits. */
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(__clang__)

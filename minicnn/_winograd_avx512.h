@@ -78,12 +78,6 @@ static void mc_wino_input_avx512_planes(const float *x, ptrdiff_t N, ptrdiff_t C
         }
 }
 
-/* Elements of 64-byte-aligned scratch mc_wino_input_avx512 needs (plus 16 for alignment). */
-static ptrdiff_t mc_wino_input_avx512_scratch(ptrdiff_t H, int ph)
-{
-    return 4 * (2 * ((H + 2 * ph - 1) / 2) + 2) * 16 + 16;
-}
-
 static int mc_wino_input_avx512(const float *x, ptrdiff_t N, ptrdiff_t C, ptrdiff_t H, ptrdiff_t W,
                                 int ph, int pw, float *X, ptrdiff_t xs, ptrdiff_t T, float *scratch)
 {
@@ -358,7 +352,6 @@ static int mc_wino_output_adjoint_avx512(const float *dy, const float *yr, ptrdi
 {
     return 0;
 }
-static ptrdiff_t mc_wino_input_avx512_scratch(ptrdiff_t H, int ph) { (void)H; (void)ph; return 0; }
 static int mc_wino_input_avx512(const float *x, ptrdiff_t N, ptrdiff_t C, ptrdiff_t H, ptrdiff_t W,
                                 int ph, int pw, float *X, ptrdiff_t xs, ptrdiff_t T, float *scratch)
 {

@@ -60,10 +60,9 @@ class Dense(Layer):
                 matmul(x[lo:hi], w, y[lo:hi])
                 y[lo:hi] += b
 
-        macs = x.size * self.out_features
-        parts = threads.KERNEL_THREADS if macs >= DENSE_PARALLEL_MIN_MACS else 1
         with threads.one_blas_thread():
-            threads.run_parts(work, threads.split_range(x.shape[0], max(1, min(parts, x.shape[0]))))
+            threads.run_parts(work, threads.row_ranges(x.shape[0], x.size * self.out_features,
+                                                       DENSE_PARALLEL_MIN_MACS))
         self._cache = x if training else None
         return y
 
