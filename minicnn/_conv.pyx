@@ -88,7 +88,7 @@ def sgemm_batch(const float[:, :, :] A, const float[:, :, :] B, float[:, :, :] C
     if B.shape[0] != nb or C.shape[0] != nb or B.shape[1] != K or C.shape[1] != M or C.shape[2] != N:
         raise ValueError("sgemm_batch: shapes do not match")
     if packed_a is not None:
-        if packed_a.shape[0] != max(1, mc_packed_size(nb, M, K, _mr(kernel))):
+        if packed_a.shape[0] != max(1, mc_packed_size(nb if A.strides[0] else 1, M, K, _mr(kernel))):
             raise ValueError("sgemm_batch: packed_a was packed for another shape or kernel")
         pa = &packed_a[0]
     if N > 1 and C.strides[2] != sizeof(float):
@@ -274,3 +274,345 @@ def winograd_output_adjoint(const floating[:, :, :, ::1] dy, floating[:, :, :] d
         else:
             mc_wino_output_adjoint_f64(&dy[0, 0, 0, 0], yr, N, O, OH, OW, &dM[0, 0, 0], xs, T, &db[0], s)
     free(s)
+
+
+# ---------------------------------------- Winograd layer, on the team --
+# The whole layer, chunk by chunk, on minicnn's team of threads (_team.h):
+# part p of `parts` takes chunks p, p + parts, ... of the batch, with its own
+# scratch (V and M matrices, its slices of v and m) and, backward, its own
+# dU and db sums, which the caller adds up in part order.  Shapes: x (N, C,
+# H, W), U (16, O, C), U^T (16, C, O), y and dy (N, O, OH, OW); chunk i holds
+# images bounds[i]..bounds[i+1]-1.
+
+from libc.string cimport memset
+from minicnn._team cimport team_run
+
+cdef extern from "_gemm.h" nogil:
+    void mc_dgemm_batch(Py_ssize_t nb, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
+                        const double* A, Py_ssize_t sa, Py_ssize_t rsa, Py_ssize_t csa,
+                        const double* B, Py_ssize_t sb, Py_ssize_t rsb, Py_ssize_t csb,
+                        double* C, Py_ssize_t sc, Py_ssize_t ldc, int accumulate)
+
+
+cdef Py_ssize_t _stride(Py_ssize_t rows, Py_ssize_t t, Py_ssize_t itemsize) noexcept nogil:
+    """Elements between the 16 matrices of (rows, t): rows * t rounded up to
+    64 bytes, then to an odd multiple of 64 bytes, so that matrices never
+    start a multiple of 4 KB apart (the transforms stream through all 16 at
+    once, and such matrices would fall in the same cache sets)."""
+    cdef Py_ssize_t unit = 64 // itemsize
+    cdef Py_ssize_t stride = (rows * t + unit - 1) // unit * unit
+    if (stride // unit) % 2 == 0:
+        stride += unit
+    return stride
+
+
+def matrix_stride(Py_ssize_t rows, Py_ssize_t t, Py_ssize_t itemsize):
+    """Elements between the 16 (rows, t) matrices of a transform's buffer."""
+    return _stride(rows, t, itemsize)
+
+
+cdef int _gemm16(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
+                 const floating* A, Py_ssize_t sa, Py_ssize_t rsa, Py_ssize_t csa,
+                 const floating* B, Py_ssize_t sb, Py_ssize_t rsb, Py_ssize_t csb,
+                 floating* C, Py_ssize_t sc, Py_ssize_t ldc, int accumulate, const float* packed) noexcept nogil:
+    """The 16 products C[xi] (+)= A[xi] @ B[xi]; 0, or -1 if out of memory."""
+    if floating is float:
+        return mc_sgemm_batch(-1, 16, M, N, K, A, sa, rsa, csa, B, sb, rsb, csb, C, sc, ldc,
+                              accumulate, packed)
+    mc_dgemm_batch(16, M, N, K, A, sa, rsa, csa, B, sb, rsb, csb, C, sc, ldc, accumulate)
+    return 0
+
+
+cdef struct WinoTask:
+    const void* x
+    const void* u           # U (forward) or U^T (backward's input gradient)
+    const float* packed     # float32: u packed, else NULL
+    const void* bias
+    void* y
+    const void* dy
+    const void* relu_out    # NULL, or forward's rectified output: dy is masked by it > 0
+    void* dx                # NULL: no input gradient
+    void* du                # (parts, 16, O, C): each part's dU sum, zeroed by the caller
+    double* db              # (parts, O): each part's db sum, zeroed by the caller
+    void* v                 # per part: v + part * v_part, the V (and dV) matrices
+    void* m                 # per part: m + part * m_part, the M (and dM) matrices
+    Py_ssize_t v_part, m_part
+    const Py_ssize_t* bounds
+    Py_ssize_t chunks, C, O, H, W, OH, OW, per
+    int ph, pw
+    bint relu, simd, is_double
+    int failed
+
+
+cdef void _wino_forward_chunks(WinoTask* t, floating* y, int part, int parts) noexcept nogil:
+    cdef const floating* x = <const floating*>t.x
+    cdef floating* v = <floating*>t.v + part * t.v_part
+    cdef floating* m = <floating*>t.m + part * t.m_part
+    cdef Py_ssize_t i, n0, n, T, vs, ms, C = t.C, O = t.O
+    cdef floating* s_in = <floating*>malloc(mc_wino_scratch(t.H, t.W, t.ph, t.pw) * sizeof(floating))
+    cdef floating* s_out = <floating*>malloc(mc_wino_scratch(t.OH + 2, t.OW + 2, 0, 0) * sizeof(floating))
+    if s_in == NULL or s_out == NULL:
+        t.failed = 1
+    i = part
+    while i < t.chunks and not t.failed:
+        n0 = t.bounds[i]
+        n = t.bounds[i + 1] - n0
+        T = n * t.per
+        vs, ms = _stride(C, T, sizeof(floating)), _stride(O, T, sizeof(floating))
+        if floating is float:
+            if not (t.simd and mc_wino_input_avx512(x + n0 * C * t.H * t.W, n, C, t.H, t.W, t.ph, t.pw, v, vs, T, s_in)):
+                mc_wino_input_f32(x + n0 * C * t.H * t.W, n, C, t.H, t.W, t.ph, t.pw, v, vs, T, s_in)
+        else:
+            mc_wino_input_f64(x + n0 * C * t.H * t.W, n, C, t.H, t.W, t.ph, t.pw, v, vs, T, s_in)
+        if _gemm16(O, T, C, <const floating*>t.u, O * C, C, 1, v, vs, T, 1, m, ms, T, 0, t.packed):
+            t.failed = 1
+            break
+        if floating is float:
+            if not (t.simd and mc_wino_output_avx512(m, ms, T, <const float*>t.bias, y + n0 * O * t.OH * t.OW,
+                                                     n, O, t.OH, t.OW, t.relu)):
+                mc_wino_output_f32(m, ms, T, <const float*>t.bias, y + n0 * O * t.OH * t.OW,
+                                   n, O, t.OH, t.OW, t.relu, s_out)
+        else:
+            mc_wino_output_f64(m, ms, T, <const double*>t.bias, y + n0 * O * t.OH * t.OW,
+                               n, O, t.OH, t.OW, t.relu, s_out)
+        i += parts
+    free(s_in)
+    free(s_out)
+
+
+cdef void _wino_forward_part(void* ctx, int part, int parts) noexcept nogil:
+    cdef WinoTask* t = <WinoTask*>ctx
+    if t.is_double:
+        _wino_forward_chunks(t, <double*>t.y, part, parts)
+    else:
+        _wino_forward_chunks(t, <float*>t.y, part, parts)
+
+
+cdef void _wino_backward_chunks(WinoTask* t, floating* du, int part, int parts) noexcept nogil:
+    cdef const floating* x = <const floating*>t.x
+    cdef const floating* dy = <const floating*>t.dy
+    cdef const floating* yr = <const floating*>t.relu_out
+    cdef floating* dx = <floating*>t.dx
+    cdef floating* v = <floating*>t.v + part * t.v_part
+    cdef floating* m = <floating*>t.m + part * t.m_part
+    cdef double* db = t.db + part * t.O
+    cdef Py_ssize_t i, n0, n, T, vs, ms, C = t.C, O = t.O, HW = t.H * t.W, OHW = t.OH * t.OW
+    cdef floating* s_in = <floating*>malloc(mc_wino_scratch(t.H, t.W, t.ph, t.pw) * sizeof(floating))
+    cdef floating* s_out = <floating*>malloc(mc_wino_scratch(t.OH + 2, t.OW + 2, 0, 0) * sizeof(floating))
+    du += part * 16 * O * C
+    if s_in == NULL or s_out == NULL:
+        t.failed = 1
+    i = part
+    while i < t.chunks and not t.failed:
+        n0 = t.bounds[i]
+        n = t.bounds[i + 1] - n0
+        T = n * t.per
+        vs, ms = _stride(C, T, sizeof(floating)), _stride(O, T, sizeof(floating))
+        if floating is float:
+            if not (t.simd and mc_wino_input_avx512(x + n0 * C * HW, n, C, t.H, t.W, t.ph, t.pw, v, vs, T, s_in)):
+                mc_wino_input_f32(x + n0 * C * HW, n, C, t.H, t.W, t.ph, t.pw, v, vs, T, s_in)
+            if not (t.simd and mc_wino_output_adjoint_avx512(dy + n0 * O * OHW, yr + n0 * O * OHW if yr != NULL else NULL,
+                                                             n, O, t.OH, t.OW, m, ms, T, db)):
+                mc_wino_output_adjoint_f32(dy + n0 * O * OHW, yr + n0 * O * OHW if yr != NULL else NULL,
+                                           n, O, t.OH, t.OW, m, ms, T, db, s_out)
+        else:
+            mc_wino_input_f64(x + n0 * C * HW, n, C, t.H, t.W, t.ph, t.pw, v, vs, T, s_in)
+            mc_wino_output_adjoint_f64(dy + n0 * O * OHW, yr + n0 * O * OHW if yr != NULL else NULL,
+                                       n, O, t.OH, t.OW, m, ms, T, db, s_out)
+        # dU += dM @ V^T
+        if _gemm16(O, C, T, m, ms, T, 1, v, vs, 1, T, du, O * C, C, 1, NULL):
+            t.failed = 1
+            break
+        if dx != NULL:      # dV = U^T @ dM, in V's buffer, then its adjoint transform onto dx
+            if _gemm16(C, T, O, <const floating*>t.u, C * O, O, 1, m, ms, T, 1, v, vs, T, 0, t.packed):
+                t.failed = 1
+                break
+            if floating is float:
+                if not (t.simd and mc_wino_input_adjoint_avx512(v, vs, T, dx + n0 * C * HW, n, C, t.H, t.W, t.ph, t.pw)):
+                    mc_wino_input_adjoint_f32(v, vs, T, dx + n0 * C * HW, n, C, t.H, t.W, t.ph, t.pw, s_in)
+            else:
+                mc_wino_input_adjoint_f64(v, vs, T, dx + n0 * C * HW, n, C, t.H, t.W, t.ph, t.pw, s_in)
+        i += parts
+    free(s_in)
+    free(s_out)
+
+
+cdef void _wino_backward_part(void* ctx, int part, int parts) noexcept nogil:
+    cdef WinoTask* t = <WinoTask*>ctx
+    if t.is_double:
+        _wino_backward_chunks(t, <double*>t.du, part, parts)
+    else:
+        _wino_backward_chunks(t, <float*>t.du, part, parts)
+
+
+cdef Py_ssize_t _setup_wino(WinoTask* t, x, u, packed, const Py_ssize_t[::1] bounds, int parts,
+                            int ph, int pw, Py_ssize_t O, v, m) except -1:
+    """Fields forward and backward share, checked; returns the largest chunk's images."""
+    cdef const float[::1] pk
+    cdef Py_ssize_t i, b = 0, N, C, H, W
+    memset(t, 0, sizeof(WinoTask))
+    N, C, H, W = x.shape
+    if parts < 1:
+        raise ValueError("winograd: parts must be at least 1")
+    if bounds.shape[0] < 1 or bounds[0] != 0 or bounds[bounds.shape[0] - 1] != N:
+        raise ValueError(f"winograd: chunk bounds must run from 0 to {N}")
+    for i in range(bounds.shape[0] - 1):
+        if bounds[i + 1] <= bounds[i]:
+            raise ValueError("winograd: chunk bounds must rise")
+        b = max(b, bounds[i + 1] - bounds[i])
+    t.C, t.O, t.H, t.W, t.ph, t.pw = C, O, H, W, ph, pw
+    t.OH, t.OW = H + 2 * ph - 2, W + 2 * pw - 2
+    if t.OH < 1 or t.OW < 1:
+        raise ValueError("winograd: the 3x3 filter does not fit the padded input")
+    t.per = ((t.OH + 1) // 2) * ((t.OW + 1) // 2)
+    t.bounds = &bounds[0]
+    t.chunks = bounds.shape[0] - 1
+    t.is_double = x.itemsize == 8
+    if packed is not None:
+        if t.is_double:
+            raise ValueError("winograd: packed filters are for float32")
+        pk = packed
+        t.packed = &pk[0]
+    itemsize = x.itemsize
+    t.v_part = 16 * _stride(C, b * t.per, itemsize)
+    t.m_part = 16 * _stride(O, b * t.per, itemsize)
+    if v.shape[0] < parts * t.v_part or m.shape[0] < parts * t.m_part:
+        raise ValueError(f"winograd: scratch v, m need {parts * t.v_part} and {parts * t.m_part} elements")
+    return b
+
+
+def winograd_forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] u, packed,
+                     const floating[::1] bias, floating[:, :, :, ::1] y,
+                     floating[::1] v, floating[::1] m, const Py_ssize_t[::1] bounds, int parts,
+                     int ph, int pw, bint relu=False, bint simd=True):
+    """y = conv(x, w) + bias (max(., 0) with relu) by Winograd F(2x2, 3x3),
+    chunk by chunk over ``parts`` threads.  u (16, O, C): the transformed
+    filters; ``packed``: minicnn.layers.gemm.pack(u) or None.  Scratch v, m:
+    parts * 16 * matrix_stride(C or O, b * TH * TW) elements (b: the largest chunk)."""
+    cdef WinoTask t
+    _setup_wino(&t, x, u, packed, bounds, parts, ph, pw, u.shape[1], v, m)
+    if (u.shape[0] != 16 or u.shape[2] != t.C or bias.shape[0] != t.O or y.shape[0] != x.shape[0]
+            or y.shape[1] != t.O or y.shape[2] != t.OH or y.shape[3] != t.OW):
+        raise ValueError("winograd_forward: shapes of u, bias and y do not match x")
+    if x.shape[0] * t.C * t.O == 0:
+        return
+    t.x, t.u, t.bias, t.y, t.v, t.m, t.relu, t.simd = &x[0, 0, 0, 0], &u[0, 0, 0], &bias[0], &y[0, 0, 0, 0], &v[0], &m[0], relu, simd
+    with nogil:
+        team_run(_wino_forward_part, &t, parts)
+    if t.failed:
+        raise MemoryError("winograd_forward: out of memory")
+
+
+def winograd_backward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] ut, packed_t,
+                      const floating[:, :, :, ::1] dy, relu_out, dx,
+                      floating[:, :, :, ::1] du, double[:, ::1] db,
+                      floating[::1] v, floating[::1] m, const Py_ssize_t[::1] bounds, int parts,
+                      int ph, int pw, bint simd=True):
+    """Gradients of winograd_forward's y, chunk by chunk over ``parts`` threads.
+
+    dy (N, O, OH, OW), masked by relu_out > 0 when relu_out is given; dx (x's
+    shape) overwritten, or None; ut (16, C, O) = U transposed, ``packed_t`` its
+    pack or None.  Part p adds its chunks' dU into du[p] (16, O, C) and db into
+    db[p] (O,), zeroed by the caller.  Scratch as winograd_forward's."""
+    cdef WinoTask t
+    cdef const floating[:, :, :, ::1] yr
+    cdef floating[:, :, :, ::1] dxv
+    _setup_wino(&t, x, ut, packed_t, bounds, parts, ph, pw, ut.shape[2], v, m)
+    if ut.shape[0] != 16 or ut.shape[1] != t.C or any(dy.shape[i] != s for i, s in enumerate((x.shape[0], t.O, t.OH, t.OW))):
+        raise ValueError("winograd_backward: shapes of ut and dy do not match x")
+    if du.shape[0] < parts or du.shape[1] != 16 or du.shape[2] != t.O or du.shape[3] != t.C or db.shape[0] < parts or db.shape[1] != t.O:
+        raise ValueError("winograd_backward: du must be (parts, 16, O, C) and db (parts, O)")
+    if relu_out is not None:
+        yr = relu_out
+        if any(yr.shape[i] != dy.shape[i] for i in range(4)):
+            raise ValueError("winograd_backward: relu_out must have dy's shape")
+        t.relu_out = &yr[0, 0, 0, 0] if x.shape[0] else NULL
+    if dx is not None:
+        dxv = dx
+        if any(dxv.shape[i] != x.shape[i] for i in range(4)):
+            raise ValueError("winograd_backward: dx must have x's shape")
+        t.dx = &dxv[0, 0, 0, 0] if dxv.size else NULL
+    if x.shape[0] * t.C * t.O == 0:
+        if dx is not None:
+            dx[...] = 0
+        return
+    t.x, t.u, t.dy, t.du, t.db, t.v, t.m, t.simd = &x[0, 0, 0, 0], &ut[0, 0, 0], &dy[0, 0, 0, 0], &du[0, 0, 0, 0], &db[0, 0], &v[0], &m[0], simd
+    with nogil:
+        team_run(_wino_backward_part, &t, parts)
+    if t.failed:
+        raise MemoryError("winograd_backward: out of memory")
+
+
+# ------------------------------------------- products shared out, on the team --
+
+cdef struct Product:
+    const float* A
+    const float* B
+    float* C
+    Py_ssize_t M, N, K, rsa, csa, rsb, csb, ldc
+    int accumulate
+
+
+cdef struct ProductsTask:
+    Product* products
+    Py_ssize_t count
+    int failed
+
+
+cdef void _products_part(void* ctx, int part, int parts) noexcept nogil:
+    """Products part, part + parts, ... of the task."""
+    cdef ProductsTask* t = <ProductsTask*>ctx
+    cdef Product* p
+    cdef Py_ssize_t i = part
+    while i < t.count:
+        p = &t.products[i]
+        if mc_sgemm_batch(-1, 1, p.M, p.N, p.K, p.A, 0, p.rsa, p.csa, p.B, 0, p.rsb, p.csb,
+                          p.C, 0, p.ldc, p.accumulate, NULL):
+            t.failed = 1
+        i += parts
+
+
+def sgemm_parts(list products, int parts):
+    """C = A @ B (or C += A @ B) for every (A, B, C, accumulate) in ``products``,
+    float32 2-D arrays (any strides for A and B; C's rows contiguous), shared
+    out over ``parts`` threads of the team: part p runs products p, p + parts, ...
+    The products must write disjoint parts of memory."""
+    cdef Py_ssize_t i, count = len(products)
+    cdef ProductsTask task
+    cdef const float[:, :] a
+    cdef const float[:, :] b
+    cdef float[:, :] c
+    views = []      # keeps every buffer alive until the products are done
+    task.products = <Product*>malloc(max(1, count) * sizeof(Product))
+    if task.products == NULL:
+        raise MemoryError()
+    task.count = 0
+    task.failed = 0
+    try:
+        for A, B, C, accumulate in products:
+            a, b, c = A, B, C
+            views.append((a, b, c))
+            if a.shape[1] != b.shape[0] or c.shape[0] != a.shape[0] or c.shape[1] != b.shape[1]:
+                raise ValueError("sgemm_parts: shapes do not match")
+            if c.shape[1] > 1 and c.strides[1] != sizeof(float):
+                raise ValueError("sgemm_parts: C's rows must be contiguous")
+            if c.shape[0] * c.shape[1] == 0:
+                continue
+            if a.shape[1] == 0:
+                if not accumulate:
+                    C[...] = 0
+                continue
+            i = task.count
+            task.products[i].A, task.products[i].B, task.products[i].C = &a[0, 0], &b[0, 0], &c[0, 0]
+            task.products[i].M, task.products[i].N, task.products[i].K = a.shape[0], b.shape[1], a.shape[1]
+            task.products[i].rsa, task.products[i].csa = a.strides[0] // sizeof(float), a.strides[1] // sizeof(float)
+            task.products[i].rsb, task.products[i].csb = b.strides[0] // sizeof(float), b.strides[1] // sizeof(float)
+            task.products[i].ldc = c.strides[0] // sizeof(float)
+            task.products[i].accumulate = bool(accumulate)
+            task.count += 1
+        with nogil:
+            team_run(_products_part, &task, max(1, min(parts, <int>task.count)))
+    finally:
+        free(task.products)
+    if task.failed:
+        raise MemoryError("sgemm_parts: out of memory")

@@ -368,7 +368,8 @@ static void mc_pack_a_all(ptrdiff_t nb, ptrdiff_t M, ptrdiff_t K, const float *A
 /* C[b] (M x N, row stride ldc) = A[b] @ B[b], or += when accumulate is set, for
  * b < nb; A[b] = A + b * sa, and so on.  With sa == 0 (one A for all) A is
  * packed once per k-block for the whole batch; with packed_a (mc_pack_a_all's
- * result for this kernel and A, reused across calls) A is not read at all.
+ * result for this kernel and A, reused across calls; for one matrix when
+ * sa == 0) A is not read at all.
  * Returns 0, or -1 if the kernel asked for cannot run here or memory ran out. */
 static int mc_sgemm_batch(int which, ptrdiff_t nb, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
                           const float *A, ptrdiff_t sa, ptrdiff_t rsa, ptrdiff_t csa,
@@ -408,8 +409,8 @@ static int mc_sgemm_batch(int which, ptrdiff_t nb, ptrdiff_t M, ptrdiff_t N, ptr
         kc = K - k0 < MC_KC ? K - k0 : MC_KC;
         for (b = 0; b < nb; b++) {
             const float *pab = pa;
-            if (packed_a != NULL)
-                pab = packed_a + b * mpanels * mr * K + mpanels * mr * k0;
+            if (packed_a != NULL)   /* with sa == 0, one packed A serves every b */
+                pab = packed_a + (sa != 0 ? b : 0) * mpanels * mr * K + mpanels * mr * k0;
             else if (b == 0 || sa != 0)     /* A's k-block, packed once per matrix */
                 for (i0 = 0; i0 < M; i0 += mr)
                     mc_pack_a(A + b * sa, rsa, csa, i0, M - i0 < mr ? M - i0 : mr, k0, kc, mr,
@@ -420,6 +421,34 @@ static int mc_sgemm_batch(int which, ptrdiff_t nb, ptrdiff_t M, ptrdiff_t N, ptr
     }
     free(pa);
     return 0;
+}
+
+/* The float64 product, for checking (tests and gradient checks run float64):
+ * C[b] = A[b] @ B[b] (+= with accumulate), same layout as mc_sgemm_batch; a
+ * plain loop over i, k, j that the compiler vectorizes along rows of B. */
+static void mc_dgemm_batch(ptrdiff_t nb, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
+                           const double *A, ptrdiff_t sa, ptrdiff_t rsa, ptrdiff_t csa,
+                           const double *B, ptrdiff_t sb, ptrdiff_t rsb, ptrdiff_t csb,
+                           double *C, ptrdiff_t sc, ptrdiff_t ldc, int accumulate)
+{
+    ptrdiff_t b, i, k, j;
+    for (b = 0; b < nb; b++)
+        for (i = 0; i < M; i++) {
+            double *c = C + b * sc + i * ldc;
+            if (!accumulate)
+                for (j = 0; j < N; j++)
+                    c[j] = 0.0;
+            for (k = 0; k < K; k++) {
+                double a = A[b * sa + i * rsa + k * csa];
+                const double *bk = B + b * sb + k * rsb;
+                if (csb == 1)
+                    for (j = 0; j < N; j++)
+                        c[j] += a * bk[j];
+                else
+                    for (j = 0; j < N; j++)
+                        c[j] += a * bk[j * csb];
+            }
+        }
 }
 
 #endif

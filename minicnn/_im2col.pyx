@@ -126,6 +126,63 @@ cdef void _merge(const floating* phases, floating* dx, const Geometry* g) noexce
                         dst[v * sw] = src[v]
 
 
+cdef int _im2col_run(const floating* x, Py_ssize_t N, Py_ssize_t C, const Geometry* g,
+                     floating* cols, Py_ssize_t L, bint simd) noexcept nogil:
+    """cols (C*kh*kw, L) <- x (N, C, H, W), into columns 0..N*OH*OW-1; -1 if out of memory."""
+    cdef Py_ssize_t n, c, oh, ow
+    cdef floating* phases
+    cdef floating* dst
+    cdef const floating* src
+    cdef int i, j
+    if floating is float:
+        if simd and mc_im2col_avx512(x, N, C, g.H, g.W, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, cols, L):
+            return 0
+    phases = <floating*>malloc(_phases_size(g) * sizeof(floating))
+    if phases == NULL:
+        return -1
+    for n in range(N):
+        for c in range(C):
+            _split(x + (n * C + c) * g.H * g.W, phases, g)
+            for i in range(g.kh):
+                for j in range(g.kw):
+                    dst = cols + ((c * g.kh + i) * g.kw + j) * L + n * g.OH * g.OW
+                    src = _phase(phases, g, i, j)
+                    for oh in range(g.OH):
+                        for ow in range(g.OW):
+                            dst[oh * g.OW + ow] = src[oh * g.V + ow]
+    free(phases)
+    return 0
+
+
+cdef int _col2im_run(const floating* cols, Py_ssize_t L, floating* dx, Py_ssize_t N, Py_ssize_t C,
+                     const Geometry* g, bint simd) noexcept nogil:
+    """dx (N, C, H, W) <- the adjoint of _im2col_run, overwritten; -1 if out of memory."""
+    cdef Py_ssize_t n, c, oh, ow
+    cdef floating* phases
+    cdef floating* dst
+    cdef const floating* src
+    cdef int i, j
+    if floating is float:
+        if simd and mc_col2im_avx512(cols, L, dx, N, C, g.H, g.W, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw):
+            return 0
+    phases = <floating*>malloc(_phases_size(g) * sizeof(floating))
+    if phases == NULL:
+        return -1
+    for n in range(N):
+        for c in range(C):
+            memset(phases, 0, _phases_size(g) * sizeof(floating))
+            for i in range(g.kh):
+                for j in range(g.kw):
+                    src = cols + ((c * g.kh + i) * g.kw + j) * L + n * g.OH * g.OW
+                    dst = _phase(phases, g, i, j)
+                    for oh in range(g.OH):
+                        for ow in range(g.OW):
+                            dst[oh * g.V + ow] += src[oh * g.OW + ow]
+            _merge(phases, dx + (n * C + c) * g.H * g.W, g)
+    free(phases)
+    return 0
+
+
 def im2col(const floating[:, :, :, ::1] x, floating[:, ::1] cols,
            int kh, int kw, int sh, int sw, int ph, int pw, bint simd=True):
     """Shape: x (N, C, H, W) -> cols (C*kh*kw, N*OH*OW).
@@ -133,34 +190,14 @@ def im2col(const floating[:, :, :, ::1] x, floating[:, ::1] cols,
     float32 with row stride 1 or 2 and padded rows up to 32 wide takes the
     AVX-512 path when the CPU has it (_im2col_avx512.h, the same values);
     ``simd=False`` forces the portable loops (tests)."""
-    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], L = cols.shape[1], n, c, oh, ow
     cdef Geometry g = _geometry(x.shape[2], x.shape[3], kh, kw, sh, sw, ph, pw)
-    cdef floating* phases
-    cdef floating* dst
-    cdef const floating* src
-    cdef int i, j, done = 0
-    if cols.shape[0] == 0 or L == 0:
+    cdef int status = 0
+    if cols.shape[0] == 0 or cols.shape[1] == 0:
         return
-    if floating is float and simd:
-        with nogil:
-            done = mc_im2col_avx512(&x[0, 0, 0, 0], N, C, g.H, g.W, kh, kw, sh, sw, ph, pw, &cols[0, 0], L)
-        if done:
-            return
-    phases = <floating*>malloc(_phases_size(&g) * sizeof(floating))
-    if phases == NULL:
-        raise MemoryError()
     with nogil:
-        for n in range(N):
-            for c in range(C):
-                _split(&x[n, c, 0, 0], phases, &g)
-                for i in range(kh):
-                    for j in range(kw):
-                        dst = &cols[(c * kh + i) * kw + j, n * g.OH * g.OW]
-                        src = _phase(phases, &g, i, j)
-                        for oh in range(g.OH):
-                            for ow in range(g.OW):
-                                dst[oh * g.OW + ow] = src[oh * g.V + ow]
-    free(phases)
+        status = _im2col_run(&x[0, 0, 0, 0], x.shape[0], x.shape[1], &g, &cols[0, 0], cols.shape[1], simd)
+    if status:
+        raise MemoryError()
 
 
 def col2im(const floating[:, ::1] cols, floating[:, :, :, ::1] dx,
@@ -169,36 +206,17 @@ def col2im(const floating[:, ::1] cols, floating[:, :, :, ::1] dx,
 
     The AVX-512 path as for im2col (same values: each pixel's terms are added
     in the same order); ``simd=False`` forces the portable loops (tests)."""
-    cdef Py_ssize_t N = dx.shape[0], C = dx.shape[1], n, c, oh, ow
     cdef Geometry g = _geometry(dx.shape[2], dx.shape[3], kh, kw, sh, sw, ph, pw)
-    cdef floating* phases
-    cdef floating* dst
-    cdef const floating* src
-    cdef int i, j, done = 0
-    if N * C == 0 or g.H == 0 or g.W == 0:
+    cdef int status = 0
+    if dx.shape[0] * dx.shape[1] == 0 or g.H == 0 or g.W == 0:
         return
-    if floating is float and simd and cols.shape[0] * cols.shape[1] > 0:
-        with nogil:
-            done = mc_col2im_avx512(&cols[0, 0], cols.shape[1], &dx[0, 0, 0, 0], N, C, g.H, g.W,
-                                    kh, kw, sh, sw, ph, pw)
-        if done:
-            return
-    phases = <floating*>malloc(_phases_size(&g) * sizeof(floating))
-    if phases == NULL:
-        raise MemoryError()
+    if cols.shape[0] * cols.shape[1] == 0:      # no window reads any pixel
+        dx[...] = 0
+        return
     with nogil:
-        for n in range(N):
-            for c in range(C):
-                memset(phases, 0, _phases_size(&g) * sizeof(floating))
-                for i in range(kh):
-                    for j in range(kw):
-                        src = &cols[(c * kh + i) * kw + j, n * g.OH * g.OW]
-                        dst = _phase(phases, &g, i, j)
-                        for oh in range(g.OH):
-                            for ow in range(g.OW):
-                                dst[oh * g.V + ow] += src[oh * g.OW + ow]
-                _merge(phases, &dx[n, c, 0, 0], &g)
-    free(phases)
+        status = _col2im_run(&cols[0, 0], cols.shape[1], &dx[0, 0, 0, 0], dx.shape[0], dx.shape[1], &g, simd)
+    if status:
+        raise MemoryError()
 
 
 # ------------------------------------------ between rows and NCHW output --
@@ -250,33 +268,293 @@ def add_bias(floating[:, :, ::1] out, const floating[::1] bias, bint relu):
             _add_bias(&out[0, 0, 0], O * P, P, &out[0, 0, 0], m, O, P, &bias[0], relu)
 
 
+cdef void _output_to_rows(const floating* dy, const floating* relu_out, floating* rows,
+                          Py_ssize_t m, Py_ssize_t O, Py_ssize_t P) noexcept nogil:
+    """rows[o, n * P + q] = dy[n, o, q], times (relu_out[n, o, q] > 0) unless relu_out is NULL."""
+    cdef Py_ssize_t n, o, q
+    cdef const floating* src
+    cdef const floating* yp
+    cdef floating* dst
+    cdef floating keep
+    for n in range(m):
+        for o in range(O):
+            src = dy + (n * O + o) * P
+            dst = rows + o * m * P + n * P
+            if relu_out == NULL:
+                memcpy(dst, src, P * sizeof(floating))
+                continue
+            yp = relu_out + (n * O + o) * P
+            for q in range(P):
+                keep = 1 if yp[q] > 0 else 0
+                dst[q] = src[q] * keep
+
+
 def output_to_rows(const floating[:, :, ::1] dy, floating[:, ::1] rows, relu_out=None):
     """rows[o, n * P + q] = dy[n, o, q], times (relu_out[n, o, q] > 0) when
     relu_out (the rectified output, dy's shape) is given (0 * NaN is NaN).
 
     Shapes: dy (m, O, P), rows (O, m*P)."""
-    cdef Py_ssize_t m = dy.shape[0], O = dy.shape[1], P = dy.shape[2], n, o, q
+    cdef Py_ssize_t m = dy.shape[0], O = dy.shape[1], P = dy.shape[2]
     cdef const floating[:, :, ::1] y
-    cdef const floating* src
-    cdef const floating* yp
-    cdef floating* dst
-    cdef floating keep
-    if relu_out is None:
-        with nogil:
-            for n in range(m):
-                for o in range(O):
-                    if P:
-                        memcpy(&rows[o, n * P], &dy[n, o, 0], P * sizeof(floating))
+    cdef const floating* yp = NULL
+    if m * O * P == 0:
         return
-    y = relu_out
+    if relu_out is not None:
+        y = relu_out
+        if any(y.shape[i] != dy.shape[i] for i in range(3)):
+            raise ValueError("output_to_rows: relu_out must have dy's shape")
+        yp = &y[0, 0, 0]
     with nogil:
-        for n in range(m):
-            for o in range(O):
-                if P == 0:
-                    continue
-                src = &dy[n, o, 0]
-                yp = &y[n, o, 0]
-                dst = &rows[o, n * P]
-                for q in range(P):
-                    keep = 1 if yp[q] > 0 else 0
-                    dst[q] = src[q] * keep
+        _output_to_rows(&dy[0, 0, 0], yp, &rows[0, 0], m, O, P)
+
+
+# ------------------------------------------------ Conv2D's im2col path --
+# The whole layer, chunk by chunk, on minicnn's team of threads (_team.h):
+# part p of `parts` takes chunks p, p + parts, ... of the batch, each with its
+# own scratch (its slice of `cols` and `rows`) and, backward, its own filter-
+# and bias-gradient sums, which the caller adds up in part order.  Shapes:
+# x (N, C, H, W), w (O, K) with K = C*kh*kw, y and dy (N, O, OH, OW), P = OH*OW;
+# chunk i holds images bounds[i]..bounds[i+1]-1.
+
+cdef extern from "_gemm.h" nogil:
+    int mc_sgemm_batch(int which, Py_ssize_t nb, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
+                       const float* A, Py_ssize_t sa, Py_ssize_t rsa, Py_ssize_t csa,
+                       const float* B, Py_ssize_t sb, Py_ssize_t rsb, Py_ssize_t csb,
+                       float* C, Py_ssize_t sc, Py_ssize_t ldc, int accumulate, const float* packed_a)
+    void mc_dgemm_batch(Py_ssize_t nb, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
+                        const double* A, Py_ssize_t sa, Py_ssize_t rsa, Py_ssize_t csa,
+                        const double* B, Py_ssize_t sb, Py_ssize_t rsb, Py_ssize_t csb,
+                        double* C, Py_ssize_t sc, Py_ssize_t ldc, int accumulate)
+
+from minicnn._team cimport team_run
+
+
+cdef int _gemm(Py_ssize_t nb, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
+               const floating* A, Py_ssize_t sa, Py_ssize_t rsa, Py_ssize_t csa,
+               const floating* B, Py_ssize_t sb, Py_ssize_t rsb, Py_ssize_t csb,
+               floating* C, Py_ssize_t sc, Py_ssize_t ldc, int accumulate, const float* packed) noexcept nogil:
+    """C[b] (+)= A[b] @ B[b], b < nb (element strides); float32 on _gemm.h's kernel
+    (``packed``: A packed for it, or NULL), float64 on the plain loop.  0, or -1."""
+    if floating is float:
+        return mc_sgemm_batch(-1, nb, M, N, K, A, sa, rsa, csa, B, sb, rsb, csb, C, sc, ldc,
+                              accumulate, packed)
+    mc_dgemm_batch(nb, M, N, K, A, sa, rsa, csa, B, sb, rsb, csb, C, sc, ldc, accumulate)
+    return 0
+
+
+cdef struct ConvTask:
+    const void* x
+    const void* w           # (O, K)
+    const float* packed     # float32: w packed (forward) or w^T packed (backward), else NULL
+    const void* bias        # (O,), forward
+    void* y                 # forward's output
+    const void* dy          # backward's input gradient ...
+    const void* relu_out    # ... masked by relu_out > 0 unless NULL
+    void* dx                # (N, C, H, W), or NULL: no input gradient
+    void* gwt               # (parts, K, O): each part's sum of dW^T, zeroed by the caller
+    double* gb              # (parts, O): each part's sum of db, zeroed by the caller
+    void* cols              # per part: cols + part * cols_part, (K, b*P) (and backward's d-columns after)
+    Py_ssize_t cols_part
+    void* rows              # per part: rows + part * rows_part, (O, b*P)
+    Py_ssize_t rows_part
+    const Py_ssize_t* bounds
+    Py_ssize_t chunks, C, O, K, P
+    Geometry g
+    bint relu, per_image, simd, is_double
+    int failed              # set by a part that ran out of memory
+
+
+cdef void _forward_chunks(ConvTask* t, floating* y, int part, int parts) noexcept nogil:
+    cdef const floating* x = <const floating*>t.x
+    cdef const floating* w = <const floating*>t.w
+    cdef const floating* bias = <const floating*>t.bias
+    cdef floating* cols = <floating*>t.cols + part * t.cols_part
+    cdef floating* rows = <floating*>t.rows + part * t.rows_part if t.rows != NULL else NULL
+    cdef Py_ssize_t i, n0, m, O = t.O, K = t.K, P = t.P
+    cdef floating* out
+    i = part
+    while i < t.chunks and not t.failed:
+        n0 = t.bounds[i]
+        m = t.bounds[i + 1] - n0
+        out = y + n0 * O * P
+        if _im2col_run(x + n0 * t.C * t.g.H * t.g.W, m, t.C, &t.g, cols, m * P, t.simd):
+            t.failed = 1
+        elif t.per_image:   # one (O, K) @ (K, P) product per image, straight into y
+            if _gemm(m, O, P, K, w, 0, K, 1, cols, P, m * P, 1, out, O * P, P, 0, t.packed):
+                t.failed = 1
+            _add_bias(out, O * P, P, out, m, O, P, bias, t.relu)
+        else:               # small images: one product for the chunk, then (O, m, P) -> (m, O, P)
+            if _gemm(1, O, m * P, K, w, 0, K, 1, cols, 0, m * P, 1, rows, 0, m * P, 0, t.packed):
+                t.failed = 1
+            _add_bias(rows, P, m * P, out, m, O, P, bias, t.relu)
+        i += parts
+
+
+cdef void _forward_part(void* ctx, int part, int parts) noexcept nogil:
+    cdef ConvTask* t = <ConvTask*>ctx
+    if t.is_double:
+        _forward_chunks(t, <double*>t.y, part, parts)
+    else:
+        _forward_chunks(t, <float*>t.y, part, parts)
+
+
+cdef void _backward_chunks(ConvTask* t, floating* gwt, int part, int parts) noexcept nogil:
+    cdef const floating* x = <const floating*>t.x
+    cdef const floating* w = <const floating*>t.w
+    cdef const floating* dy = <const floating*>t.dy
+    cdef const floating* relu_out = <const floating*>t.relu_out
+    cdef floating* dx = <floating*>t.dx
+    cdef floating* cols = <floating*>t.cols + part * t.cols_part
+    cdef floating* dcols = cols + t.cols_part // 2
+    cdef floating* dy2 = <floating*>t.rows + part * t.rows_part
+    cdef double* gb = t.gb + part * t.O
+    cdef Py_ssize_t i, n0, m, o, q, O = t.O, K = t.K, P = t.P, HW = t.g.H * t.g.W
+    cdef double total
+    gwt += part * K * O
+    i = part
+    while i < t.chunks and not t.failed:
+        n0 = t.bounds[i]
+        m = t.bounds[i + 1] - n0
+        if _im2col_run(x + n0 * t.C * HW, m, t.C, &t.g, cols, m * P, t.simd):
+            t.failed = 1
+            break
+        _output_to_rows(dy + n0 * O * P, relu_out + n0 * O * P if relu_out != NULL else NULL,
+                        dy2, m, O, P)
+        # dW^T (K, O) += cols @ dy2^T: only the narrow dy2^T (O columns) is packed
+        if _gemm(1, K, O, m * P, cols, 0, m * P, 1, dy2, 0, 1, m * P, gwt, 0, O, 1, NULL):
+            t.failed = 1
+        for o in range(O):
+            total = 0
+            for q in range(m * P):
+                total += dy2[o * m * P + q]
+            gb[o] += total
+        if dx != NULL:      # d-columns = w^T @ dy2, then scattered back onto the images
+            if _gemm(1, K, m * P, O, w, 0, 1, K, dy2, 0, m * P, 1, dcols, 0, m * P, 0, t.packed):
+                t.failed = 1
+            elif _col2im_run(dcols, m * P, dx + n0 * t.C * HW, m, t.C, &t.g, t.simd):
+                t.failed = 1
+        i += parts
+
+
+cdef void _backward_part(void* ctx, int part, int parts) noexcept nogil:
+    cdef ConvTask* t = <ConvTask*>ctx
+    if t.is_double:
+        _backward_chunks(t, <double*>t.gwt, part, parts)
+    else:
+        _backward_chunks(t, <float*>t.gwt, part, parts)
+
+
+cdef Py_ssize_t _largest_chunk(const Py_ssize_t[::1] bounds, Py_ssize_t n) except -1:
+    """Images in the largest chunk; checks bounds run from 0 to n, rising."""
+    cdef Py_ssize_t i, largest = 0
+    if bounds.shape[0] < 1 or bounds[0] != 0 or bounds[bounds.shape[0] - 1] != n:
+        raise ValueError(f"conv: chunk bounds must run from 0 to {n}")
+    for i in range(bounds.shape[0] - 1):
+        if bounds[i + 1] <= bounds[i]:
+            raise ValueError("conv: chunk bounds must rise")
+        largest = max(largest, bounds[i + 1] - bounds[i])
+    return largest
+
+
+cdef int _setup(ConvTask* t, x, w, packed, const Py_ssize_t[::1] bounds, int parts,
+                int kh, int kw, int sh, int sw, int ph, int pw, Py_ssize_t O, Py_ssize_t OH,
+                Py_ssize_t OW, bint simd) except -1:
+    """The fields forward and backward share, checked (shapes of x, w, packed)."""
+    cdef const float[::1] pk
+    memset(t, 0, sizeof(ConvTask))
+    N, C, H, W = x.shape
+    t.g = _geometry(H, W, kh, kw, sh, sw, ph, pw)
+    if t.g.OH != OH or t.g.OW != OW or w.shape[0] != O or w.shape[1] != C * kh * kw:
+        raise ValueError("conv: shapes of x, w and the output do not match")
+    if parts < 1:
+        raise ValueError("conv: parts must be at least 1")
+    t.C, t.O, t.K, t.P = C, O, C * kh * kw, OH * OW
+    t.bounds = &bounds[0]
+    t.chunks = bounds.shape[0] - 1
+    t.simd = simd
+    t.is_double = x.itemsize == 8
+    if packed is not None:
+        if t.is_double:
+            raise ValueError("conv: packed filters are for float32")
+        pk = packed
+        t.packed = &pk[0]
+    return _largest_chunk(bounds, N)
+
+
+def _scratch_part(buffer, Py_ssize_t need, int parts, str name):
+    """Elements of ``buffer`` per part, checked to hold ``need`` each."""
+    if buffer.shape[0] < parts * need:
+        raise ValueError(f"conv: {name} holds {buffer.shape[0]} elements, {parts} parts need {parts * need}")
+    return need
+
+
+def conv_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] w, packed,
+                 const floating[::1] bias, floating[:, :, :, ::1] y,
+                 floating[::1] cols, floating[::1] rows, const Py_ssize_t[::1] bounds, int parts,
+                 int kh, int kw, int sh, int sw, int ph, int pw, bint relu=False, bint simd=True):
+    """y = conv(x, w) + bias (max(., 0), NaN kept, with relu), chunk by chunk over
+    ``parts`` threads.  ``packed``: minicnn.layers.gemm.pack(w) or None.
+    Scratch: cols >= parts * K * b * P elements (b: the largest chunk), rows
+    the same with O for K, or None when P >= per-image threshold is used
+    (each image's product written straight into y)."""
+    cdef ConvTask t
+    cdef Py_ssize_t b = _setup(&t, x, w, packed, bounds, parts, kh, kw, sh, sw, ph, pw,
+                               y.shape[1], y.shape[2], y.shape[3], simd)
+    if y.shape[0] != x.shape[0] or bias.shape[0] != y.shape[1]:
+        raise ValueError("conv_forward: y or bias does not match")
+    if x.shape[0] == 0:
+        return
+    t.cols_part = _scratch_part(cols, t.K * b * t.P, parts, "cols")
+    t.per_image = rows is None
+    if not t.per_image:
+        t.rows_part = _scratch_part(rows, t.O * b * t.P, parts, "rows")
+        t.rows = &rows[0]
+    t.x, t.w, t.bias, t.y, t.cols, t.relu = &x[0, 0, 0, 0], &w[0, 0], &bias[0], &y[0, 0, 0, 0], &cols[0], relu
+    with nogil:
+        team_run(_forward_part, &t, parts)
+    if t.failed:
+        raise MemoryError("conv_forward: out of memory")
+
+
+def conv_backward(const floating[:, :, :, ::1] x, const floating[:, ::1] w, packed_t,
+                  const floating[:, :, :, ::1] dy, relu_out, dx,
+                  floating[:, :, ::1] gwt, double[:, ::1] gb,
+                  floating[::1] cols, floating[::1] rows, const Py_ssize_t[::1] bounds, int parts,
+                  int kh, int kw, int sh, int sw, int ph, int pw, bint simd=True):
+    """Gradients of conv_forward's y, chunk by chunk over ``parts`` threads.
+
+    dy (N, O, OH, OW), masked by relu_out > 0 when relu_out (forward's rectified
+    output) is given; dx (x's shape) is overwritten, or None.  Each part p adds
+    its chunks' dW^T into gwt[p] (K, O) and db into gb[p] (O,) (zeroed by the
+    caller).  ``packed_t``: minicnn.layers.gemm.pack(w.T) or None.  Scratch:
+    cols >= parts * 2 * K * b * P elements (columns and their gradient), rows
+    >= parts * O * b * P."""
+    cdef ConvTask t
+    cdef Py_ssize_t b = _setup(&t, x, w, packed_t, bounds, parts, kh, kw, sh, sw, ph, pw,
+                               dy.shape[1], dy.shape[2], dy.shape[3], simd)
+    cdef const floating[:, :, :, ::1] yr
+    cdef floating[:, :, :, ::1] dxv
+    if dy.shape[0] != x.shape[0]:
+        raise ValueError("conv_backward: dy does not match x")
+    if gwt.shape[0] < parts or gwt.shape[1] != t.K or gwt.shape[2] != t.O or gb.shape[0] < parts or gb.shape[1] != t.O:
+        raise ValueError("conv_backward: gwt must be (parts, K, O) and gb (parts, O)")
+    if relu_out is not None:
+        yr = relu_out
+        if any(yr.shape[i] != dy.shape[i] for i in range(4)):
+            raise ValueError("conv_backward: relu_out must have dy's shape")
+        t.relu_out = &yr[0, 0, 0, 0] if x.shape[0] else NULL
+    if dx is not None:
+        dxv = dx
+        if any(dxv.shape[i] != x.shape[i] for i in range(4)):
+            raise ValueError("conv_backward: dx must have x's shape")
+        t.dx = &dxv[0, 0, 0, 0] if x.shape[0] else NULL
+    if x.shape[0] == 0:
+        return
+    t.cols_part = _scratch_part(cols, 2 * t.K * b * t.P, parts, "cols")
+    t.rows_part = _scratch_part(rows, t.O * b * t.P, parts, "rows")
+    t.x, t.w, t.dy, t.gwt, t.gb = &x[0, 0, 0, 0], &w[0, 0], &dy[0, 0, 0, 0], &gwt[0, 0, 0], &gb[0, 0]
+    t.cols, t.rows = &cols[0], &rows[0]
+    with nogil:
+        team_run(_backward_part, &t, parts)
+    if t.failed:
+        raise MemoryError("conv_backward: out of memory")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from minicnn import _optim
+from minicnn import _optim, threads
 
 
 def _fused(p, g, v) -> bool:
@@ -47,6 +47,18 @@ class SGD(Optimizer):
         self.momentum = float(momentum)
         self.weight_decay = float(weight_decay)
         self.velocity = [np.zeros_like(params[key]) for params, _, key in self.slots]
+
+    def step(self) -> None:
+        """With momentum and no weight decay, from the second step on, every
+        parameter in one pass on minicnn's threads (minicnn._optim), when all
+        qualify (_fused); else one parameter at a time in NumPy."""
+        if self.momentum and not self.weight_decay and self.steps >= 1:
+            triples = [(params[key], grads[key], v) for (params, grads, key), v in zip(self.slots, self.velocity)]
+            if all(_fused(*t) and t[0].ndim for t in triples):
+                self.steps += 1
+                _optim.sgd_momentum_all(triples, self.lr, self.momentum, threads.KERNEL_THREADS)
+                return
+        super().step()
 
     def _update(self, i, p, g):
         if self.weight_decay:

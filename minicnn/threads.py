@@ -2,19 +2,24 @@
 
 ``KERNEL_THREADS`` comes from ``MINICNN_KERNEL_THREADS``, else
 ``OMP_NUM_THREADS``, else the number of CPUs.  With more than one, each layer
-cuts its work into that many parts and runs them on a pool of Python threads
-(the Cython loops and NumPy's matrix products release the GIL): pooling and
-ReLU by ranges of planes or elements, Conv2D by chunks of images, Dense by
-ranges of its weight matrix, each part with its own scratch buffers.  Meanwhile BLAS is held to one
-thread, so that there is only one team of threads, ours.
+cuts its work into that many parts, each with its own scratch buffers:
 
-Why not OpenMP ``prange`` in the kernels, nor OpenBLAS's threads: on 2
-cores, two teams fight.  An idle OpenMP or OpenBLAS
-team spins before it sleeps and takes the core from the thread that has work
-next; one measured case, a ReLU right after a BLAS product, ran 30x slower.
-OpenMP's wait policy cannot be changed once its runtime is loaded, and that
-runtime is shared with PyTorch in the same process; Python's pool threads wait
-on a lock and never spin.
+- Conv2D (by chunks of images), Dense (by ranges of W's rows) and SGD's
+  update (by the same ranges of each parameter) run whole in C on minicnn's
+  team of worker threads (minicnn/_team.h), without the GIL: a hand-off
+  there costs about a microsecond, against 20 us to 0.2 ms for a Python
+  thread that must take the GIL for each of its kernel calls.
+- Pooling and ReLU, one kernel call per part, run on a pool of Python threads
+  (``run_parts`` / ``split_rows``; the kernels release the GIL).
+
+Meanwhile BLAS is held to one thread, so that there is only one team of
+threads, ours.  Why not OpenMP ``prange`` in the kernels, nor OpenBLAS's
+threads: on 2 cores, two teams fight.  An idle OpenMP or OpenBLAS team spins
+before it sleeps and takes the core from the thread that has work next; one
+measured case, a ReLU right after a BLAS product, ran 30x slower.  OpenMP's
+wait policy cannot be changed once its runtime is loaded, and that runtime is
+shared with PyTorch in the same process.  Our team spins only for a moment
+right after its own work (yielding the core to any thread that wants it).
 
 A run of a study owns a share of its host's cores (``ablate --jobs N``:
 cpu_count // N; on Dask, the host's CPUs over its task slots) and takes it

@@ -20,7 +20,7 @@ import numpy as np
 from minicnn import _im2col
 from minicnn import threads
 from minicnn.layers import winograd
-from minicnn.layers.gemm import matmul
+from minicnn.layers.gemm import pack
 from minicnn.layers.base import Layer, check_array, check_grad, count, pair, require_forward
 from minicnn.layers.init import he_normal
 
@@ -82,13 +82,14 @@ class Conv2D(Layer):
     def window(self, input_shape):
         return self.kernel_size, self.stride
 
-    def _chunks(self, n, k, p, itemsize):
+    def _plan(self, n, k, p, itemsize):
         """Split a batch of n images into chunks whose columns fit in cache.
 
         A chunk of b images has a (k, b * p) column matrix; b is chosen so that
         it holds at most CHUNK_BYTES, enough for the product to run at full speed.
+        Returns (largest chunk, chunk bounds as an index array, parts to run).
         """
-        return winograd.chunks(n, k * p * itemsize, CHUNK_BYTES)
+        return winograd.plan(n, k * p * itemsize, CHUNK_BYTES)
 
     def _workspace(self, name, size, dtype):
         """A flat scratch buffer of at least ``size`` elements, kept between calls.
@@ -127,32 +128,15 @@ class Conv2D(Layer):
             return y
         kh, kw = self.kernel_size
         k, p = self.in_channels * kh * kw, oh * ow
-        geometry = (kh, kw, *self.stride, *self.padding)
-        w2 = self.params["W"].reshape(o, -1).astype(x.dtype, copy=False)
+        w2 = np.ascontiguousarray(self.params["W"].reshape(o, -1), dtype=x.dtype)
         bias = np.ascontiguousarray(self.params["b"], dtype=x.dtype)
         y = np.empty((n, o, oh, ow), dtype=x.dtype)
-        b, chunks = self._chunks(n, k, p, x.itemsize)
-
-        def work(part, my_chunks):
-            cols_ws = self._workspace(f"cols{part}", k * b * p, x.dtype)
-            rows_ws = self._workspace(f"rows{part}", o * b * p, x.dtype) if p < PER_IMAGE_MIN_OUTPUTS else None
-            for n0, n1 in my_chunks:
-                m = n1 - n0
-                cols = cols_ws[:k * m * p].reshape(k, m * p)
-                _im2col.im2col(x[n0:n1], cols, *geometry)
-                out = y[n0:n1].reshape(m, o, p)
-                if rows_ws is None:
-                    # one (O, K) @ (K, OH*OW) product per image, straight into y
-                    matmul(np.broadcast_to(w2, (m, o, k)), cols.reshape(k, m, p).transpose(1, 0, 2), out)
-                    _im2col.add_bias(out, bias, relu)
-                else:
-                    # small images: one product for the chunk, then (O, m, P) -> (m, O, P) and + b
-                    rows = rows_ws[:o * m * p].reshape(o, m * p)
-                    matmul(w2, cols, rows)
-                    _im2col.rows_to_output(rows, bias, out, relu)
-
-        with threads.one_blas_thread():
-            threads.run_parts(work, chunks)
+        b, bounds, parts = self._plan(n, k, p, x.itemsize)
+        per_image = p >= PER_IMAGE_MIN_OUTPUTS
+        cols = self._workspace("cols", parts * k * b * p, x.dtype)
+        rows = None if per_image else self._workspace("rows", parts * o * b * p, x.dtype)
+        _im2col.conv_forward(x, w2, pack(w2), bias, y, cols, rows, bounds, parts,
+                             kh, kw, *self.stride, *self.padding, relu)
         self._relu_out = y if relu and training else None
         return y
 
@@ -172,39 +156,17 @@ class Conv2D(Layer):
             self.grads["W"][...] = dw
             self.grads["b"][...] = db
             return dx
-        w2t = self.params["W"].reshape(o, -1).astype(x.dtype, copy=False).T
+        w2 = np.ascontiguousarray(self.params["W"].reshape(o, -1), dtype=x.dtype)
         dx = np.empty(x.shape, dtype=x.dtype) if input_grad else None
-        b, chunks = self._chunks(n, k, p, x.itemsize)
-
-        def work(part, my_chunks):
-            """dx of ``my_chunks``; returns their summed (dW transposed, db)."""
-            cols_ws = self._workspace(f"cols{part}", k * b * p, x.dtype)
-            dcols_ws = self._workspace(f"dcols{part}", k * b * p, x.dtype)
-            rows_ws = self._workspace(f"rows{part}", o * b * p, x.dtype)
-            gWt = np.zeros((k, o), dtype=x.dtype)
-            gb = np.zeros(o, dtype=x.dtype)
-            chunk_gWt = np.empty((k, o), dtype=x.dtype)
-            for n0, n1 in my_chunks:
-                m = n1 - n0
-                cols = cols_ws[:k * m * p].reshape(k, m * p)
-                dcols = dcols_ws[:k * m * p].reshape(k, m * p)
-                dy2 = rows_ws[:o * m * p].reshape(o, m * p)
-                _im2col.im2col(x[n0:n1], cols, *geometry)
-                _im2col.output_to_rows(dy[n0:n1].reshape(m, o, p), dy2,
-                                       None if relu_out is None else relu_out[n0:n1].reshape(m, o, p))
-                # dW as (K, O): only the narrow dy2.T (O columns) needs packing
-                matmul(cols, dy2.T, chunk_gWt)
-                gWt += chunk_gWt
-                gb += dy2.sum(axis=1)
-                if input_grad:
-                    matmul(w2t, dy2, dcols)                 # d columns
-                    _im2col.col2im(dcols, dx[n0:n1], *geometry)
-            return gWt, gb
-
-        with threads.one_blas_thread():
-            parts = threads.run_parts(work, chunks)
-        self.grads["W"][...] = sum(gWt for gWt, _ in parts).T.reshape(self.grads["W"].shape)
-        self.grads["b"][...] = sum(gb for _, gb in parts)
+        b, bounds, parts = self._plan(n, k, p, x.itemsize)
+        gwt = np.zeros((parts, k, o), dtype=x.dtype)
+        gb = np.zeros((parts, o), dtype=np.float64)
+        cols = self._workspace("cols", parts * 2 * k * b * p, x.dtype)
+        rows = self._workspace("rows", parts * o * b * p, x.dtype)
+        _im2col.conv_backward(x, w2, pack(w2.T) if input_grad else None, dy, relu_out, dx, gwt, gb,
+                              cols, rows, bounds, parts, kh, kw, *self.stride, *self.padding)
+        self.grads["W"][...] = gwt.sum(axis=0).T.reshape(self.grads["W"].shape)
+        self.grads["b"][...] = gb.sum(axis=0)
         return dx
 
 

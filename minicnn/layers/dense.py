@@ -5,7 +5,7 @@ import numpy as np
 
 from minicnn import threads
 from minicnn.layers.base import Layer, check_array, check_grad, count, require_forward
-from minicnn.layers.gemm import matmul
+from minicnn.layers.gemm import matmul_parts
 from minicnn.layers.init import he_normal
 
 
@@ -43,26 +43,23 @@ class Dense(Layer):
     def window(self, input_shape):
         return None
 
-    # Forward splits the batch (each part packs only its rows of x and reads W
-    # in place), and only from DENSE_PARALLEL_MIN_MACS: the reference network's
-    # Dense(3136, 128) at batch 64 (26 M MACs) took 0.36-0.42 ms on one thread
-    # and 0.45-0.57 ms on two, the hand-off costing more than the second thread
-    # saved.  Backward gives each part a range of W's rows.
+    # Both directions give part j the same range of W's rows (in_features), as
+    # the optimizer does (minicnn._optim): each core reads and writes only its
+    # share of W and dW, which stays in its cache from one step to the next.
+    # Forward sums the parts' partial products (x[:, lo:hi] @ W[lo:hi]).
+    # The products run on minicnn's team of threads (gemm.matmul_parts).
     def forward(self, x, training=True):
         x = check_array(x, "Dense", 2)
         self.output_shape(x.shape[1:])
         w = self.params["W"].astype(x.dtype, copy=False)
         b = self.params["b"].astype(x.dtype, copy=False)
-        y = np.empty((x.shape[0], self.out_features), dtype=x.dtype)
-
-        def work(_, my_ranges):
-            for lo, hi in my_ranges:
-                matmul(x[lo:hi], w, y[lo:hi])
-                y[lo:hi] += b
-
-        with threads.one_blas_thread():
-            threads.run_parts(work, threads.row_ranges(x.shape[0], x.size * self.out_features,
-                                                       DENSE_PARALLEL_MIN_MACS))
+        ranges = threads.row_ranges(self.in_features, x.size * self.out_features)
+        y = np.empty((len(ranges), x.shape[0], self.out_features), dtype=x.dtype)
+        matmul_parts([(x[:, lo:hi], w[lo:hi], y[j], False) for j, (lo, hi) in enumerate(ranges)], len(ranges))
+        for j in range(1, len(ranges)):
+            y[0] += y[j]
+        y = y[0]
+        y += b
         self._cache = x if training else None
         return y
 
@@ -72,18 +69,10 @@ class Dense(Layer):
         dy = check_grad(dy, "Dense", (x.shape[0], self.out_features), x.dtype)
         w = self.params["W"].astype(dy.dtype, copy=False)
         dx = np.empty_like(x) if input_grad else None
-
-        def work(_, my_ranges):
-            for lo, hi in my_ranges:
-                if input_grad:
-                    matmul(dy, w[lo:hi].T, dx[:, lo:hi])
-                matmul(x[:, lo:hi].T, dy, self.grads["W"][lo:hi])
-
-        with threads.one_blas_thread():
-            threads.run_parts(work, threads.row_ranges(self.in_features, x.size * self.out_features))
+        ranges = threads.row_ranges(self.in_features, x.size * self.out_features)
+        # product i runs on part i % len(ranges): part j takes dx's columns and dW's rows lo_j:hi_j
+        products = [(dy, w[lo:hi].T, dx[:, lo:hi], False) for lo, hi in ranges] if input_grad else []
+        products += [(x[:, lo:hi].T, dy, self.grads["W"][lo:hi], False) for lo, hi in ranges]
+        matmul_parts(products, len(ranges))
         self.grads["b"][...] = dy.sum(axis=0)
         return dx
-
-
-# Multiply-accumulates from which Dense's forward uses minicnn's threads.
-DENSE_PARALLEL_MIN_MACS = 1 << 26

@@ -37,3 +37,16 @@ def matmul(a, b, out, accumulate=False, packed=None):
         out += np.matmul(a, b)
     else:
         np.matmul(a, b, out=out)
+
+
+def matmul_parts(products, parts):
+    """``matmul(a, b, out, accumulate)`` for every (a, b, out, accumulate) in
+    ``products`` (2-D, writing disjoint memory), float32 ones shared out over
+    ``parts`` threads of minicnn's team (product i on part i % parts), others
+    one after another through NumPy."""
+    if all(a.dtype == F32 and b.dtype == F32 and out.dtype == F32 and out.strides[-1] == 4
+           for a, b, out, _ in products):
+        _conv.sgemm_parts(list(products), parts)
+        return
+    for a, b, out, accumulate in products:
+        matmul(a, b, out, accumulate)

@@ -9,8 +9,10 @@ the transposed products, the filter gradient 16 (O, tiles) @ (tiles, C)
 products summed over the batch.
 
 Work is cut into chunks of images (their transformed tiles stay in cache)
-and the chunks are shared out over minicnn's threads; each part has its own
-scratch buffers and its own filter-gradient sum, added up in part order.
+and the chunks are shared out over minicnn's team of threads
+(minicnn._conv.winograd_forward / winograd_backward run the whole layer in
+C); each part has its own scratch buffers and its own filter-gradient sum,
+added up in part order.
 
 Shapes: x (N, C, H, W), W (O, C, 3, 3), b (O,), y (N, O, OH, OW) with
 OH = H + 2 * ph - 2, OW = W + 2 * pw - 2; tiles per image TH * TW,
@@ -56,40 +58,37 @@ def tiles(h, w, padding):
 
 
 def matrices(buffer, rows, t):
-    """A (16, rows, t) view of ``buffer`` whose 16 matrices start 64 bytes apart
-    modulo 4 KB, at an odd multiple of 64 bytes: the transforms stream through
-    all 16 at once, and matrices a multiple of 4 KB apart would all fall in the
-    same cache sets (for instance 64 x 16 tiles of float32)."""
-    unit = 64 // buffer.itemsize
-    stride = -(-rows * t // unit) * unit
-    while (stride * buffer.itemsize // 64) % 2 == 0:
-        stride += unit
+    """A (16, rows, t) view of ``buffer`` whose 16 matrices start
+    _conv.matrix_stride(rows, t) elements apart (never a multiple of 4 KB:
+    the transforms stream through all 16 at once, and matrices a multiple of
+    4 KB apart would all fall in the same cache sets)."""
+    stride = _conv.matrix_stride(rows, t, buffer.itemsize)
     return np.lib.stride_tricks.as_strided(
         buffer, (16, rows, t), (stride * buffer.itemsize, t * buffer.itemsize, buffer.itemsize))
 
 
 def matrices_size(rows, t, itemsize):
     """Elements of buffer that matrices(buffer, rows, t) needs."""
-    unit = 64 // itemsize
-    return 16 * (-(-rows * t // unit) * unit + 2 * unit)
+    return 16 * _conv.matrix_stride(rows, t, itemsize)
 
 
-def chunks(n, per_image, budget=None):
+def plan(n, per_image, budget=None):
     """Cut n images into chunks of at most ``budget`` bytes (default
     CHUNK_BYTES; per_image bytes each, at least one image), in a multiple of
     minicnn's thread count when there are enough images, so that every thread
     gets as many images as the others, give or take one.
 
-    Returns (largest chunk, [(start, stop), ...])."""
+    Returns (largest chunk, chunk bounds (intp array: chunk i is images
+    bounds[i]..bounds[i+1]-1), parts: threads to run them on)."""
     if n == 0:
-        return 1, []
+        return 1, np.zeros(1, dtype=np.intp), 1
     b = max(1, min(n, (CHUNK_BYTES if budget is None else budget) // max(1, per_image)))
     count = -(-n // b)
     parts = threads.KERNEL_THREADS
     if count % parts and n >= parts:
         count = min(n, -(-count // parts) * parts)
-    ranges = threads.split_range(n, count)
-    return max(hi - lo for lo, hi in ranges), ranges
+    bounds = np.array([n * i // count for i in range(count + 1)], dtype=np.intp)
+    return int(np.diff(bounds).max()), bounds, max(1, min(parts, count))
 
 
 def forward(x, w, bias, padding, workspace, relu=False):
@@ -101,23 +100,11 @@ def forward(x, w, bias, padding, workspace, relu=False):
     y = np.empty((n, o, h + 2 * padding[0] - 2, wd + 2 * padding[1] - 2), dtype=x.dtype)
     u = filter_transform(w, workspace("wu", 16 * o * c, x.dtype)[:16 * o * c].reshape(16, o, c))
     bias = np.ascontiguousarray(bias, dtype=x.dtype)
-    u_packed = pack(u)
     per = th * tw
-    b, parts = chunks(n, 16 * (c + o) * per * x.itemsize)
-
-    def work(part, my_chunks):
-        v_ws = workspace(f"wv{part}", matrices_size(c, b * per, x.itemsize), x.dtype)
-        m_ws = workspace(f"wm{part}", matrices_size(o, b * per, x.itemsize), x.dtype)
-        for n0, n1 in my_chunks:
-            t = (n1 - n0) * per
-            v = matrices(v_ws, c, t)
-            m = matrices(m_ws, o, t)
-            _conv.winograd_input(x[n0:n1], v, *padding)
-            matmul(u, v, m, packed=u_packed)
-            _conv.winograd_output(m, bias, y[n0:n1], relu)
-
-    with threads.one_blas_thread():
-        threads.run_parts(work, parts)
+    b, bounds, parts = plan(n, 16 * (c + o) * per * x.itemsize)
+    v = workspace("wv", parts * matrices_size(c, b * per, x.itemsize), x.dtype)
+    m = workspace("wm", parts * matrices_size(o, b * per, x.itemsize), x.dtype)
+    _conv.winograd_forward(x, u, pack(u), bias, y, v, m, bounds, parts, *padding, relu)
     return y
 
 
@@ -131,32 +118,13 @@ def backward(x, w, dy, padding, workspace, input_grad=True, relu_out=None):
     u = filter_transform(w, workspace("wu", 16 * o * c, x.dtype)[:16 * o * c].reshape(16, o, c))
     ut = workspace("wut", 16 * o * c, x.dtype)[:16 * o * c].reshape(16, c, o)
     np.copyto(ut, u.transpose(0, 2, 1))
-    ut_packed = pack(ut) if input_grad else None
     dx = np.empty(x.shape, dtype=x.dtype) if input_grad else None
     per = th * tw
-    b, parts = chunks(n, 16 * (c + o) * per * x.itemsize)
-
-    def work(part, my_chunks):
-        """dx of ``my_chunks``; returns their summed (dU, db)."""
-        v_ws = workspace(f"wv{part}", matrices_size(c, b * per, x.itemsize), x.dtype)
-        m_ws = workspace(f"wm{part}", matrices_size(o, b * per, x.itemsize), x.dtype)
-        du = np.zeros((16, o, c), dtype=x.dtype)
-        db = np.zeros(o, dtype=np.float64)
-        for n0, n1 in my_chunks:
-            t = (n1 - n0) * per
-            v = matrices(v_ws, c, t)
-            dm = matrices(m_ws, o, t)
-            _conv.winograd_input(x[n0:n1], v, *padding)
-            _conv.winograd_output_adjoint(dy[n0:n1], dm, db, None if relu_out is None else relu_out[n0:n1])
-            matmul(dm, v.transpose(0, 2, 1), du, accumulate=True)
-            if input_grad:
-                matmul(ut, dm, v, packed=ut_packed)   # dV, in V's buffer
-                _conv.winograd_input_adjoint(v, dx[n0:n1], *padding)
-        return du, db
-
-    with threads.one_blas_thread():
-        results = threads.run_parts(work, parts)
-    du = results[0][0]
-    for r in results[1:]:
-        du += r[0]
-    return dx, filter_transform_adjoint(du), sum(r[1] for r in results)
+    b, bounds, parts = plan(n, 16 * (c + o) * per * x.itemsize)
+    v = workspace("wv", parts * matrices_size(c, b * per, x.itemsize), x.dtype)
+    m = workspace("wm", parts * matrices_size(o, b * per, x.itemsize), x.dtype)
+    du = np.zeros((parts, 16, o, c), dtype=x.dtype)
+    db = np.zeros((parts, o), dtype=np.float64)
+    _conv.winograd_backward(x, ut, pack(ut) if input_grad else None, dy, relu_out, dx, du, db,
+                            v, m, bounds, parts, *padding)
+    return dx, filter_transform_adjoint(du.sum(axis=0)), db.sum(axis=0)

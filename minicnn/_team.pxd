@@ -1,0 +1,5 @@
+# cython: language_level=3
+# The team of worker threads that runs a layer's parts in C (see _team.h).
+ctypedef void (*task_t)(void* ctx, int part, int parts) noexcept nogil
+
+cdef void team_run(task_t fn, void* ctx, int parts) noexcept nogil
