@@ -100,9 +100,9 @@ def one_blas_thread():
     """Hold the BLAS libraries NumPy loaded to one thread inside the block
     when minicnn runs its own threads (KERNEL_THREADS > 1); else do nothing.
 
-    Each layer holds it around its own work; a training loop holds it for the
-    whole run, which makes the layers' holds free (switching OpenBLAS's thread
-    count costs about 0.2 ms per switch back).
+    A training loop holds it for the whole run (switching OpenBLAS's thread
+    count costs about 0.2 ms per switch back, too much per layer); float32
+    layers call no BLAS, float64 ones (checks) go through NumPy inside it.
     """
     global _blas, _held
     if KERNEL_THREADS == 1 or _held:

@@ -1,13 +1,14 @@
 """2-D convolution: Winograd F(2x2, 3x3) for 3x3 stride-1 filters over several
 input channels (minicnn.layers.winograd), else im2col plus one matrix product
-per chunk of images, as below.  Matrix products go through minicnn.layers.gemm
-(our own float32 kernel).
+per chunk of images, as below.  Matrix products run on our own float32
+kernel (minicnn/_gemm.h).
 
-The batch is cut into chunks of images whose im2col columns fit in cache; each
-chunk is im2col'ed, multiplied by the filters in one product, and written
-straight into the NCHW output (bias added in the same pass).  With
-MINICNN_KERNEL_THREADS > 1 the chunks are shared out among that many threads
-(minicnn.threads).  Backward rebuilds
+The batch is cut into chunks of images whose im2col columns and outputs fit
+in cache; each chunk is im2col'ed, multiplied by the filters in one product,
+and written straight into the NCHW output (bias and the fused ReLU added in
+the same pass).  The whole layer runs in C (minicnn._im2col.conv_forward /
+conv_backward), its chunks shared out over minicnn's team of threads when
+MINICNN_KERNEL_THREADS > 1 (minicnn.threads).  Backward rebuilds
 each chunk's columns from the cached input instead of keeping the whole batch's
 columns (a (C*kh*kw, N*OH*OW) matrix, 14 MB for the reference network's second
 convolution at batch 64): recomputing them in cache costs less than writing and
@@ -18,7 +19,6 @@ from __future__ import annotations
 import numpy as np
 
 from minicnn import _im2col
-from minicnn import threads
 from minicnn.layers import winograd
 from minicnn.layers.gemm import pack
 from minicnn.layers.base import Layer, check_array, check_grad, count, pair, require_forward
@@ -148,7 +148,6 @@ class Conv2D(Layer):
         o, oh, ow = self.output_shape(x.shape[1:])
         kh, kw = self.kernel_size
         k, p = self.in_channels * kh * kw, oh * ow
-        geometry = (kh, kw, *self.stride, *self.padding)
         dy = check_grad(dy, "Conv2D", (n, o, oh, ow), x.dtype)
         relu_out = self._relu_out
         if self._winograd():
