@@ -75,7 +75,12 @@ static void mc_col2im_avx512_run(const float *cols, ptrdiff_t ldc, float *dx, pt
     ptrdiff_t n, c, R;
     int i, j, q;
     __mmask16 outs = (__mmask16)((1u << OW) - 1);
-    float row[32];
+    /* the input row is padded lanes pw .. pw + W - 1 of (acc_lo, acc_hi): shifted
+     * down by pw with permutes and stored under masks (W + pw <= 32) */
+    __m512i shift_lo = _mm512_add_epi32(mc_im2col_lanes(1, 0), _mm512_set1_epi32(pw));
+    __m512i shift_hi = _mm512_add_epi32(shift_lo, _mm512_set1_epi32(16));
+    __mmask16 keep_lo = (__mmask16)(W >= 16 ? 0xffffu : (1u << W) - 1u);
+    __mmask16 keep_hi = (__mmask16)(W > 16 ? (1u << (W - 16)) - 1u : 0u);
     __m512i inv_lo[MC_IM2COL_MAX_KW], inv_hi[MC_IM2COL_MAX_KW];
     for (j = 0; j < kw; j++) {   /* padded column q takes lane (q - j) / sw when that is a whole lane < OW */
         int inv[32];
@@ -105,9 +110,10 @@ static void mc_col2im_avx512_run(const float *cols, ptrdiff_t ldc, float *dx, pt
                         acc_hi = _mm512_add_ps(acc_hi, _mm512_permutex2var_ps(d, inv_hi[j], _mm512_setzero_ps()));
                     }
                 }
-                _mm512_storeu_ps(row, acc_lo);
-                _mm512_storeu_ps(row + 16, acc_hi);
-                memcpy(out + (R - ph) * W, row + pw, (size_t)W * sizeof(float));
+                _mm512_mask_storeu_ps(out + (R - ph) * W, keep_lo, _mm512_permutex2var_ps(acc_lo, shift_lo, acc_hi));
+                if (keep_hi)
+                    _mm512_mask_storeu_ps(out + (R - ph) * W + 16, keep_hi,
+                                          _mm512_permutex2var_ps(acc_lo, shift_hi, acc_hi));
             }
         }
 }

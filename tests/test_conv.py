@@ -456,7 +456,8 @@ def test_output_transform_simd_path_equals_the_portable_loops(n, c, oh, ow, relu
     (2, 3, 28, 28, 3, 3, 2, 2, 1, 1), (2, 2, 14, 14, 3, 3, 2, 2, 1, 1), (2, 1, 28, 28, 3, 3, 1, 1, 1, 1),
     (1, 2, 9, 8, 3, 2, 2, 1, 1, 0), (3, 1, 7, 10, 2, 3, 1, 2, 0, 2), (2, 2, 5, 5, 5, 5, 1, 1, 2, 2),
     (1, 2, 30, 30, 3, 3, 1, 1, 1, 1), (1, 2, 31, 31, 3, 3, 2, 2, 1, 1), (1, 2, 33, 33, 3, 3, 2, 2, 1, 1),
-    (1, 1, 6, 6, 1, 1, 3, 3, 0, 0), (2, 1, 1, 1, 3, 3, 2, 2, 1, 1), (1, 2, 8, 8, 2, 2, 2, 2, 0, 0)])
+    (1, 1, 6, 6, 1, 1, 3, 3, 0, 0), (2, 1, 1, 1, 3, 3, 2, 2, 1, 1), (1, 2, 8, 8, 2, 2, 2, 2, 0, 0),
+    (1, 2, 16, 16, 3, 3, 2, 2, 1, 1), (1, 2, 17, 15, 3, 3, 2, 2, 1, 1)])
 def test_im2col_and_col2im_simd_paths_equal_the_portable_loops(n, c, h, w, kh, kw, sh, sw, ph, pw):
     """im2col / col2im's AVX-512 paths (float32, row stride 1 or 2, padded rows up
     to 32 wide; other geometries run the portable loops both times) give the
