@@ -46,7 +46,7 @@ def gamma(n):
 
 RUNNABLE = [k for k in _conv.KERNELS if _conv.gemm_kernel(_conv.KERNELS[k]) is not None]
 GEMM_SHAPES = [(1, 1, 1), (8, 32, 32), (7, 5, 33), (13, 300, 70), (64, 32, 3136 // 7),
-               (9, 1, 17), (33, 257, 15), (6, 16, 16)]
+               (9, 1, 17), (33, 257, 15), (6, 16, 16), (16, 40, 48)]
 
 
 def test_plain_kernel_runs_everywhere_and_auto_picks_the_best():
@@ -73,18 +73,19 @@ def test_sgemm_matches_float64_product(kernel, m, k, n, layout):
 
 
 @pytest.mark.parametrize("kernel", RUNNABLE)
-def test_sgemm_accumulates_into_a_row_strided_output(kernel):
+@pytest.mark.parametrize("n", [40, 48])      # a last panel of 8 columns, of exactly 16
+def test_sgemm_accumulates_into_a_row_strided_output(kernel, n):
     a = RNG.standard_normal((10, 7)).astype(np.float32)
-    b = RNG.standard_normal((7, 40)).astype(np.float32)
-    big = RNG.standard_normal((10, 50)).astype(np.float32)
-    c = big[:, 5:45]                               # rows 50 apart
+    b = RNG.standard_normal((7, n)).astype(np.float32)
+    big = RNG.standard_normal((10, n + 10)).astype(np.float32)
+    c = big[:, 5:n + 5]                            # rows n + 10 apart
     before = big.copy()
     _conv.sgemm(a, b, c, accumulate=True, kernel=_conv.KERNELS[kernel])
-    exact = before[:, 5:45].astype(np.float64) + a.astype(np.float64) @ b
-    bound = gamma(8) * (np.abs(a).astype(np.float64) @ np.abs(b) + np.abs(before[:, 5:45]))
+    exact = before[:, 5:n + 5].astype(np.float64) + a.astype(np.float64) @ b
+    bound = gamma(8) * (np.abs(a).astype(np.float64) @ np.abs(b) + np.abs(before[:, 5:n + 5]))
     assert np.all(np.abs(c - exact) <= bound)
     np.testing.assert_array_equal(big[:, :5], before[:, :5])      # nothing outside C touched
-    np.testing.assert_array_equal(big[:, 45:], before[:, 45:])
+    np.testing.assert_array_equal(big[:, n + 5:], before[:, n + 5:])
 
 
 @pytest.mark.parametrize("kernel", RUNNABLE)
