@@ -28,18 +28,7 @@ from cython cimport floating
 import numpy as np
 
 
-cdef extern from "_gemm.h" nogil:
-    int mc_sgemm_batch(int which, Py_ssize_t nb, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
-                       const float* A, Py_ssize_t sa, Py_ssize_t rsa, Py_ssize_t csa,
-                       const float* B, Py_ssize_t sb, Py_ssize_t rsb, Py_ssize_t csb,
-                       float* C, Py_ssize_t sc, Py_ssize_t ldc, int accumulate, const float* packed_a)
-    ctypedef struct mc_kernel_t:
-        int mr
-        int nr
-    int mc_gemm_pick(int which, mc_kernel_t* kern)
-    Py_ssize_t mc_packed_size(Py_ssize_t nb, Py_ssize_t M, Py_ssize_t K, int mr)
-    void mc_pack_a_all(Py_ssize_t nb, Py_ssize_t M, Py_ssize_t K, const float* A, Py_ssize_t sa,
-                       Py_ssize_t rsa, Py_ssize_t csa, int mr, float* pa)
+from minicnn._gemm cimport gemm, mc_gemm_pick, mc_kernel_t, mc_pack_a_all, mc_packed_size, mc_sgemm_batch
 
 KERNELS = {"plain": 0, "avx2": 1, "avx512": 2}
 
@@ -285,14 +274,7 @@ def winograd_output_adjoint(const floating[:, :, :, ::1] dy, floating[:, :, :] d
 # images bounds[i]..bounds[i+1]-1.
 
 from libc.string cimport memset
-from minicnn._team cimport team_run
-
-cdef extern from "_gemm.h" nogil:
-    void mc_dgemm_batch(Py_ssize_t nb, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
-                        const double* A, Py_ssize_t sa, Py_ssize_t rsa, Py_ssize_t csa,
-                        const double* B, Py_ssize_t sb, Py_ssize_t rsb, Py_ssize_t csb,
-                        double* C, Py_ssize_t sc, Py_ssize_t ldc, int accumulate)
-
+from minicnn._team cimport largest_chunk, team_run
 
 cdef Py_ssize_t _stride(Py_ssize_t rows, Py_ssize_t t, Py_ssize_t itemsize) noexcept nogil:
     """Elements between the 16 matrices of (rows, t): rows * t rounded up to
@@ -309,18 +291,6 @@ cdef Py_ssize_t _stride(Py_ssize_t rows, Py_ssize_t t, Py_ssize_t itemsize) noex
 def matrix_stride(Py_ssize_t rows, Py_ssize_t t, Py_ssize_t itemsize):
     """Elements between the 16 (rows, t) matrices of a transform's buffer."""
     return _stride(rows, t, itemsize)
-
-
-cdef int _gemm16(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
-                 const floating* A, Py_ssize_t sa, Py_ssize_t rsa, Py_ssize_t csa,
-                 const floating* B, Py_ssize_t sb, Py_ssize_t rsb, Py_ssize_t csb,
-                 floating* C, Py_ssize_t sc, Py_ssize_t ldc, int accumulate, const float* packed) noexcept nogil:
-    """The 16 products C[xi] (+)= A[xi] @ B[xi]; 0, or -1 if out of memory."""
-    if floating is float:
-        return mc_sgemm_batch(-1, 16, M, N, K, A, sa, rsa, csa, B, sb, rsb, csb, C, sc, ldc,
-                              accumulate, packed)
-    mc_dgemm_batch(16, M, N, K, A, sa, rsa, csa, B, sb, rsb, csb, C, sc, ldc, accumulate)
-    return 0
 
 
 cdef struct WinoTask:
@@ -364,7 +334,7 @@ cdef void _wino_forward_chunks(WinoTask* t, floating* y, int part, int parts) no
                 mc_wino_input_f32(x + n0 * C * t.H * t.W, n, C, t.H, t.W, t.ph, t.pw, v, vs, T, s_in)
         else:
             mc_wino_input_f64(x + n0 * C * t.H * t.W, n, C, t.H, t.W, t.ph, t.pw, v, vs, T, s_in)
-        if _gemm16(O, T, C, <const floating*>t.u, O * C, C, 1, v, vs, T, 1, m, ms, T, 0, t.packed):
+        if gemm(16, O, T, C, <const floating*>t.u, O * C, C, 1, v, vs, T, 1, m, ms, T, 0, t.packed):
             t.failed = 1
             break
         if floating is float:
@@ -420,11 +390,11 @@ cdef void _wino_backward_chunks(WinoTask* t, floating* du, int part, int parts) 
             mc_wino_output_adjoint_f64(dy + n0 * O * OHW, yr + n0 * O * OHW if yr != NULL else NULL,
                                        n, O, t.OH, t.OW, m, ms, T, db, s_out)
         # dU += dM @ V^T
-        if _gemm16(O, C, T, m, ms, T, 1, v, vs, 1, T, du, O * C, C, 1, NULL):
+        if gemm(16, O, C, T, m, ms, T, 1, v, vs, 1, T, du, O * C, C, 1, NULL):
             t.failed = 1
             break
         if dx != NULL:      # dV = U^T @ dM, in V's buffer, then its adjoint transform onto dx
-            if _gemm16(C, T, O, <const floating*>t.u, C * O, O, 1, m, ms, T, 1, v, vs, T, 0, t.packed):
+            if gemm(16, C, T, O, <const floating*>t.u, C * O, O, 1, m, ms, T, 1, v, vs, T, 0, t.packed):
                 t.failed = 1
                 break
             if floating is float:
@@ -449,17 +419,12 @@ cdef Py_ssize_t _setup_wino(WinoTask* t, x, u, packed, const Py_ssize_t[::1] bou
                             int ph, int pw, Py_ssize_t O, v, m) except -1:
     """Fields forward and backward share, checked; returns the largest chunk's images."""
     cdef const float[::1] pk
-    cdef Py_ssize_t i, b = 0, N, C, H, W
+    cdef Py_ssize_t b, N, C, H, W
     memset(t, 0, sizeof(WinoTask))
     N, C, H, W = x.shape
     if parts < 1:
         raise ValueError("winograd: parts must be at least 1")
-    if bounds.shape[0] < 1 or bounds[0] != 0 or bounds[bounds.shape[0] - 1] != N:
-        raise ValueError(f"winograd: chunk bounds must run from 0 to {N}")
-    for i in range(bounds.shape[0] - 1):
-        if bounds[i + 1] <= bounds[i]:
-            raise ValueError("winograd: chunk bounds must rise")
-        b = max(b, bounds[i + 1] - bounds[i])
+    b = largest_chunk(bounds, N)
     t.C, t.O, t.H, t.W, t.ph, t.pw = C, O, H, W, ph, pw
     t.OH, t.OW = H + 2 * ph - 2, W + 2 * pw - 2
     if t.OH < 1 or t.OW < 1:

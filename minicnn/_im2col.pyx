@@ -330,30 +330,8 @@ def output_to_rows(const floating[:, :, ::1] dy, floating[:, ::1] rows, relu_out
 # x (N, C, H, W), w (O, K) with K = C*kh*kw, y and dy (N, O, OH, OW), P = OH*OW;
 # chunk i holds images bounds[i]..bounds[i+1]-1.
 
-cdef extern from "_gemm.h" nogil:
-    int mc_sgemm_batch(int which, Py_ssize_t nb, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
-                       const float* A, Py_ssize_t sa, Py_ssize_t rsa, Py_ssize_t csa,
-                       const float* B, Py_ssize_t sb, Py_ssize_t rsb, Py_ssize_t csb,
-                       float* C, Py_ssize_t sc, Py_ssize_t ldc, int accumulate, const float* packed_a)
-    void mc_dgemm_batch(Py_ssize_t nb, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
-                        const double* A, Py_ssize_t sa, Py_ssize_t rsa, Py_ssize_t csa,
-                        const double* B, Py_ssize_t sb, Py_ssize_t rsb, Py_ssize_t csb,
-                        double* C, Py_ssize_t sc, Py_ssize_t ldc, int accumulate)
-
-from minicnn._team cimport team_run
-
-
-cdef int _gemm(Py_ssize_t nb, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
-               const floating* A, Py_ssize_t sa, Py_ssize_t rsa, Py_ssize_t csa,
-               const floating* B, Py_ssize_t sb, Py_ssize_t rsb, Py_ssize_t csb,
-               floating* C, Py_ssize_t sc, Py_ssize_t ldc, int accumulate, const float* packed) noexcept nogil:
-    """C[b] (+)= A[b] @ B[b], b < nb (element strides); float32 on _gemm.h's kernel
-    (``packed``: A packed for it, or NULL), float64 on the plain loop.  0, or -1."""
-    if floating is float:
-        return mc_sgemm_batch(-1, nb, M, N, K, A, sa, rsa, csa, B, sb, rsb, csb, C, sc, ldc,
-                              accumulate, packed)
-    mc_dgemm_batch(nb, M, N, K, A, sa, rsa, csa, B, sb, rsb, csb, C, sc, ldc, accumulate)
-    return 0
+from minicnn._gemm cimport gemm
+from minicnn._team cimport largest_chunk, team_run
 
 
 cdef struct ConvTask:
@@ -394,11 +372,11 @@ cdef void _forward_chunks(ConvTask* t, floating* y, int part, int parts) noexcep
         if _im2col_run(x + n0 * t.C * t.g.H * t.g.W, m, t.C, &t.g, cols, m * P, t.simd):
             t.failed = 1
         elif t.per_image:   # one (O, K) @ (K, P) product per image, straight into y
-            if _gemm(m, O, P, K, w, 0, K, 1, cols, P, m * P, 1, out, O * P, P, 0, t.packed):
+            if gemm(m, O, P, K, w, 0, K, 1, cols, P, m * P, 1, out, O * P, P, 0, t.packed):
                 t.failed = 1
             _add_bias(out, O * P, P, out, m, O, P, bias, t.relu)
         else:               # small images: one product for the chunk, then (O, m, P) -> (m, O, P)
-            if _gemm(1, O, m * P, K, w, 0, K, 1, cols, 0, m * P, 1, rows, 0, m * P, 0, t.packed):
+            if gemm(1, O, m * P, K, w, 0, K, 1, cols, 0, m * P, 1, rows, 0, m * P, 0, t.packed):
                 t.failed = 1
             _add_bias(rows, P, m * P, out, m, O, P, bias, t.relu)
         i += parts
@@ -434,10 +412,10 @@ cdef void _backward_chunks(ConvTask* t, floating* gwt, int part, int parts) noex
         _output_to_rows(dy + n0 * O * P, relu_out + n0 * O * P if relu_out != NULL else NULL,
                         dy2, m, O, P, gb)
         # dW^T (K, O) += cols @ dy2^T: only the narrow dy2^T (O columns) is packed
-        if _gemm(1, K, O, m * P, cols, 0, m * P, 1, dy2, 0, 1, m * P, gwt, 0, O, 1, NULL):
+        if gemm(1, K, O, m * P, cols, 0, m * P, 1, dy2, 0, 1, m * P, gwt, 0, O, 1, NULL):
             t.failed = 1
         if dx != NULL:      # d-columns = w^T @ dy2, then scattered back onto the images
-            if _gemm(1, K, m * P, O, w, 0, 1, K, dy2, 0, m * P, 1, dcols, 0, m * P, 0, t.packed):
+            if gemm(1, K, m * P, O, w, 0, 1, K, dy2, 0, m * P, 1, dcols, 0, m * P, 0, t.packed):
                 t.failed = 1
             elif _col2im_run(dcols, m * P, dx + n0 * t.C * HW, m, t.C, &t.g, t.simd):
                 t.failed = 1
@@ -450,18 +428,6 @@ cdef void _backward_part(void* ctx, int part, int parts) noexcept nogil:
         _backward_chunks(t, <double*>t.gwt, part, parts)
     else:
         _backward_chunks(t, <float*>t.gwt, part, parts)
-
-
-cdef Py_ssize_t _largest_chunk(const Py_ssize_t[::1] bounds, Py_ssize_t n) except -1:
-    """Images in the largest chunk; checks bounds run from 0 to n, rising."""
-    cdef Py_ssize_t i, largest = 0
-    if bounds.shape[0] < 1 or bounds[0] != 0 or bounds[bounds.shape[0] - 1] != n:
-        raise ValueError(f"conv: chunk bounds must run from 0 to {n}")
-    for i in range(bounds.shape[0] - 1):
-        if bounds[i + 1] <= bounds[i]:
-            raise ValueError("conv: chunk bounds must rise")
-        largest = max(largest, bounds[i + 1] - bounds[i])
-    return largest
 
 
 cdef int _setup(ConvTask* t, x, w, packed, const Py_ssize_t[::1] bounds, int parts,
@@ -486,7 +452,7 @@ cdef int _setup(ConvTask* t, x, w, packed, const Py_ssize_t[::1] bounds, int par
             raise ValueError("conv: packed filters are for float32")
         pk = packed
         t.packed = &pk[0]
-    return _largest_chunk(bounds, N)
+    return largest_chunk(bounds, N)
 
 
 def _scratch_part(buffer, Py_ssize_t need, int parts, str name):

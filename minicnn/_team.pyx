@@ -2,7 +2,8 @@
 """The team of worker threads that runs a layer's parts in C, without the GIL.
 
 Other kernel modules ``cimport team_run`` from here, so that the process has
-one team whichever module calls it (see _team.h for how it works and why).
+one team whichever module calls it (see _team.h for how it works and why),
+and ``largest_chunk``, which checks the chunk bounds their parts will trust.
 ``fill`` and ``handoff_seconds`` are for tests and benchmarks.
 """
 import time
@@ -16,6 +17,20 @@ cdef void team_run(task_t fn, void* ctx, int parts) noexcept nogil:
     """fn(ctx, part, parts) for part in 0..parts-1, part 0 on the calling
     thread; returns when all are done.  Call without the GIL."""
     mc_team_run(fn, ctx, parts)
+
+
+cdef Py_ssize_t largest_chunk(const Py_ssize_t[::1] bounds, Py_ssize_t n) except -1:
+    """Items in the largest chunk of a layer's work, chunk i holding items
+    bounds[i]..bounds[i+1]-1; checks the bounds run from 0 to n, rising (the
+    parts trust them)."""
+    cdef Py_ssize_t i, largest = 0
+    if bounds.shape[0] < 1 or bounds[0] != 0 or bounds[bounds.shape[0] - 1] != n:
+        raise ValueError(f"chunk bounds must run from 0 to {n}")
+    for i in range(bounds.shape[0] - 1):
+        if bounds[i + 1] <= bounds[i]:
+            raise ValueError("chunk bounds must rise")
+        largest = max(largest, bounds[i + 1] - bounds[i])
+    return largest
 
 
 cdef struct FillTask:

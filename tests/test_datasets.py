@@ -360,14 +360,14 @@ def test_ctrl_c_while_writing_the_cache_leaves_no_temporary(tmp_path):
     """SIGINT in the middle of np.savez: KeyboardInterrupt, the old cache intact, no .tmp."""
     cache = tmp_path / "c" / "set.npz"
     script = f"""
-import os, signal, numpy as np
+import signal, numpy as np
 from minicnn.data import sources
 grey = sources.GreyImages(np.zeros((2, 28, 28), np.uint8), np.zeros(2, np.uint8),
                           np.zeros((1, 28, 28), np.uint8), np.zeros(1, np.uint8), "old")
 sources.write_cache(__import__("pathlib").Path({str(cache)!r}), grey, "Set")
 real = np.lib.format.write_array
 def interrupted(*a, **k):
-    os.kill(os.getpid(), signal.SIGINT)
+    signal.raise_signal(signal.SIGINT)   # to this thread: os.kill may hand it to another, late
     return real(*a, **k)
 np.lib.format.write_array = interrupted
 big = np.ones((50, 28, 28), np.uint8)
