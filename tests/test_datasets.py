@@ -362,6 +362,7 @@ def test_ctrl_c_while_writing_the_cache_leaves_no_temporary(tmp_path):
     script = f"""
 import signal, numpy as np
 from minicnn.data import sources
+signal.signal(signal.SIGINT, signal.default_int_handler)  # whatever this process inherited (a background job ignores SIGINT)
 grey = sources.GreyImages(np.zeros((2, 28, 28), np.uint8), np.zeros(2, np.uint8),
                           np.zeros((1, 28, 28), np.uint8), np.zeros(1, np.uint8), "old")
 sources.write_cache(__import__("pathlib").Path({str(cache)!r}), grey, "Set")
