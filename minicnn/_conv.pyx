@@ -140,6 +140,53 @@ cdef extern from "_winograd.h" nogil:
                                    double* scratch)
 
 from libc.stdlib cimport malloc, free
+from libc.string cimport memset
+
+from minicnn._team cimport largest_chunk, team_run
+
+
+# The four transforms for either float type: float32 takes the AVX-512 path
+# when ``simd`` and the CPU and geometry allow it, else the portable loops.
+# Shared by the Python entry points below and the layer's team tasks.
+
+cdef inline void _input(const floating* x, Py_ssize_t N, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                        int ph, int pw, floating* X, Py_ssize_t xs, Py_ssize_t T, floating* scratch,
+                        bint simd) noexcept nogil:
+    if floating is float:
+        if not (simd and mc_wino_input_avx512(x, N, C, H, W, ph, pw, X, xs, T, scratch)):
+            mc_wino_input_f32(x, N, C, H, W, ph, pw, X, xs, T, scratch)
+    else:
+        mc_wino_input_f64(x, N, C, H, W, ph, pw, X, xs, T, scratch)
+
+
+cdef inline void _input_adjoint(const floating* X, Py_ssize_t xs, Py_ssize_t T, floating* dx,
+                                Py_ssize_t N, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, int ph, int pw,
+                                floating* scratch, bint simd) noexcept nogil:
+    if floating is float:
+        if not (simd and mc_wino_input_adjoint_avx512(X, xs, T, dx, N, C, H, W, ph, pw)):
+            mc_wino_input_adjoint_f32(X, xs, T, dx, N, C, H, W, ph, pw, scratch)
+    else:
+        mc_wino_input_adjoint_f64(X, xs, T, dx, N, C, H, W, ph, pw, scratch)
+
+
+cdef inline void _output(const floating* X, Py_ssize_t xs, Py_ssize_t T, const floating* bias, floating* y,
+                         Py_ssize_t N, Py_ssize_t O, Py_ssize_t OH, Py_ssize_t OW, bint relu,
+                         floating* scratch, bint simd) noexcept nogil:
+    if floating is float:
+        if not (simd and mc_wino_output_avx512(X, xs, T, bias, y, N, O, OH, OW, relu)):
+            mc_wino_output_f32(X, xs, T, bias, y, N, O, OH, OW, relu, scratch)
+    else:
+        mc_wino_output_f64(X, xs, T, bias, y, N, O, OH, OW, relu, scratch)
+
+
+cdef inline void _output_adjoint(const floating* dy, const floating* yr, Py_ssize_t N, Py_ssize_t O,
+                                 Py_ssize_t OH, Py_ssize_t OW, floating* X, Py_ssize_t xs, Py_ssize_t T,
+                                 double* db, floating* scratch, bint simd) noexcept nogil:
+    if floating is float:
+        if not (simd and mc_wino_output_adjoint_avx512(dy, yr, N, O, OH, OW, X, xs, T, db)):
+            mc_wino_output_adjoint_f32(dy, yr, N, O, OH, OW, X, xs, T, db, scratch)
+    else:
+        mc_wino_output_adjoint_f64(dy, yr, N, O, OH, OW, X, xs, T, db, scratch)
 
 
 cdef Py_ssize_t _matrix_stride(const floating[:, :, :] X, Py_ssize_t rows, Py_ssize_t tiles, str name) except -1:
@@ -171,11 +218,7 @@ def winograd_input(const floating[:, :, :, ::1] x, floating[:, :, :] V, int ph, 
         return
     s = _scratch(H, W, ph, pw, &V[0, 0, 0])
     with nogil:
-        if floating is float:
-            if not (simd and mc_wino_input_avx512(&x[0, 0, 0, 0], N, C, H, W, ph, pw, &V[0, 0, 0], xs, T, s)):
-                mc_wino_input_f32(&x[0, 0, 0, 0], N, C, H, W, ph, pw, &V[0, 0, 0], xs, T, s)
-        else:
-            mc_wino_input_f64(&x[0, 0, 0, 0], N, C, H, W, ph, pw, &V[0, 0, 0], xs, T, s)
+        _input(&x[0, 0, 0, 0], N, C, H, W, ph, pw, &V[0, 0, 0], xs, T, s, simd)
     free(s)
 
 
@@ -195,11 +238,7 @@ def winograd_input_adjoint(const floating[:, :, :] dV, floating[:, :, :, ::1] dx
         return
     s = _scratch(H, W, ph, pw, &dx[0, 0, 0, 0])
     with nogil:
-        if floating is float:
-            if not (simd and mc_wino_input_adjoint_avx512(&dV[0, 0, 0], xs, T, &dx[0, 0, 0, 0], N, C, H, W, ph, pw)):
-                mc_wino_input_adjoint_f32(&dV[0, 0, 0], xs, T, &dx[0, 0, 0, 0], N, C, H, W, ph, pw, s)
-        else:
-            mc_wino_input_adjoint_f64(&dV[0, 0, 0], xs, T, &dx[0, 0, 0, 0], N, C, H, W, ph, pw, s)
+        _input_adjoint(&dV[0, 0, 0], xs, T, &dx[0, 0, 0, 0], N, C, H, W, ph, pw, s, simd)
     free(s)
 
 
@@ -220,11 +259,7 @@ def winograd_output(const floating[:, :, :] M, const floating[::1] bias, floatin
         return
     s = _scratch(OH + 2, OW + 2, 0, 0, &y[0, 0, 0, 0])
     with nogil:
-        if floating is float:
-            if not (simd and mc_wino_output_avx512(&M[0, 0, 0], xs, T, &bias[0], &y[0, 0, 0, 0], N, O, OH, OW, relu)):
-                mc_wino_output_f32(&M[0, 0, 0], xs, T, &bias[0], &y[0, 0, 0, 0], N, O, OH, OW, relu, s)
-        else:
-            mc_wino_output_f64(&M[0, 0, 0], xs, T, &bias[0], &y[0, 0, 0, 0], N, O, OH, OW, relu, s)
+        _output(&M[0, 0, 0], xs, T, &bias[0], &y[0, 0, 0, 0], N, O, OH, OW, relu, s, simd)
     free(s)
 
 
@@ -256,12 +291,7 @@ def winograd_output_adjoint(const floating[:, :, :, ::1] dy, floating[:, :, :] d
         return
     s = _scratch(OH + 2, OW + 2, 0, 0, &dM[0, 0, 0])
     with nogil:
-        if floating is float:
-            if not (simd and mc_wino_output_adjoint_avx512(&dy[0, 0, 0, 0], yr, N, O, OH, OW,
-                                                           &dM[0, 0, 0], xs, T, &db[0])):
-                mc_wino_output_adjoint_f32(&dy[0, 0, 0, 0], yr, N, O, OH, OW, &dM[0, 0, 0], xs, T, &db[0], s)
-        else:
-            mc_wino_output_adjoint_f64(&dy[0, 0, 0, 0], yr, N, O, OH, OW, &dM[0, 0, 0], xs, T, &db[0], s)
+        _output_adjoint(&dy[0, 0, 0, 0], yr, N, O, OH, OW, &dM[0, 0, 0], xs, T, &db[0], s, simd)
     free(s)
 
 
@@ -273,8 +303,6 @@ def winograd_output_adjoint(const floating[:, :, :, ::1] dy, floating[:, :, :] d
 # H, W), U (16, O, C), U^T (16, C, O), y and dy (N, O, OH, OW); chunk i holds
 # images bounds[i]..bounds[i+1]-1.
 
-from libc.string cimport memset
-from minicnn._team cimport largest_chunk, team_run
 
 cdef Py_ssize_t _stride(Py_ssize_t rows, Py_ssize_t t, Py_ssize_t itemsize) noexcept nogil:
     """Elements between the 16 matrices of (rows, t): rows * t rounded up to
@@ -329,22 +357,12 @@ cdef void _wino_forward_chunks(WinoTask* t, floating* y, int part, int parts) no
         n = t.bounds[i + 1] - n0
         T = n * t.per
         vs, ms = _stride(C, T, sizeof(floating)), _stride(O, T, sizeof(floating))
-        if floating is float:
-            if not (t.simd and mc_wino_input_avx512(x + n0 * C * t.H * t.W, n, C, t.H, t.W, t.ph, t.pw, v, vs, T, s_in)):
-                mc_wino_input_f32(x + n0 * C * t.H * t.W, n, C, t.H, t.W, t.ph, t.pw, v, vs, T, s_in)
-        else:
-            mc_wino_input_f64(x + n0 * C * t.H * t.W, n, C, t.H, t.W, t.ph, t.pw, v, vs, T, s_in)
+        _input(x + n0 * C * t.H * t.W, n, C, t.H, t.W, t.ph, t.pw, v, vs, T, s_in, t.simd)
         if gemm(16, O, T, C, <const floating*>t.u, O * C, C, 1, v, vs, T, 1, m, ms, T, 0, t.packed):
             t.failed = 1
             break
-        if floating is float:
-            if not (t.simd and mc_wino_output_avx512(m, ms, T, <const float*>t.bias, y + n0 * O * t.OH * t.OW,
-                                                     n, O, t.OH, t.OW, t.relu)):
-                mc_wino_output_f32(m, ms, T, <const float*>t.bias, y + n0 * O * t.OH * t.OW,
-                                   n, O, t.OH, t.OW, t.relu, s_out)
-        else:
-            mc_wino_output_f64(m, ms, T, <const double*>t.bias, y + n0 * O * t.OH * t.OW,
-                               n, O, t.OH, t.OW, t.relu, s_out)
+        _output(m, ms, T, <const floating*>t.bias, y + n0 * O * t.OH * t.OW, n, O, t.OH, t.OW, t.relu,
+                s_out, t.simd)
         i += parts
     free(s_in)
     free(s_out)
@@ -378,17 +396,9 @@ cdef void _wino_backward_chunks(WinoTask* t, floating* du, int part, int parts) 
         n = t.bounds[i + 1] - n0
         T = n * t.per
         vs, ms = _stride(C, T, sizeof(floating)), _stride(O, T, sizeof(floating))
-        if floating is float:
-            if not (t.simd and mc_wino_input_avx512(x + n0 * C * HW, n, C, t.H, t.W, t.ph, t.pw, v, vs, T, s_in)):
-                mc_wino_input_f32(x + n0 * C * HW, n, C, t.H, t.W, t.ph, t.pw, v, vs, T, s_in)
-            if not (t.simd and mc_wino_output_adjoint_avx512(dy + n0 * O * OHW, yr + n0 * O * OHW if yr != NULL else NULL,
-                                                             n, O, t.OH, t.OW, m, ms, T, db)):
-                mc_wino_output_adjoint_f32(dy + n0 * O * OHW, yr + n0 * O * OHW if yr != NULL else NULL,
-                                           n, O, t.OH, t.OW, m, ms, T, db, s_out)
-        else:
-            mc_wino_input_f64(x + n0 * C * HW, n, C, t.H, t.W, t.ph, t.pw, v, vs, T, s_in)
-            mc_wino_output_adjoint_f64(dy + n0 * O * OHW, yr + n0 * O * OHW if yr != NULL else NULL,
-                                       n, O, t.OH, t.OW, m, ms, T, db, s_out)
+        _input(x + n0 * C * HW, n, C, t.H, t.W, t.ph, t.pw, v, vs, T, s_in, t.simd)
+        _output_adjoint(dy + n0 * O * OHW, yr + n0 * O * OHW if yr != NULL else NULL,
+                        n, O, t.OH, t.OW, m, ms, T, db, s_out, t.simd)
         # dU += dM @ V^T
         if gemm(16, O, C, T, m, ms, T, 1, v, vs, 1, T, du, O * C, C, 1, NULL):
             t.failed = 1
@@ -397,11 +407,7 @@ cdef void _wino_backward_chunks(WinoTask* t, floating* du, int part, int parts) 
             if gemm(16, C, T, O, <const floating*>t.u, C * O, O, 1, m, ms, T, 1, v, vs, T, 0, t.packed):
                 t.failed = 1
                 break
-            if floating is float:
-                if not (t.simd and mc_wino_input_adjoint_avx512(v, vs, T, dx + n0 * C * HW, n, C, t.H, t.W, t.ph, t.pw)):
-                    mc_wino_input_adjoint_f32(v, vs, T, dx + n0 * C * HW, n, C, t.H, t.W, t.ph, t.pw, s_in)
-            else:
-                mc_wino_input_adjoint_f64(v, vs, T, dx + n0 * C * HW, n, C, t.H, t.W, t.ph, t.pw, s_in)
+            _input_adjoint(v, vs, T, dx + n0 * C * HW, n, C, t.H, t.W, t.ph, t.pw, s_in, t.simd)
         i += parts
     free(s_in)
     free(s_out)

@@ -146,10 +146,10 @@ def split_range(n: int, parts: int) -> list[tuple[int, int]]:
     return [(bounds[i], bounds[i + 1]) for i in range(parts)]
 
 
-def row_ranges(n: int, work: int, min_work: int = PARALLEL_MIN_WORK) -> list[tuple[int, int]]:
+def row_ranges(n: int, work: int) -> list[tuple[int, int]]:
     """Cut rows 0..n into up to KERNEL_THREADS ranges (one range when
-    ``work`` is below ``min_work``)."""
-    parts = KERNEL_THREADS if work >= min_work else 1
+    ``work`` is below PARALLEL_MIN_WORK)."""
+    parts = KERNEL_THREADS if work >= PARALLEL_MIN_WORK else 1
     return split_range(n, max(1, min(parts, n)))
 
 
