@@ -92,16 +92,21 @@ static void mc_ukr_avx2(ptrdiff_t K, const float *pa, const float *b, ptrdiff_t 
 #undef MC_STORE8
 }
 
-__attribute__((target("avx512f")))
-static void mc_ukr_avx512(ptrdiff_t K, const float *pa, const float *b, ptrdiff_t ldb,
-                          float *c, ptrdiff_t ldc, int beta)
+/* The 8 x 32 block.  Row k of B is b + k * ldb, or b + btab[k * nseg] + off when
+ * btab is given; row r of C is c + r * ldc, or c + ctab[r * nseg] + off when ctab
+ * is given (rows found through a table of offsets: mc_sgemm_tab, mc_sgemm_ctab).  Inlined into
+ * each wrapper below, so each loop has one form. */
+__attribute__((target("avx512f"), always_inline))
+static inline void mc_ukr_avx512_rows(ptrdiff_t K, const float *pa, const float *b, ptrdiff_t ldb,
+                                      const ptrdiff_t *btab, const ptrdiff_t *ctab, ptrdiff_t nseg,
+                                      ptrdiff_t off, float *c, ptrdiff_t ldc, int beta)
 {
     __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
            c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00,
            c60 = c00, c61 = c00, c70 = c00, c71 = c00;
     ptrdiff_t k;
     for (k = 0; k < K; k++) {
-        const float *bk = b + k * ldb, *ak = pa + k * 8;
+        const float *bk = b + (btab != NULL ? btab[k * nseg] + off : k * ldb), *ak = pa + k * 8;
         __m512 b0 = _mm512_loadu_ps(bk), b1 = _mm512_loadu_ps(bk + 16), a;
         a = _mm512_set1_ps(ak[0]); c00 = _mm512_fmadd_ps(a, b0, c00); c01 = _mm512_fmadd_ps(a, b1, c01);
         a = _mm512_set1_ps(ak[1]); c10 = _mm512_fmadd_ps(a, b0, c10); c11 = _mm512_fmadd_ps(a, b1, c11);
@@ -112,12 +117,36 @@ static void mc_ukr_avx512(ptrdiff_t K, const float *pa, const float *b, ptrdiff_
         a = _mm512_set1_ps(ak[6]); c60 = _mm512_fmadd_ps(a, b0, c60); c61 = _mm512_fmadd_ps(a, b1, c61);
         a = _mm512_set1_ps(ak[7]); c70 = _mm512_fmadd_ps(a, b0, c70); c71 = _mm512_fmadd_ps(a, b1, c71);
     }
-#define MC_STORE16(row, lo, hi) do { float *cr = c + (row) * ldc; \
+    /* rows one after another: through ctab, rows may overlap (windows that share pixels) */
+#define MC_STORE16(row, lo, hi) do { float *cr = c + (ctab != NULL ? ctab[(row) * nseg] + off : (row) * ldc); \
         if (beta) { lo = _mm512_add_ps(lo, _mm512_loadu_ps(cr)); hi = _mm512_add_ps(hi, _mm512_loadu_ps(cr + 16)); } \
         _mm512_storeu_ps(cr, lo); _mm512_storeu_ps(cr + 16, hi); } while (0)
     MC_STORE16(0, c00, c01); MC_STORE16(1, c10, c11); MC_STORE16(2, c20, c21); MC_STORE16(3, c30, c31);
     MC_STORE16(4, c40, c41); MC_STORE16(5, c50, c51); MC_STORE16(6, c60, c61); MC_STORE16(7, c70, c71);
 #undef MC_STORE16
+}
+
+__attribute__((target("avx512f")))
+static void mc_ukr_avx512(ptrdiff_t K, const float *pa, const float *b, ptrdiff_t ldb,
+                          float *c, ptrdiff_t ldc, int beta)
+{
+    mc_ukr_avx512_rows(K, pa, b, ldb, NULL, NULL, 0, 0, c, ldc, beta);
+}
+
+/* B's row k at b + tab[k * nseg] + off: a matrix gathered from runs of b (mc_sgemm_tab). */
+__attribute__((target("avx512f")))
+static void mc_ukr_avx512_tab(ptrdiff_t K, const float *pa, const float *b, const ptrdiff_t *tab,
+                              ptrdiff_t nseg, ptrdiff_t off, float *c, ptrdiff_t ldc, int beta)
+{
+    mc_ukr_avx512_rows(K, pa, b, 0, tab, NULL, nseg, off, c, ldc, beta);
+}
+
+/* C's row r at c + tab[r * nseg] + off, added to (mc_sgemm_ctab). */
+__attribute__((target("avx512f")))
+static void mc_ukr_avx512_ctab(ptrdiff_t K, const float *pa, const float *b, ptrdiff_t ldb,
+                               float *c, const ptrdiff_t *tab, ptrdiff_t nseg, ptrdiff_t off)
+{
+    mc_ukr_avx512_rows(K, pa, b, ldb, NULL, tab, nseg, off, c, 0, 1);
 }
 #endif
 
@@ -421,6 +450,122 @@ static int mc_sgemm_batch(int which, ptrdiff_t nb, ptrdiff_t M, ptrdiff_t N, ptr
     }
     free(pa);
     return 0;
+}
+
+/* Whether mc_sgemm_tab runs here for segments of seg floats. */
+static int mc_sgemm_tab_fits(ptrdiff_t seg)
+{
+#if MC_X86
+    return __builtin_cpu_supports("avx512f") && seg > 0 && seg % 32 == 0;
+#else
+    (void)seg;
+    return 0;
+#endif
+}
+
+/* C (M x N, ldc) = A @ B, or += with accumulate, where A (M x K) has
+ * contiguous rows (lda) and B (K x N) is never stored: its row k is the
+ * segments b + tab[k * nseg + s], s < nseg, of seg floats each, end to end
+ * (N = nseg * seg).  Conv2D's columns, transposed, read in place: row k (one
+ * output position) is kh runs of kw * C floats of a channels-last input
+ * (_channels_last.h).  AVX-512 only, seg a multiple of 32 (mc_sgemm_tab_fits);
+ * returns 0, or -1 if it does not run here or memory ran out. */
+static int mc_sgemm_tab(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *A, ptrdiff_t lda,
+                        const float *b, const ptrdiff_t *tab, ptrdiff_t nseg, ptrdiff_t seg,
+                        float *C, ptrdiff_t ldc, int accumulate)
+{
+#if MC_X86
+    ptrdiff_t k0, kc, i0, j0, i, j, m, mpanels = (M + 7) / 8;
+    float *pa, edge[8 * 32];
+    if (!mc_sgemm_tab_fits(seg) || N != nseg * seg)
+        return -1;
+    if (M <= 0 || N <= 0)
+        return 0;
+    if (K <= 0) {
+        if (!accumulate)
+            for (i = 0; i < M; i++)
+                memset(C + i * ldc, 0, (size_t)N * sizeof(float));
+        return 0;
+    }
+    pa = (float *)malloc(sizeof(float) * (size_t)(mpanels * 8 * MC_KC));
+    if (pa == NULL)
+        return -1;
+    for (k0 = 0; k0 < K; k0 += MC_KC) {
+        int beta = accumulate || k0 > 0;
+        kc = K - k0 < MC_KC ? K - k0 : MC_KC;
+        for (i0 = 0; i0 < M; i0 += 8)
+            mc_pack_a(A, lda, 1, i0, M - i0 < 8 ? M - i0 : 8, k0, kc, 8, pa + (i0 / 8) * 8 * kc);
+        for (j0 = 0; j0 < N; j0 += 32) {   /* a panel of B: kc rows of 32, stays in L1 across A's panels */
+            const ptrdiff_t *t = tab + k0 * nseg + j0 / seg;
+            for (i0 = 0; i0 < M; i0 += 8) {
+                m = M - i0 < 8 ? M - i0 : 8;
+                if (m == 8) {
+                    mc_ukr_avx512_tab(kc, pa + (i0 / 8) * 8 * kc, b, t, nseg, j0 % seg, C + i0 * ldc + j0, ldc, beta);
+                } else {
+                    mc_ukr_avx512_tab(kc, pa + (i0 / 8) * 8 * kc, b, t, nseg, j0 % seg, edge, 32, 0);
+                    for (i = 0; i < m; i++)
+                        for (j = 0; j < 32; j++)
+                            C[(i0 + i) * ldc + j0 + j] = beta ? C[(i0 + i) * ldc + j0 + j] + edge[i * 32 + j]
+                                                              : edge[i * 32 + j];
+                }
+            }
+        }
+    }
+    free(pa);
+    return 0;
+#else
+    (void)M; (void)N; (void)K; (void)A; (void)lda; (void)b; (void)tab; (void)nseg; (void)seg;
+    (void)C; (void)ldc; (void)accumulate;
+    return -1;
+#endif
+}
+
+/* c += A @ B where A (M x K) is strided (rsa, csa), B (K x N) has contiguous
+ * rows (ldb), and row i of the product is never stored: it is added onto the
+ * segments c + tab[i * nseg + s], s < nseg, of seg floats each (N = nseg *
+ * seg), which may overlap (each addition sees the ones before).  Conv2D's
+ * input gradient scattered straight onto a channels-last image, row i being
+ * one output position's kh runs of kw * C floats.  Conditions and result as
+ * mc_sgemm_tab. */
+static int mc_sgemm_ctab(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *A, ptrdiff_t rsa, ptrdiff_t csa,
+                         const float *B, ptrdiff_t ldb, float *c, const ptrdiff_t *tab, ptrdiff_t nseg,
+                         ptrdiff_t seg)
+{
+#if MC_X86
+    ptrdiff_t k0, kc, i0, j0, i, j, m;
+    float *pa, edge[8 * 32];
+    if (!mc_sgemm_tab_fits(seg) || N != nseg * seg)
+        return -1;
+    if (M <= 0 || N <= 0 || K <= 0)
+        return 0;
+    pa = (float *)malloc(sizeof(float) * 8 * MC_KC);
+    if (pa == NULL)
+        return -1;
+    for (k0 = 0; k0 < K; k0 += MC_KC) {
+        kc = K - k0 < MC_KC ? K - k0 : MC_KC;
+        for (i0 = 0; i0 < M; i0 += 8) {     /* 8 rows of A in L1, B streams past them */
+            m = M - i0 < 8 ? M - i0 : 8;
+            mc_pack_a(A, rsa, csa, i0, m, k0, kc, 8, pa);
+            for (j0 = 0; j0 < N; j0 += 32) {
+                const ptrdiff_t *t = tab + i0 * nseg + j0 / seg;
+                if (m == 8) {
+                    mc_ukr_avx512_ctab(kc, pa, B + k0 * ldb + j0, ldb, c, t, nseg, j0 % seg);
+                } else {
+                    mc_ukr_avx512(kc, pa, B + k0 * ldb + j0, ldb, edge, 32, 0);
+                    for (i = 0; i < m; i++)
+                        for (j = 0; j < 32; j++)
+                            c[t[i * nseg] + j0 % seg + j] += edge[i * 32 + j];
+                }
+            }
+        }
+    }
+    free(pa);
+    return 0;
+#else
+    (void)M; (void)N; (void)K; (void)A; (void)rsa; (void)csa; (void)B; (void)ldb; (void)c; (void)tab;
+    (void)nseg; (void)seg;
+    return -1;
+#endif
 }
 
 /* The float64 product, for checking (tests and gradient checks run float64):

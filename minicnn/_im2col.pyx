@@ -18,8 +18,10 @@ The caller (``minicnn/layers/conv.py``) validates shapes and dtypes, and calls
 these on chunks of a few images whose columns stay in cache, one chunk per
 call, from minicnn's own threads (minicnn.threads).
 """
+import numpy as np
+
 from cython cimport floating
-from libc.stdlib cimport malloc, free
+from libc.stdlib cimport calloc, malloc, free
 from libc.string cimport memcpy, memset
 
 
@@ -28,6 +30,22 @@ cdef extern from "_im2col_avx512.h" nogil:
                          int kh, int kw, int sh, int sw, int ph, int pw, float* cols, Py_ssize_t ldc)
     int mc_col2im_avx512(const float* cols, Py_ssize_t ldc, float* dx, Py_ssize_t N, Py_ssize_t C,
                          Py_ssize_t H, Py_ssize_t W, int kh, int kw, int sh, int sw, int ph, int pw)
+
+
+cdef extern from "_channels_last.h" nogil:
+    int mc_channels_last_fits(Py_ssize_t C, int kw)
+    int mc_channels_last(const float* x, Py_ssize_t N, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                         Py_ssize_t HP, Py_ssize_t WP, int ph, int pw, float* xt)
+    int mc_channels_first(const float* xt, Py_ssize_t N, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                          Py_ssize_t HP, Py_ssize_t WP, int ph, int pw, float* x)
+    void mc_row_table(Py_ssize_t N, Py_ssize_t C, Py_ssize_t HP, Py_ssize_t WP, Py_ssize_t OH, Py_ssize_t OW,
+                      int kh, int sh, int sw, Py_ssize_t* tab)
+    int mc_sgemm_tab(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float* A, Py_ssize_t lda,
+                     const float* b, const Py_ssize_t* tab, Py_ssize_t nseg, Py_ssize_t seg,
+                     float* C, Py_ssize_t ldc, int accumulate)
+    int mc_sgemm_ctab(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float* A, Py_ssize_t rsa, Py_ssize_t csa,
+                      const float* B, Py_ssize_t ldb, float* c, const Py_ssize_t* tab, Py_ssize_t nseg,
+                      Py_ssize_t seg)
 
 
 cdef struct Geometry:
@@ -353,6 +371,8 @@ cdef struct ConvTask:
     Py_ssize_t chunks, C, O, K, P
     Geometry g
     bint relu, per_image, simd, is_double
+    bint channels_last      # backward, float32: without columns, on a channels-last input (_channels_last.h) ...
+    const float* w_last     # ... with w (O, K) in (kernel row, column, channel) order
     int failed              # set by a part that ran out of memory
 
 
@@ -390,6 +410,47 @@ cdef void _forward_part(void* ctx, int part, int parts) noexcept nogil:
         _forward_chunks(t, <float*>t.y, part, parts)
 
 
+cdef Py_ssize_t _channels_last_size(const Geometry* g, Py_ssize_t m, Py_ssize_t C) noexcept nogil:
+    """Floats of scratch _channels_last_backward needs in each half of a part's
+    cols: the channels-last input (m, HP, WP, C), 16-float aligned, then the
+    offsets table (m * OH * OW * kh); in the second half, the input gradient."""
+    cdef Py_ssize_t xt = (m * g.HP * g.WP * C + 15) // 16 * 16
+    return xt + (m * g.OH * g.OW * g.kh * sizeof(Py_ssize_t) + sizeof(float) - 1) // sizeof(float)
+
+
+cdef int _channels_last_backward(const ConvTask* t, const float* x, Py_ssize_t m, float* scratch,
+                                 float* dxt, const float* dy2, float* gw, float* dx) noexcept nogil:
+    """For m images x (m, C, H, W) and their dy2 (O, m*P): gw (O, K') += dy2 @ colsT,
+    and, unless dx is NULL, dx (m, C, H, W) = the input gradient; K' in (i, j, c)
+    order (_channels_last.h), t.w_last the filters in that order.  0, or -1."""
+    cdef const Geometry* g = &t.g
+    cdef Py_ssize_t mp = m * t.P, seg = g.kw * t.C
+    cdef Py_ssize_t* tab = <Py_ssize_t*>(scratch + (m * g.HP * g.WP * t.C + 15) // 16 * 16)
+    if not mc_channels_last(x, m, t.C, g.H, g.W, g.HP, g.WP, g.ph, g.pw, scratch):
+        return -1
+    mc_row_table(m, t.C, g.HP, g.WP, g.OH, g.OW, g.kh, g.sh, g.sw, tab)
+    if mc_sgemm_tab(t.O, t.K, mp, dy2, mp, scratch, tab, g.kh, seg, gw, t.K, 1):
+        return -1
+    if dx == NULL:
+        return 0
+    memset(dxt, 0, m * g.HP * g.WP * t.C * sizeof(float))
+    # dx' (positions x K', added onto each window's runs) = dy2^T (m*P, O) @ w_last (O, K')
+    if mc_sgemm_ctab(mp, t.K, t.O, dy2, 1, mp, t.w_last, t.K, dxt, tab, g.kh, seg):
+        return -1
+    if not mc_channels_first(dxt, m, t.C, g.H, g.W, g.HP, g.WP, g.ph, g.pw, dx):
+        return -1
+    return 0
+
+
+cdef void _add_permuted(const float* gw, float* gwt, Py_ssize_t C, Py_ssize_t taps, Py_ssize_t O) noexcept nogil:
+    """gwt[c * taps + s, o] += gw[o, s * C + c]: (O, K') in (tap, channel) order
+    onto (K, O) in (channel, tap) order."""
+    cdef Py_ssize_t o, c, s
+    for c in range(C):
+        for s in range(taps):
+            for o in range(O):
+                gwt[(c * taps + s) * O + o] += gw[o * taps * C + s * C + c]
+
 cdef void _backward_chunks(ConvTask* t, floating* gwt, int part, int parts) noexcept nogil:
     cdef const floating* x = <const floating*>t.x
     cdef const floating* w = <const floating*>t.w
@@ -401,25 +462,39 @@ cdef void _backward_chunks(ConvTask* t, floating* gwt, int part, int parts) noex
     cdef floating* dy2 = <floating*>t.rows + part * t.rows_part
     cdef double* gb = t.gb + part * t.O
     cdef Py_ssize_t i, n0, m, O = t.O, K = t.K, P = t.P, HW = t.g.H * t.g.W
+    cdef float* gw = NULL
     gwt += part * K * O
+    if floating is float:
+        if t.channels_last:
+            gw = <float*>calloc(O * K, sizeof(float))
+            if gw == NULL:
+                t.failed = 1
+                return
     i = part
     while i < t.chunks and not t.failed:
         n0 = t.bounds[i]
         m = t.bounds[i + 1] - n0
-        if _im2col_run(x + n0 * t.C * HW, m, t.C, &t.g, cols, m * P, t.simd):
-            t.failed = 1
-            break
         _output_to_rows(dy + n0 * O * P, relu_out + n0 * O * P if relu_out != NULL else NULL,
                         dy2, m, O, P, gb)
-        # dW^T (K, O) += cols @ dy2^T: only the narrow dy2^T (O columns) is packed
-        if gemm(1, K, O, m * P, cols, 0, m * P, 1, dy2, 0, 1, m * P, gwt, 0, O, 1, NULL):
+        if gw != NULL:
+            if _channels_last_backward(t, <const float*>x + n0 * t.C * HW, m, <float*>cols, <float*>dcols,
+                                       <const float*>dy2, gw, <float*>dx + n0 * t.C * HW if dx != NULL else NULL):
+                t.failed = 1
+        elif _im2col_run(x + n0 * t.C * HW, m, t.C, &t.g, cols, m * P, t.simd):
             t.failed = 1
-        if dx != NULL:      # d-columns = w^T @ dy2, then scattered back onto the images
-            if gemm(1, K, m * P, O, w, 0, 1, K, dy2, 0, m * P, 1, dcols, 0, m * P, 0, t.packed):
-                t.failed = 1
-            elif _col2im_run(dcols, m * P, dx + n0 * t.C * HW, m, t.C, &t.g, t.simd):
-                t.failed = 1
+        # dW^T (K, O) += cols @ dy2^T: only the narrow dy2^T (O columns) is packed
+        elif gemm(1, K, O, m * P, cols, 0, m * P, 1, dy2, 0, 1, m * P, gwt, 0, O, 1, NULL):
+            t.failed = 1
+        # d-columns = w^T @ dy2, then scattered back onto the images
+        elif dx != NULL and gemm(1, K, m * P, O, w, 0, 1, K, dy2, 0, m * P, 1, dcols, 0, m * P, 0, t.packed):
+            t.failed = 1
+        elif dx != NULL and _col2im_run(dcols, m * P, dx + n0 * t.C * HW, m, t.C, &t.g, t.simd):
+            t.failed = 1
         i += parts
+    if floating is float:
+        if gw != NULL:
+            _add_permuted(gw, <float*>gwt, t.C, t.g.kh * t.g.kw, O)
+            free(gw)
 
 
 cdef void _backward_part(void* ctx, int part, int parts) noexcept nogil:
@@ -508,6 +583,7 @@ def conv_backward(const floating[:, :, :, ::1] x, const floating[:, ::1] w, pack
                                dy.shape[1], dy.shape[2], dy.shape[3], simd)
     cdef const floating[:, :, :, ::1] yr
     cdef floating[:, :, :, ::1] dxv
+    cdef const float[:, ::1] wl
     if dy.shape[0] != x.shape[0]:
         raise ValueError("conv_backward: dy does not match x")
     if gwt.shape[0] < parts or gwt.shape[1] != t.K or gwt.shape[2] != t.O or gb.shape[0] < parts or gb.shape[1] != t.O:
@@ -526,6 +602,12 @@ def conv_backward(const floating[:, :, :, ::1] x, const floating[:, ::1] w, pack
         return
     t.cols_part = _scratch_part(cols, 2 * t.K * b * t.P, parts, "cols")
     t.rows_part = _scratch_part(rows, t.O * b * t.P, parts, "rows")
+    t.channels_last = (not t.is_double and simd and mc_channels_last_fits(t.C, kw)
+                       and _channels_last_size(&t.g, b, t.C) <= t.K * b * t.P)
+    if t.channels_last:
+        w_last = np.ascontiguousarray(np.asarray(w).reshape(t.O, t.C, kh * kw).transpose(0, 2, 1))
+        wl = w_last.reshape(t.O, t.K)
+        t.w_last = &wl[0, 0]
     t.x, t.w, t.dy, t.gwt, t.gb = &x[0, 0, 0, 0], &w[0, 0], &dy[0, 0, 0, 0], &gwt[0, 0, 0], &gb[0, 0]
     t.cols, t.rows = &cols[0], &rows[0]
     with nogil:

@@ -313,6 +313,39 @@ def test_layer_float32_within_stated_bound(n, c, o, h, w, kernel, stride, paddin
     assert np.all(err <= bound), float(np.max(err / bound))
 
 
+# float32 im2col-path gradients.  The first six take the channels-last
+# backward (_channels_last.h; kw * C a multiple of 32 and C of 8, with AVX-512):
+# strides 1 to 3, rows and columns of the input no window reads, a rectangular
+# kernel, output channels that leave a partial block of 8, positions that leave
+# one, rows narrower than 8, and a batch of several chunks.
+GRADIENT_CASES = [
+    (5, 32, 16, 28, 28, 3, 2, 1), (3, 64, 8, 14, 14, 3, 2, 1), (2, 8, 4, 10, 9, (3, 4), (2, 1), (1, 2)),
+    (2, 8, 12, 11, 11, 4, 3, 0), (2, 16, 8, 9, 11, 2, 1, 0), (2, 32, 8, 6, 5, 3, 2, 1),
+    (2, 3, 4, 7, 6, (3, 2), (2, 1), (1, 2)), (2, 1, 3, 28, 28, 3, 2, 1),
+]
+
+
+@pytest.mark.parametrize("n, c, o, h, w, kernel, stride, padding", GRADIENT_CASES)
+def test_im2col_float32_gradients_within_stated_bound(n, c, o, h, w, kernel, stride, padding):
+    """dW sums N * OH * OW products (in chunk, then part order: at most 3 more
+    roundings), dx at most O * kh * kw: gamma_(terms + 3) times the same sum of
+    absolute values, computed by the float64 reference on |x|, |w| and |dy|."""
+    layer = make_layer(c, o, kernel, stride, padding, dtype=np.float32)
+    assert not layer._winograd()
+    x = RNG.standard_normal((n, c, h, w)).astype(np.float32)
+    dy = RNG.standard_normal(layer.forward(x).shape).astype(np.float32)
+    dx = layer.backward(dy)
+    w64 = layer.params["W"].astype(np.float64)
+    x64, dy64 = x.astype(np.float64), dy.astype(np.float64)
+    exact_dx, exact_dw, exact_db = direct_backward(x64, w64, dy64, layer.stride, layer.padding)
+    abs_dx, abs_dw, _ = direct_backward(np.abs(x64), np.abs(w64), np.abs(dy64), layer.stride, layer.padding)
+    kh, kw = layer.kernel_size
+    positions = n * dy.shape[2] * dy.shape[3]
+    assert np.all(np.abs(layer.grads["W"] - exact_dw) <= gamma(positions + 3) * abs_dw)
+    assert np.all(np.abs(dx - exact_dx) <= gamma(o * kh * kw + 3) * abs_dx)
+    np.testing.assert_allclose(layer.grads["b"], exact_db, rtol=1e-5)
+
+
 def test_winograd_float32_gradients_close_to_float64(winograd_from_one_channel):
     """dx and dW in float32 stay within 1e-5 of float64's, relative to their largest entry."""
     layer64 = make_layer(32, 16, 3, 1, 1)
