@@ -8,11 +8,14 @@ in cache; each chunk is im2col'ed, multiplied by the filters in one product,
 and written straight into the NCHW output (bias and the fused ReLU added in
 the same pass).  The whole layer runs in C (minicnn._im2col.conv_forward /
 conv_backward), its chunks shared out over minicnn's team of threads when
-MINICNN_KERNEL_THREADS > 1 (minicnn.threads).  Backward rebuilds
-each chunk's columns from the cached input instead of keeping the whole batch's
-columns (a (C*kh*kw, N*OH*OW) matrix, 14 MB for the reference network's second
-convolution at batch 64): recomputing them in cache costs less than writing and
-re-reading them through memory.
+MINICNN_KERNEL_THREADS > 1 (minicnn.threads).  Backward works chunk by chunk
+too, from the cached input, instead of keeping the whole batch's columns (a
+(C*kh*kw, N*OH*OW) matrix, 14 MB for the reference network's second
+convolution at batch 64): recomputing in cache costs less than writing and
+re-reading them through memory.  In float32 with AVX-512, when kw * C is a
+multiple of 32 (the stride-2 layers of configs/), backward builds no columns at
+all: both gradients' products read and write each window's runs of a
+channels-last copy of the chunk (minicnn/_channels_last.h).
 """
 from __future__ import annotations
 
