@@ -48,6 +48,12 @@ cdef extern from "_pool_simd.h" nogil:
     void mc_global_max_f32(const float* x, Py_ssize_t L, float* y, int32_t* argmax)
     double mc_sum_f32(const float* x, Py_ssize_t L)
 
+cdef extern from "_pool_avx512.h" nogil:
+    # stride-2 max/min forward in AVX-512 for rows up to 32 floats; 0 when it does not apply
+    int mc_extreme_s2_avx512(const float* x, float* y, uint8_t* argmax, Py_ssize_t P, Py_ssize_t H,
+                             Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW, int kh, int kw, int ph, int pw,
+                             int minimum)
+
 ctypedef fused index_t:
     uint8_t
     int32_t
@@ -145,11 +151,15 @@ def extreme_forward(
     cdef bint fast = _is_2x2(kh, kw, sh, sw, ph, pw)
     if P == 0 or OH == 0 or OW == 0:
         return
-    # the SSE2 paths exist for float32 with uint8 positions; the casts let the
+    # the SSE2 / AVX-512 paths exist for float32 with uint8 positions; the casts let the
     # other (dead) specialisations compile
     cdef bint vector = floating is float and index_t is uint8_t and simd
     cdef bint stride2 = sh == 2 and sw == 2
     with nogil:
+        if vector and stride2 and not fast and mc_extreme_s2_avx512(
+                <float*>&x[0, 0, 0], <float*>&y[0, 0, 0], <uint8_t*>&argmax[0, 0, 0],
+                P, H, W, OH, OW, kh, kw, ph, pw, minimum):
+            P = 0   # done, every plane
         for p in range(P):
             if vector and fast:
                 mc_extreme_2x2_f32(<float*>&x[p, 0, 0], <float*>&y[p, 0, 0], <uint8_t*>&argmax[p, 0, 0],
