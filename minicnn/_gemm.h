@@ -94,20 +94,29 @@ static void mc_ukr_avx2(ptrdiff_t K, const float *pa, const float *b, ptrdiff_t 
 
 /* The 8 x 32 block.  Row k of B is b + k * ldb, or b + btab[k * nseg] + off when
  * btab is given; row r of C is c + r * ldc, or c + ctab[r * nseg] + off when ctab
- * is given (rows found through a table of offsets: mc_sgemm_tab, mc_sgemm_ctab).  Inlined into
+ * is given (rows found through a table of offsets: mc_sgemm_tab, mc_sgemm_ctab).
+ * With n < 32, only B's first n columns are read (the rest count as zero).  Inlined into
  * each wrapper below, so each loop has one form. */
 __attribute__((target("avx512f"), always_inline))
 static inline void mc_ukr_avx512_rows(ptrdiff_t K, const float *pa, const float *b, ptrdiff_t ldb,
                                       const ptrdiff_t *btab, const ptrdiff_t *ctab, ptrdiff_t nseg,
-                                      ptrdiff_t off, float *c, ptrdiff_t ldc, int beta)
+                                      ptrdiff_t off, float *c, ptrdiff_t ldc, int beta, ptrdiff_t n)
 {
     __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
            c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00,
            c60 = c00, c61 = c00, c70 = c00, c71 = c00;
+    __mmask16 m0 = (__mmask16)(n >= 16 ? 0xffffu : (1u << n) - 1u), m1 = (__mmask16)(n > 16 ? (1u << (n - 16)) - 1u : 0u);
     ptrdiff_t k;
     for (k = 0; k < K; k++) {
         const float *bk = b + (btab != NULL ? btab[k * nseg] + off : k * ldb), *ak = pa + k * 8;
-        __m512 b0 = _mm512_loadu_ps(bk), b1 = _mm512_loadu_ps(bk + 16), a;
+        __m512 b0, b1, a;
+        if (n < 32) {   /* a last panel of n columns, read in place under masks */
+            b0 = _mm512_maskz_loadu_ps(m0, bk);
+            b1 = _mm512_maskz_loadu_ps(m1, bk + 16);
+        } else {
+            b0 = _mm512_loadu_ps(bk);
+            b1 = _mm512_loadu_ps(bk + 16);
+        }
         a = _mm512_set1_ps(ak[0]); c00 = _mm512_fmadd_ps(a, b0, c00); c01 = _mm512_fmadd_ps(a, b1, c01);
         a = _mm512_set1_ps(ak[1]); c10 = _mm512_fmadd_ps(a, b0, c10); c11 = _mm512_fmadd_ps(a, b1, c11);
         a = _mm512_set1_ps(ak[2]); c20 = _mm512_fmadd_ps(a, b0, c20); c21 = _mm512_fmadd_ps(a, b1, c21);
@@ -130,7 +139,7 @@ __attribute__((target("avx512f")))
 static void mc_ukr_avx512(ptrdiff_t K, const float *pa, const float *b, ptrdiff_t ldb,
                           float *c, ptrdiff_t ldc, int beta)
 {
-    mc_ukr_avx512_rows(K, pa, b, ldb, NULL, NULL, 0, 0, c, ldc, beta);
+    mc_ukr_avx512_rows(K, pa, b, ldb, NULL, NULL, 0, 0, c, ldc, beta, 32);
 }
 
 /* B's row k at b + tab[k * nseg] + off: a matrix gathered from runs of b (mc_sgemm_tab). */
@@ -138,7 +147,7 @@ __attribute__((target("avx512f")))
 static void mc_ukr_avx512_tab(ptrdiff_t K, const float *pa, const float *b, const ptrdiff_t *tab,
                               ptrdiff_t nseg, ptrdiff_t off, float *c, ptrdiff_t ldc, int beta)
 {
-    mc_ukr_avx512_rows(K, pa, b, 0, tab, NULL, nseg, off, c, ldc, beta);
+    mc_ukr_avx512_rows(K, pa, b, 0, tab, NULL, nseg, off, c, ldc, beta, 32);
 }
 
 /* C's row r at c + tab[r * nseg] + off, added to (mc_sgemm_ctab). */
@@ -146,7 +155,16 @@ __attribute__((target("avx512f")))
 static void mc_ukr_avx512_ctab(ptrdiff_t K, const float *pa, const float *b, ptrdiff_t ldb,
                                float *c, const ptrdiff_t *tab, ptrdiff_t nseg, ptrdiff_t off)
 {
-    mc_ukr_avx512_rows(K, pa, b, ldb, NULL, tab, nseg, off, c, 0, 1);
+    mc_ukr_avx512_rows(K, pa, b, ldb, NULL, tab, nseg, off, c, 0, 1, 32);
+}
+
+/* The first n < 32 columns of B only, read in place: a last, narrow panel
+ * without packing it; C as in mc_ukr_avx512, all 32 columns written. */
+__attribute__((target("avx512f")))
+static void mc_ukr_avx512_edge(ptrdiff_t K, const float *pa, const float *b, ptrdiff_t ldb, ptrdiff_t n,
+                               float *c, ptrdiff_t ldc)
+{
+    mc_ukr_avx512_rows(K, pa, b, ldb, NULL, NULL, 0, 0, c, ldc, 0, n);
 }
 #endif
 
@@ -230,7 +248,8 @@ static void mc_sgemm_nt_avx512(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const floa
 }
 #endif
 
-typedef struct { mc_ukr_t ukr; int mr, nr; } mc_kernel_t;
+/* edge_in_place: a narrow last panel of B is read in place (mc_ukr_avx512_edge), not packed */
+typedef struct { mc_ukr_t ukr; int mr, nr, edge_in_place; } mc_kernel_t;
 
 /* The best kernel this CPU runs (which = MC_GEMM_AUTO), or the one asked for;
  * returns which one, or -1 if the CPU cannot run it. */
@@ -242,17 +261,17 @@ static int mc_gemm_pick(int which, mc_kernel_t *kern)
               : (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? MC_GEMM_AVX2
               : MC_GEMM_PLAIN;
     if (which == MC_GEMM_AVX512 && __builtin_cpu_supports("avx512f")) {
-        kern->ukr = mc_ukr_avx512; kern->mr = 8; kern->nr = 32; return which;
+        kern->ukr = mc_ukr_avx512; kern->mr = 8; kern->nr = 32; kern->edge_in_place = 1; return which;
     }
     if (which == MC_GEMM_AVX2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-        kern->ukr = mc_ukr_avx2; kern->mr = 6; kern->nr = 16; return which;
+        kern->ukr = mc_ukr_avx2; kern->mr = 6; kern->nr = 16; kern->edge_in_place = 0; return which;
     }
 #else
     if (which == MC_GEMM_AUTO)
         which = MC_GEMM_PLAIN;
 #endif
     if (which == MC_GEMM_PLAIN) {
-        kern->ukr = mc_ukr_plain; kern->mr = 4; kern->nr = 16; return which;
+        kern->ukr = mc_ukr_plain; kern->mr = 4; kern->nr = 16; kern->edge_in_place = 0; return which;
     }
     return -1;
 }
@@ -342,7 +361,7 @@ static void mc_sgemm_kblock(const mc_kernel_t *kern, ptrdiff_t M, ptrdiff_t N, p
         const float *b;
         ptrdiff_t ldb;
         n = N - j0 < nr ? N - j0 : nr;
-        if (csb == 1 && n == nr) {      /* rows of the panel are contiguous: read in place */
+        if (csb == 1 && (n == nr || kern->edge_in_place)) {   /* rows of the panel are contiguous: read in place */
             b = B + k0 * rsb + j0;
             ldb = rsb;
         } else {
@@ -356,6 +375,11 @@ static void mc_sgemm_kblock(const mc_kernel_t *kern, ptrdiff_t M, ptrdiff_t N, p
             if (m == mr && n == nr) {
                 kern->ukr(kc, pai, b, ldb, C + i0 * ldc + j0, ldc, beta);
             } else {
+#if MC_X86
+                if (n < nr && b != pb)   /* the AVX-512 kernel's narrow last panel, in place (above) */
+                    mc_ukr_avx512_edge(kc, pai, b, ldb, n, edge, nr);
+                else
+#endif
                 kern->ukr(kc, pai, b, ldb, edge, nr, 0);
                 for (i = 0; i < m; i++)
                     for (j = 0; j < n; j++)
