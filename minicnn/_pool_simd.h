@@ -1,6 +1,7 @@
 /* Float32 pooling fast paths for _pool.pyx: 2x2 windows with stride 2 and no
  * padding (the reference network's case), any max/min window with stride 2
- * (padding included: 3x3/2 with padding 1 is max_pool_overlap's), and the
+ * (padding included: 3x3/2 with padding 1 is max_pool_overlap's; with
+ * AVX-512 and rows up to 32 floats, _pool_avx512.h takes that case), and the
  * global poolings.
  *
  * SSE2 is part of every x86-64 CPU, so these need no runtime dispatch; other
