@@ -451,6 +451,7 @@ cdef void _add_permuted(const float* gw, float* gwt, Py_ssize_t C, Py_ssize_t ta
             for o in range(O):
                 gwt[(c * taps + s) * O + o] += gw[o * taps * C + s * C + c]
 
+
 cdef void _backward_chunks(ConvTask* t, floating* gwt, int part, int parts) noexcept nogil:
     cdef const floating* x = <const floating*>t.x
     cdef const floating* w = <const floating*>t.w
@@ -577,7 +578,9 @@ def conv_backward(const floating[:, :, :, ::1] x, const floating[:, ::1] w, pack
     its chunks' dW^T into gwt[p] (K, O) and db into gb[p] (O,) (zeroed by the
     caller).  ``packed_t``: minicnn.layers.gemm.pack(w.T) or None.  Scratch:
     cols >= parts * 2 * K * b * P elements (columns and their gradient), rows
-    >= parts * O * b * P."""
+    >= parts * O * b * P.  In float32 with AVX-512, when kw * C is a multiple
+    of 32 and C of 8, both gradients are computed without columns, on a
+    channels-last copy of each chunk held in the same scratch (_channels_last.h)."""
     cdef ConvTask t
     cdef Py_ssize_t b = _setup(&t, x, w, packed_t, bounds, parts, kh, kw, sh, sw, ph, pw,
                                dy.shape[1], dy.shape[2], dy.shape[3], simd)

@@ -8,6 +8,9 @@ Float32 bounds, and why:
   (FMA or multiply-add), so |C - AB| <= gamma_(K+1) (|A||B|), gamma_n = n u / (1 - n u),
   u = 2^-24 (Higham, Accuracy and Stability, 3.5); plus u |C0| when accumulating.
 - im2col path: the same bound with K = C kh kw, against S = conv(|x|, |w|) + |b|.
+  Its gradients: each dW entry sums N OH OW products, each dx entry at most
+  O kh kw, in any order (chunks, parts, overlapping windows): gamma_(terms+3)
+  against the same gradient computed on |x|, |w| and |dy|.
 - Winograd path: the transforms mix a 4x4 patch, and entries of the
   transformed data can be several times the inputs, so the error is not bounded
   by conv(|x|, |w|) alone.  Every output is y = sum_xi a_xi (sum_c U_xi,c V_xi,c)
