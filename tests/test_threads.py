@@ -21,6 +21,8 @@ from minicnn import threads
 LAYERS = {
     "conv": (lambda rng, dt: L.Conv2D(3, 8, (3, 2), stride=(1, 2), padding=1, dtype=dt, rng=rng), (3, 30, 30)),
     "conv_big": (lambda rng, dt: L.Conv2D(32, 64, 3, padding=1, dtype=dt, rng=rng), (32, 14, 14)),
+    # float32: the channels-last backward (minicnn/_channels_last.h)
+    "conv_strided": (lambda rng, dt: L.Conv2D(32, 32, 3, stride=2, padding=1, dtype=dt, rng=rng), (32, 28, 28)),
     "dense": (lambda rng, dt: L.Dense(700, 50, dtype=dt, rng=rng), (700,)),
     "relu": (lambda rng, dt: L.ReLU(), (4, 30, 30)),
     "max": (lambda rng, dt: L.MaxPool2D(3, stride=2, padding=1), (8, 30, 30)),
@@ -30,7 +32,7 @@ LAYERS = {
     "global_avg": (lambda rng, dt: L.GlobalAvgPool2D(), (8, 30, 30)),
     "global_max": (lambda rng, dt: L.GlobalMaxPool2D(), (8, 30, 30)),
 }
-BLAS_LAYERS = {"conv", "conv_big", "dense"}
+BLAS_LAYERS = {"conv", "conv_big", "conv_strided", "dense"}
 
 
 @pytest.fixture
