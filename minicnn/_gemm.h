@@ -483,8 +483,7 @@ static int mc_sgemm_tab_fits(ptrdiff_t seg)
 #endif
 }
 
-/* C (M x N, ldc) = A @ B, or += with accumulate, where A (M x K) has
- * contiguous rows (lda) and B (K x N) is never stored: its row k is the
+/* C (M x N, ldc) += A @ B, where A (M x K) has contiguous rows (lda) and B (K x N) is never stored: its row k is the
  * segments b + tab[k * nseg + s], s < nseg, of seg floats each, end to end
  * (N = nseg * seg).  Conv2D's columns, transposed, read in place: row k (one
  * output position) is kh runs of kw * C floats of a channels-last input
@@ -492,26 +491,19 @@ static int mc_sgemm_tab_fits(ptrdiff_t seg)
  * returns 0, or -1 if it does not run here or memory ran out. */
 static int mc_sgemm_tab(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *A, ptrdiff_t lda,
                         const float *b, const ptrdiff_t *tab, ptrdiff_t nseg, ptrdiff_t seg,
-                        float *C, ptrdiff_t ldc, int accumulate)
+                        float *C, ptrdiff_t ldc)
 {
 #if MC_X86
     ptrdiff_t k0, kc, i0, j0, i, j, m, mpanels = (M + 7) / 8;
     float *pa, edge[8 * 32];
     if (!mc_sgemm_tab_fits(seg) || N != nseg * seg)
         return -1;
-    if (M <= 0 || N <= 0)
+    if (M <= 0 || N <= 0 || K <= 0)
         return 0;
-    if (K <= 0) {
-        if (!accumulate)
-            for (i = 0; i < M; i++)
-                memset(C + i * ldc, 0, (size_t)N * sizeof(float));
-        return 0;
-    }
     pa = (float *)malloc(sizeof(float) * (size_t)(mpanels * 8 * MC_KC));
     if (pa == NULL)
         return -1;
     for (k0 = 0; k0 < K; k0 += MC_KC) {
-        int beta = accumulate || k0 > 0;
         kc = K - k0 < MC_KC ? K - k0 : MC_KC;
         for (i0 = 0; i0 < M; i0 += 8)
             mc_pack_a(A, lda, 1, i0, M - i0 < 8 ? M - i0 : 8, k0, kc, 8, pa + (i0 / 8) * 8 * kc);
@@ -520,13 +512,12 @@ static int mc_sgemm_tab(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *A, p
             for (i0 = 0; i0 < M; i0 += 8) {
                 m = M - i0 < 8 ? M - i0 : 8;
                 if (m == 8) {
-                    mc_ukr_avx512_tab(kc, pa + (i0 / 8) * 8 * kc, b, t, nseg, j0 % seg, C + i0 * ldc + j0, ldc, beta);
+                    mc_ukr_avx512_tab(kc, pa + (i0 / 8) * 8 * kc, b, t, nseg, j0 % seg, C + i0 * ldc + j0, ldc, 1);
                 } else {
                     mc_ukr_avx512_tab(kc, pa + (i0 / 8) * 8 * kc, b, t, nseg, j0 % seg, edge, 32, 0);
                     for (i = 0; i < m; i++)
                         for (j = 0; j < 32; j++)
-                            C[(i0 + i) * ldc + j0 + j] = beta ? C[(i0 + i) * ldc + j0 + j] + edge[i * 32 + j]
-                                                              : edge[i * 32 + j];
+                            C[(i0 + i) * ldc + j0 + j] += edge[i * 32 + j];
                 }
             }
         }
@@ -535,7 +526,7 @@ static int mc_sgemm_tab(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *A, p
     return 0;
 #else
     (void)M; (void)N; (void)K; (void)A; (void)lda; (void)b; (void)tab; (void)nseg; (void)seg;
-    (void)C; (void)ldc; (void)accumulate;
+    (void)C; (void)ldc;
     return -1;
 #endif
 }

@@ -42,7 +42,7 @@ cdef extern from "_channels_last.h" nogil:
                       int kh, int sh, int sw, Py_ssize_t* tab)
     int mc_sgemm_tab(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float* A, Py_ssize_t lda,
                      const float* b, const Py_ssize_t* tab, Py_ssize_t nseg, Py_ssize_t seg,
-                     float* C, Py_ssize_t ldc, int accumulate)
+                     float* C, Py_ssize_t ldc)
     int mc_sgemm_ctab(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float* A, Py_ssize_t rsa, Py_ssize_t csa,
                       const float* B, Py_ssize_t ldb, float* c, const Py_ssize_t* tab, Py_ssize_t nseg,
                       Py_ssize_t seg)
@@ -429,7 +429,7 @@ cdef int _channels_last_backward(const ConvTask* t, const float* x, Py_ssize_t m
     if not mc_channels_last(x, m, t.C, g.H, g.W, g.HP, g.WP, g.ph, g.pw, scratch):
         return -1
     mc_row_table(m, t.C, g.HP, g.WP, g.OH, g.OW, g.kh, g.sh, g.sw, tab)
-    if mc_sgemm_tab(t.O, t.K, mp, dy2, mp, scratch, tab, g.kh, seg, gw, t.K, 1):
+    if mc_sgemm_tab(t.O, t.K, mp, dy2, mp, scratch, tab, g.kh, seg, gw, t.K):
         return -1
     if dx == NULL:
         return 0
