@@ -22,7 +22,14 @@ extensions = [
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
         extra_compile_args=compile_args,
     )
-    for name in ("_team", "_pool", "_im2col", "_activations", "_conv", "_optim")
+    for name in (
+        "_team",
+        "_pool",
+        "_im2col",
+        "_activations",
+        "_conv",
+        "_optim",
+    )
 ]
 
 setup(
