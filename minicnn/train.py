@@ -272,7 +272,22 @@ def _summary(config: Config, model: Sequential, dataset: datasets.Dataset, split
 
 
 def peak_memory_mib() -> float:
-    """This process's peak resident memory in MiB (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    """This process's own peak resident memory in MiB.
+
+    Linux: VmHWM of /proc/self/status, the high-water mark of this address space, which
+    starts anew at exec.  Not ru_maxrss: Linux carries that across fork and exec, so a
+    process started from a large one (a notebook, a study's pool worker, a test runner)
+    would report its parent's size.  macOS: ru_maxrss (bytes there), which is per process.
+    Elsewhere ru_maxrss, read as KiB.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) / 1024  # kB
+        except (OSError, ValueError, IndexError):
+            pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
