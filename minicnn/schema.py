@@ -224,7 +224,7 @@ class Shape:
 @dataclasses.dataclass(frozen=True)
 class Grid:
     """An experiment's grid, in one of two forms; comes back as its cells, a tuple of cells each a
-    tuple of (dotted key, scalar) pairs (minicnn.grid), () without a grid.
+    tuple of (dotted key, scalar) pairs (minicnn.study.grid), () without a grid.
 
     - axes, {dotted key: non-empty list of distinct scalars}: the cartesian product in file order,
       the first key slowest;

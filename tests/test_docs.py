@@ -3,7 +3,7 @@ points to a file users do not have."""
 import pathlib
 import re
 
-from minicnn import report, stats
+from minicnn.study import report, stats
 from minicnn.config import EXPERIMENT_SCHEMA, SCHEMA
 from minicnn.files import read_csv
 from minicnn.schema import schema_table

@@ -25,10 +25,11 @@ from matplotlib.container import ErrorbarContainer
 import minicnn.data
 import minicnn.runs
 import minicnn.train
-from minicnn import plots, report
+from minicnn import plots
+from minicnn.study import report
 from minicnn.config import load_config
 from minicnn.errors import UserError
-from minicnn.experiment import RunsFailed, load_experiment, longest_first, run_experiment
+from minicnn.study.experiment import RunsFailed, load_experiment, longest_first, run_experiment
 from conftest import tiny_config
 from minicnn.files import read_csv
 

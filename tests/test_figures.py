@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from matplotlib.container import ErrorbarContainer
 
-from minicnn import plots, report
+from minicnn import plots
+from minicnn.study import report
 from minicnn.confusion import confusion_matrix, read_run, row_normalised, summary_fields
 from minicnn.errors import UserError
-from minicnn.stats import paired_differences
+from minicnn.study.stats import paired_differences
 
 CLASSES = ["T-shirt/top", "Trouser", "Pullover"]
 VARIANTS = {"max": (0.90, 6_000_000), "avg": (0.88, 6_000_000), "global": (0.80, 20_000_000)}

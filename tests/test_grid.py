@@ -17,12 +17,13 @@ import pytest
 import yaml
 from matplotlib.container import ErrorbarContainer
 
-from minicnn import grid, plots, report
+from minicnn import plots
+from minicnn.study import grid, report
 from minicnn.config import apply_overrides, load_config
 from minicnn.confusion import summary_fields
 from minicnn.errors import ConfigError
 from minicnn.schema import Grid
-from minicnn.experiment import STOP_FILE, StudyStopped, load_experiment, run_one
+from minicnn.study.experiment import STOP_FILE, StudyStopped, load_experiment, run_one
 from minicnn.files import read_csv
 from conftest import tiny_config
 from test_experiment import PNG_MAGIC, TWO, fake_data, run, write_study  # noqa: F401 (a fixture)

@@ -212,7 +212,7 @@ def run_study(target: str, experiment, *, resume=False, quick=False, overrides=(
     """
     from tqdm import tqdm
 
-    from minicnn.experiment import load_experiment, run_experiment
+    from minicnn.study.experiment import load_experiment, run_experiment
 
     experiment = pathlib.Path(experiment).resolve()
     out = pathlib.Path(out).resolve() if out is not None else None

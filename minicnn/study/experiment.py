@@ -10,9 +10,9 @@ Experiment file (YAML):
     quick: {seeds: [0], set: [...]}            # what --quick changes (optional)
 
 Each run is ``fit(config, OUT/NAME/seedK)``, or ``fit(config, OUT/CELL/NAME/seedK)`` with
-a grid (minicnn.grid: CELL is the cell's folder name), in a worker of a
+a grid (minicnn.study.grid: CELL is the cell's folder name), in a worker of a
 ``concurrent.futures.Executor``: a local process pool by default, or a Dask
-cluster's (minicnn.cluster).  Each run takes its share of the cores inside
+cluster's (minicnn.study.cluster).  Each run takes its share of the cores inside
 its task (``threads.limit``: cpu_count // jobs in the local pool).  A run is a pure function of
 its resolved config and seed, and everything it returns is also on disk, so
 ``--resume`` only has to look at the run folders (minicnn.runs).
@@ -37,11 +37,11 @@ import threading
 import time
 import traceback
 
-from minicnn import grid
+from minicnn.study import grid
 from minicnn.config import ExperimentKeys, dump_yaml, load_config, load_yaml
 from minicnn.errors import ConfigError, UserError
 from minicnn.files import remove_temporaries
-from minicnn.report import PROVENANCE_FIELDS, aggregate, write_report, write_results
+from minicnn.study.report import PROVENANCE_FIELDS, aggregate, write_report, write_results
 from minicnn.runs import FolderLock, RunFolder
 from minicnn.schema import MAX_GRID_RUNS, parse
 
@@ -156,14 +156,15 @@ def run_one(run: Run, data_dir=None, threads=None, show_progress=False) -> dict:
     """Fit one run in this process (the function the executor calls); return its summary.
 
     ``threads``: the run's share of the cores, taken here, inside the task: an
-    int, or a Dask thread plan {host: threads} (minicnn.cluster.thread_plan)
+    int, or a Dask thread plan {host: threads} (minicnn.study.cluster.thread_plan)
     looked up for the worker the run landed on; None leaves the process as is.
     Each epoch's line goes to stdout, or to the driver when the run is on a
     Dask worker.  Between epochs the run stops (its last epoch saved) once the
     driver has asked the study to stop (``STOP_FILE``, for workers the driver
     cannot kill, such as a remote cluster's).
     """
-    from minicnn import cluster, threads as kernel_threads
+    from minicnn import threads as kernel_threads
+    from minicnn.study import cluster
     from minicnn.train import fit
 
     config = load_config(run.config_path, run.overrides)

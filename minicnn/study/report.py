@@ -1,6 +1,6 @@
 """Aggregate run results per variant (and grid cell) and write results.csv and report.md.
 
-A study with a grid (minicnn.grid) has a ``cell`` column in results.csv, the
+A study with a grid (minicnn.study.grid) has a ``cell`` column in results.csv, the
 cell's label; every statistic and comparison is taken within one cell, never
 across cells (a variant on MNIST is not a seed of the same variant on
 Fashion-MNIST).
@@ -11,7 +11,7 @@ import math
 import statistics
 
 from minicnn.files import write_csv, write_text
-from minicnn.stats import interval, paired_differences, resolution_sentence
+from minicnn.study.stats import interval, paired_differences, resolution_sentence
 
 RESULT_FIELDS = ["config", "seed", "test_accuracy", "val_accuracy", "epochs", "params", "macs",
                  "receptive_field", "seconds_per_epoch", "images_per_second", "diverged"]
