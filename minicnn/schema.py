@@ -455,10 +455,3 @@ def schema_table(sections: dict) -> str:
     lines += [f"| `{k}` | {e} | {d} | {m} |" for k, e, d, m in rows]
     return "\n".join(lines)
 
-
-if __name__ == "__main__":  # print the tables of docs/architecture.md
-    # through the imported module: this __main__ copy's kinds are other classes than config.py's
-    from minicnn import schema
-    from minicnn.config import EXPERIMENT_SCHEMA, SCHEMA
-
-    print(schema.schema_table(SCHEMA), schema.schema_table(EXPERIMENT_SCHEMA), sep="\n\n")

@@ -37,13 +37,14 @@ import threading
 import time
 import traceback
 
-from minicnn.study import grid
 from minicnn.config import ExperimentKeys, dump_yaml, load_config, load_yaml
 from minicnn.errors import ConfigError, UserError
 from minicnn.files import remove_temporaries
-from minicnn.study.report import PROVENANCE_FIELDS, aggregate, write_report, write_results
 from minicnn.runs import FolderLock, RunFolder
 from minicnn.schema import MAX_GRID_RUNS, parse
+from minicnn.study import cluster, grid
+from minicnn.results import aggregate
+from minicnn.study.report import PROVENANCE_FIELDS, write_report, write_results
 
 STOP_FILE = ".stop"  # in the experiment folder while the driver stops the study
 
@@ -164,7 +165,6 @@ def run_one(run: Run, data_dir=None, threads=None, show_progress=False) -> dict:
     cannot kill, such as a remote cluster's).
     """
     from minicnn import threads as kernel_threads
-    from minicnn.study import cluster
     from minicnn.train import fit
 
     config = load_config(run.config_path, run.overrides)
@@ -405,3 +405,27 @@ def _row(run: Run, folder: RunFolder) -> dict:
             row[key] = s[key]
     row["run_dir"] = run.folder.relative_to(run.study).as_posix()  # relative to the experiment folder, which may move
     return row
+
+
+def run_study(target: str, experiment, *, resume=False, quick=False, overrides=(), out=None, data_dir=None,
+              log=print) -> list[dict]:
+    """``minicnn ablate EXPERIMENT --dask TARGET``: the study on a Dask cluster; its result rows.
+
+    The experiment is validated before any cluster is started; paths are made
+    absolute, since a remote worker's working folder is not the driver's.
+    """
+    from tqdm import tqdm
+
+    experiment = pathlib.Path(experiment).resolve()
+    out = pathlib.Path(out).resolve() if out is not None else None
+    data_dir = str(pathlib.Path(data_dir).resolve()) if data_dir is not None else None
+    exp = load_experiment(experiment, overrides, quick, out)
+    with cluster.connect(target) as client:
+        exp.out.mkdir(parents=True, exist_ok=True)
+        cluster.check_shared_folder(client, exp.out)
+        plan = cluster.thread_plan(client)
+        log(f"Dask: {len(client.scheduler_info()['workers'])} workers; threads per run by host: "
+            + ", ".join(f"{host} {n}" for host, n in sorted(plan.items())))
+        cluster.forward_logs(client, lambda line: tqdm.write(line, file=sys.stdout))
+        return run_experiment(experiment, resume=resume, quick=quick, overrides=overrides, out=exp.out,
+                              data_dir=data_dir, executor=client.get_executor(pure=False), threads=plan, log=log)
