@@ -96,14 +96,12 @@ def _train(args) -> None:
 
 
 def _ablate(args) -> None:
-    from minicnn.experiment import RunsFailed, run_experiment
+    from minicnn.study.experiment import RunsFailed, run_experiment, run_study
 
     if args.jobs < 1:
         raise_user(f"--jobs must be at least 1, got {args.jobs}")
     try:
         if args.dask:
-            from minicnn.cluster import run_study
-
             run_study(args.dask, args.experiment, resume=args.resume, quick=args.quick, overrides=args.set,
                       out=args.out, data_dir=args.data_dir)
         else:

@@ -556,3 +556,9 @@ def _gib(n: int) -> str:
 
 def dump_yaml(resolved: dict) -> str:
     return yaml.safe_dump(resolved, sort_keys=False, default_flow_style=None)
+
+
+if __name__ == "__main__":  # print the tables of docs/architecture.md
+    from minicnn.schema import schema_table
+
+    print(schema_table(SCHEMA), schema_table(EXPERIMENT_SCHEMA), sep="\n\n")

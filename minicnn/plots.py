@@ -26,7 +26,7 @@ from matplotlib.transforms import Bbox
 from minicnn.confusion import read_run, row_normalised
 from minicnn.errors import UserError
 from minicnn.files import atomic_open
-from minicnn.report import cell_labels, shift_keys
+from minicnn.results import aggregate, cell_labels, shift_keys
 
 FIGSIZE = (6.4, 4.2)
 # the columns the figures read, and which of them must hold numbers
@@ -318,8 +318,6 @@ def _key(row: dict):
 
 def plot_experiment(folder) -> list[pathlib.Path]:
     """Draw the experiment figures from folder/results.csv and the run folders."""
-    from minicnn.report import aggregate
-
     folder = pathlib.Path(folder)
     rows = read_table(folder / "results.csv", RESULT_COLUMNS, RESULT_NUMBERS)
     variants = list(dict.fromkeys(r["config"] for r in rows))

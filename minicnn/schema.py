@@ -224,7 +224,7 @@ class Shape:
 @dataclasses.dataclass(frozen=True)
 class Grid:
     """An experiment's grid, in one of two forms; comes back as its cells, a tuple of cells each a
-    tuple of (dotted key, scalar) pairs (minicnn.grid), () without a grid.
+    tuple of (dotted key, scalar) pairs (minicnn.study.grid), () without a grid.
 
     - axes, {dotted key: non-empty list of distinct scalars}: the cartesian product in file order,
       the first key slowest;
@@ -455,10 +455,3 @@ def schema_table(sections: dict) -> str:
     lines += [f"| `{k}` | {e} | {d} | {m} |" for k, e, d, m in rows]
     return "\n".join(lines)
 
-
-if __name__ == "__main__":  # print the tables of docs/architecture.md
-    # through the imported module: this __main__ copy's kinds are other classes than config.py's
-    from minicnn import schema
-    from minicnn.config import EXPERIMENT_SCHEMA, SCHEMA
-
-    print(schema.schema_table(SCHEMA), schema.schema_table(EXPERIMENT_SCHEMA), sep="\n\n")

@@ -1,4 +1,4 @@
-"""minicnn.cluster: the Dask side of a study (target parsing, thread plan, shared-storage probe).
+"""minicnn.study.cluster: the Dask side of a study (target parsing, thread plan, shared-storage probe).
 
 These start real Dask processes (a LocalCluster, or a scheduler and workers
 as subprocesses) on this machine; they skip when Dask is not installed.
@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from minicnn import cluster
+from minicnn.study import cluster
 from minicnn.errors import UserError
 
 
@@ -155,7 +155,7 @@ def test_each_run_takes_its_hosts_share_inside_the_task(workers):
 MMAPPED_BYTES = """
 import ctypes, sys
 import numpy as np
-from minicnn import cluster
+from minicnn.study import cluster
 
 class Mallinfo2(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd",

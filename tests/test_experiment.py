@@ -25,10 +25,12 @@ from matplotlib.container import ErrorbarContainer
 import minicnn.data
 import minicnn.runs
 import minicnn.train
-from minicnn import plots, report
+from minicnn import plots
+from minicnn import results as result_rows
+from minicnn.study import report
 from minicnn.config import load_config
 from minicnn.errors import UserError
-from minicnn.experiment import RunsFailed, load_experiment, longest_first, run_experiment
+from minicnn.study.experiment import RunsFailed, load_experiment, longest_first, run_experiment
 from conftest import tiny_config
 from minicnn.files import read_csv
 
@@ -218,7 +220,7 @@ def test_report_md_holds_the_table_with_mean_and_std(study):
     rows = read_csv(study["out"] / "results.csv")
     for line, name in zip(table[1:], ["max", "avg"]):
         accs = [float(r["test_accuracy"]) for r in rows if r["config"] == name]
-        mean, std = report.mean_std(accs)
+        mean, std = result_rows.mean_std(accs)
         cells = [c.strip() for c in line.strip("|").split("|")]
         assert cells[0] == name and cells[1] == f"{100 * mean:.2f} ± {100 * std:.2f}" and cells[2] == "2"
     assert len(table) == 3
@@ -404,7 +406,7 @@ def test_a_diverged_run_is_recorded_and_the_study_goes_on(tmp_path, fake_data):
     assert cells[1] == "–" and cells[2] == "2 (2 diverged)"
     for name in FIGURES:
         assert (out / name).read_bytes()[:8] == PNG_MAGIC
-    stats = report.aggregate(results, ["boom", "max"])
+    stats = result_rows.aggregate(results, ["boom", "max"])
     assert stats[0]["diverged"] == 2 and math.isnan(stats[0]["test_mean"])
     assert stats[1]["diverged"] == 0 and stats[1]["test_mean"] > 0.5
 
@@ -435,11 +437,11 @@ def test_a_failing_run_does_not_stop_the_study(tmp_path, fake_data, monkeypatch)
 # ---------------------------------------------------------------- aggregation on known numbers
 
 def test_mean_std_on_known_numbers():
-    mean, std = report.mean_std([0.9, 0.92, 0.94])
+    mean, std = result_rows.mean_std([0.9, 0.92, 0.94])
     assert mean == pytest.approx(0.92, abs=1e-12) and std == pytest.approx(0.02, abs=1e-12)  # n - 1
-    assert report.mean_std([0.5]) == (0.5, pytest.approx(math.nan, nan_ok=True))
-    assert all(math.isnan(v) for v in report.mean_std([]))
-    mean, std = report.mean_std([1.0, 2.0, 3.0, 4.0])
+    assert result_rows.mean_std([0.5]) == (0.5, pytest.approx(math.nan, nan_ok=True))
+    assert all(math.isnan(v) for v in result_rows.mean_std([]))
+    mean, std = result_rows.mean_std([1.0, 2.0, 3.0, 4.0])
     assert mean == 2.5 and std == pytest.approx(math.sqrt(5 / 3))
 
 
@@ -458,7 +460,7 @@ def known_rows(as_csv=False):
 
 @pytest.mark.parametrize("as_csv", [False, True], ids=["python values", "csv strings"])
 def test_aggregate_excludes_and_counts_diverged_runs(as_csv):
-    stats = report.aggregate(known_rows(as_csv), ["b", "a", "missing"])
+    stats = result_rows.aggregate(known_rows(as_csv), ["b", "a", "missing"])
     assert [s["config"] for s in stats] == ["b", "a"]
     b, a = stats
     assert (a["runs"], a["diverged"], a["params"], a["macs"], a["receptive_field"]) == (4, 1, 1000, 5000, "4x4")
@@ -470,7 +472,7 @@ def test_aggregate_excludes_and_counts_diverged_runs(as_csv):
 
 def test_report_table_on_known_numbers(tmp_path):
     rows = known_rows()
-    stats = report.aggregate(rows, ["a", "b"])
+    stats = result_rows.aggregate(rows, ["a", "b"])
     table = report.report_table(stats).splitlines()
     assert table[0] == ("| variant | test accuracy % (mean ± std) | runs | params | MACs / image | "
                         "RF of last spatial layer | s / epoch | images / s | shift 0 px | shift 2 px |")
@@ -523,7 +525,7 @@ def test_loss_figure_draws_training_and_validation_per_variant():
 
 
 def test_test_accuracy_figure_draws_one_point_per_variant_with_error_bars():
-    stats = report.aggregate(known_rows(), ["a", "b"])
+    stats = result_rows.aggregate(known_rows(), ["a", "b"])
     fig = plots.test_accuracy_figure(stats)
     ax = fig.axes[0]
     points = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
@@ -536,7 +538,7 @@ def test_test_accuracy_figure_draws_one_point_per_variant_with_error_bars():
 
 
 def test_shift_figure_draws_accuracy_versus_shift_per_variant():
-    stats = report.aggregate(known_rows(), ["a", "b"])
+    stats = result_rows.aggregate(known_rows(), ["a", "b"])
     fig = plots.shift_figure(stats)
     ax = fig.axes[0]
     containers = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]

@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 from matplotlib.container import ErrorbarContainer
 
-from minicnn import plots, report
+from minicnn import plots
+from minicnn import results as result_rows
+from minicnn.study import report
 from minicnn.confusion import confusion_matrix, read_run, row_normalised, summary_fields
 from minicnn.errors import UserError
-from minicnn.stats import paired_differences
+from minicnn.study.stats import paired_differences
 
 CLASSES = ["T-shirt/top", "Trouser", "Pullover"]
 VARIANTS = {"max": (0.90, 6_000_000), "avg": (0.88, 6_000_000), "global": (0.80, 20_000_000)}
@@ -66,7 +68,7 @@ def test_confusion_round_trips_through_summary_json(tmp_path):
 
 def test_accuracy_vs_macs_draws_one_labelled_point_per_variant(tmp_path):
     rows = make_study(tmp_path)
-    stats = report.aggregate(rows, list(VARIANTS))
+    stats = result_rows.aggregate(rows, list(VARIANTS))
     fig = plots.accuracy_vs_macs_figure(stats)
     ax = fig.axes[0]
     assert ax.get_xscale() == "log" and "MACs" in ax.get_xlabel()
@@ -117,7 +119,7 @@ def test_report_has_paired_differences_with_t_intervals(tmp_path):
     rows[3]["test_accuracy"] += 0.004          # avg seed 0: differences to max -1.6, -2.0, -2.0 points
     for r in rows:
         r["blas"] = "openblas 0.3.27 Haswell, 1 thread"
-    report.write_report(tmp_path / "report.md", Exp, report.aggregate(rows, Exp.variants), rows)
+    report.write_report(tmp_path / "report.md", Exp, result_rows.aggregate(rows, Exp.variants), rows)
     text = (tmp_path / "report.md").read_text()
     assert "## Paired differences to max" in text
     lines = [line for line in text.splitlines() if line.startswith("| avg | 3 |")]
@@ -134,5 +136,5 @@ def test_report_has_paired_differences_with_t_intervals(tmp_path):
 
 def test_report_without_a_second_seed_has_no_comparison(tmp_path):
     rows = make_study(tmp_path, seeds=(0,))
-    report.write_report(tmp_path / "report.md", Exp, report.aggregate(rows, Exp.variants), rows)
+    report.write_report(tmp_path / "report.md", Exp, result_rows.aggregate(rows, Exp.variants), rows)
     assert "Paired differences" not in (tmp_path / "report.md").read_text()

@@ -17,12 +17,14 @@ import pytest
 import yaml
 from matplotlib.container import ErrorbarContainer
 
-from minicnn import grid, plots, report
+from minicnn import plots
+from minicnn import results as result_rows
+from minicnn.study import grid, report
 from minicnn.config import apply_overrides, load_config
 from minicnn.confusion import summary_fields
 from minicnn.errors import ConfigError
 from minicnn.schema import Grid
-from minicnn.experiment import STOP_FILE, StudyStopped, load_experiment, run_one
+from minicnn.study.experiment import STOP_FILE, StudyStopped, load_experiment, run_one
 from minicnn.files import read_csv
 from conftest import tiny_config
 from test_experiment import PNG_MAGIC, TWO, fake_data, run, write_study  # noqa: F401 (a fixture)
@@ -210,7 +212,7 @@ def test_report_has_a_summary_and_a_section_per_cell_compared_within_it(grid_stu
         table = [line for line in section.split("###")[0].splitlines() if line.startswith("| ")]
         assert len(table) == 3    # header, max, avg: nothing of the other cell
         for line, name in zip(table[1:], ["max", "avg"]):
-            mean, std = report.mean_std([float(r["test_accuracy"]) for r in mine if r["config"] == name])
+            mean, std = result_rows.mean_std([float(r["test_accuracy"]) for r in mine if r["config"] == name])
             assert line.startswith(f"| {name} | {100 * mean:.2f} ± {100 * std:.2f} | 2 |"), line
         assert "### Paired differences to max" in section
         acc = {(r["config"], r["seed"]): float(r["test_accuracy"]) for r in mine}
@@ -234,7 +236,7 @@ def test_the_figures_have_one_panel_per_cell(grid_study):
         assert (out / "confusion.png").exists()
         titles = [ax.get_title() for ax in plots.confusion_figure(*confusion).axes if ax.get_title()]
         assert [t.split("\n")[0] for t in titles] == ["lr 0.05", "lr 0.05", "lr 0.02", "lr 0.02"]
-    stats = report.aggregate(rows, ["max", "avg"])
+    stats = result_rows.aggregate(rows, ["max", "avg"])
     assert [(s["cell"], s["config"]) for s in stats] == [("lr 0.05", "max"), ("lr 0.05", "avg"),
                                                          ("lr 0.02", "max"), ("lr 0.02", "avg")]
     fig = plots.test_accuracy_figure(stats)
@@ -298,7 +300,7 @@ class GridExp:
 
 def test_paired_differences_are_taken_within_each_cell(tmp_path):
     rows = make_grid_study(tmp_path)
-    report.write_report(tmp_path / "report.md", GridExp, report.aggregate(rows, GridExp.variants), rows)
+    report.write_report(tmp_path / "report.md", GridExp, result_rows.aggregate(rows, GridExp.variants), rows)
     text = (tmp_path / "report.md").read_text()
     _, head, mnist, fashion = text.split("\n## ")
     # the overview: per cell, not pooled (pooled, the mean would be -0.5 points with a wide interval)
@@ -329,7 +331,7 @@ def test_confusion_png_has_a_row_per_cell_with_its_class_names(tmp_path):
 
 def test_accuracy_vs_macs_labels_each_cells_points_in_its_panel(tmp_path):
     rows = make_grid_study(tmp_path)
-    fig = plots.accuracy_vs_macs_figure(report.aggregate(rows, ["max", "avg"]))
+    fig = plots.accuracy_vs_macs_figure(result_rows.aggregate(rows, ["max", "avg"]))
     assert [ax.get_title() for ax in fig.axes] == ["mnist", "fashion_mnist"]
     assert [[t.get_text() for t in ax.texts] for ax in fig.axes] == [
         ["max 99.10 ± 0.10", "avg 97.10 ± 0.10"], ["max 88.10 ± 0.10", "avg 89.10 ± 0.10"]]

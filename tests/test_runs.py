@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 import minicnn.data
-import minicnn.experiment
+import minicnn.study.experiment
 import minicnn.train
 from minicnn.config import validate
 from minicnn.errors import UserError
@@ -181,7 +181,7 @@ def test_two_studies_on_one_folder_the_second_is_refused(tmp_path, tiny_data, mo
     with FolderLock(out, "experiment folder"):
         for resume in (False, True):
             with pytest.raises(UserError, match=rf"experiment folder {out} is in use by process {os.getpid()}"):
-                minicnn.experiment.run_experiment(path, executor=InProcess(), resume=resume, log=quiet)
+                minicnn.study.experiment.run_experiment(path, executor=InProcess(), resume=resume, log=quiet)
     assert sorted(p.name for p in out.iterdir()) == []
 
 
@@ -331,7 +331,7 @@ def test_cli_on_a_full_disk_exits_2_with_one_line(tmp_path, run_cli, disk_full):
 
 
 def test_cli_ablate_with_failed_runs_prints_a_table_and_exits_1(tmp_path, run_cli, monkeypatch):
-    monkeypatch.setattr(minicnn.experiment, "process_pool", lambda jobs: _in_process())
+    monkeypatch.setattr(minicnn.study.experiment, "process_pool", lambda jobs: _in_process())
     real_fit = minicnn.train.fit
 
     def flaky(config, out_dir, **kwargs):
@@ -354,7 +354,7 @@ def test_cli_ablate_with_failed_runs_prints_a_table_and_exits_1(tmp_path, run_cl
 
 
 def test_cli_ablate_whose_runs_all_fail_ends_in_the_table(tmp_path, run_cli, monkeypatch, recwarn):
-    monkeypatch.setattr(minicnn.experiment, "process_pool", lambda jobs: _in_process())
+    monkeypatch.setattr(minicnn.study.experiment, "process_pool", lambda jobs: _in_process())
 
     def broken(config, out_dir, **kwargs):
         raise UserError(f"the run folder {out_dir} is in use by process 1 on elsewhere")
@@ -375,7 +375,7 @@ def _in_process():
 def test_a_dead_worker_is_a_reason_in_the_table():
     import concurrent.futures.process
 
-    from minicnn.experiment import Run, RunsFailed
+    from minicnn.study.experiment import Run, RunsFailed
 
     run = Run("a.yaml", 0, (), "max", pathlib.Path("x"))
     failed = RunsFailed([(run, concurrent.futures.process.BrokenProcessPool("A child process terminated"))],
@@ -400,7 +400,7 @@ def test_summary_json_is_strict_json_when_a_split_is_empty(tmp_path, tiny_mnist)
 def test_a_study_with_an_empty_validation_split_still_reports(tmp_path, tiny_data, monkeypatch):
     monkeypatch.setattr(minicnn.data, "load_dataset", lambda name, **kwargs: tiny_data)
     path = write_study(tmp_path, {"max": tiny_config("max", epochs=1)}, seeds=[0], set=["data.val_size=0"])
-    rows = minicnn.experiment.run_experiment(path, executor=InProcess(), log=quiet)
+    rows = minicnn.study.experiment.run_experiment(path, executor=InProcess(), log=quiet)
     assert np.isnan(rows[0]["val_accuracy"]) and rows[0]["test_accuracy"] > 0.5
 
 

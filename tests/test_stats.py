@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from minicnn.stats import (incomplete_beta, interval, paired_difference, paired_differences,
+from minicnn.study.stats import (incomplete_beta, interval, paired_difference, paired_differences,
                            resolution_sentence, t_cdf, t_quantile)
 
 # two-sided 95% (p = 0.975) and one-sided 95% values from any t table, 3 decimals

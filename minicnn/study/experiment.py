@@ -10,9 +10,9 @@ Experiment file (YAML):
     quick: {seeds: [0], set: [...]}            # what --quick changes (optional)
 
 Each run is ``fit(config, OUT/NAME/seedK)``, or ``fit(config, OUT/CELL/NAME/seedK)`` with
-a grid (minicnn.grid: CELL is the cell's folder name), in a worker of a
+a grid (minicnn.study.grid: CELL is the cell's folder name), in a worker of a
 ``concurrent.futures.Executor``: a local process pool by default, or a Dask
-cluster's (minicnn.cluster).  Each run takes its share of the cores inside
+cluster's (minicnn.study.cluster).  Each run takes its share of the cores inside
 its task (``threads.limit``: cpu_count // jobs in the local pool).  A run is a pure function of
 its resolved config and seed, and everything it returns is also on disk, so
 ``--resume`` only has to look at the run folders (minicnn.runs).
@@ -37,13 +37,14 @@ import threading
 import time
 import traceback
 
-from minicnn import grid
 from minicnn.config import ExperimentKeys, dump_yaml, load_config, load_yaml
 from minicnn.errors import ConfigError, UserError
 from minicnn.files import remove_temporaries
-from minicnn.report import PROVENANCE_FIELDS, aggregate, write_report, write_results
 from minicnn.runs import FolderLock, RunFolder
 from minicnn.schema import MAX_GRID_RUNS, parse
+from minicnn.study import cluster, grid
+from minicnn.results import aggregate
+from minicnn.study.report import PROVENANCE_FIELDS, write_report, write_results
 
 STOP_FILE = ".stop"  # in the experiment folder while the driver stops the study
 
@@ -156,14 +157,14 @@ def run_one(run: Run, data_dir=None, threads=None, show_progress=False) -> dict:
     """Fit one run in this process (the function the executor calls); return its summary.
 
     ``threads``: the run's share of the cores, taken here, inside the task: an
-    int, or a Dask thread plan {host: threads} (minicnn.cluster.thread_plan)
+    int, or a Dask thread plan {host: threads} (minicnn.study.cluster.thread_plan)
     looked up for the worker the run landed on; None leaves the process as is.
     Each epoch's line goes to stdout, or to the driver when the run is on a
     Dask worker.  Between epochs the run stops (its last epoch saved) once the
     driver has asked the study to stop (``STOP_FILE``, for workers the driver
     cannot kill, such as a remote cluster's).
     """
-    from minicnn import cluster, threads as kernel_threads
+    from minicnn import threads as kernel_threads
     from minicnn.train import fit
 
     config = load_config(run.config_path, run.overrides)
@@ -404,3 +405,27 @@ def _row(run: Run, folder: RunFolder) -> dict:
             row[key] = s[key]
     row["run_dir"] = run.folder.relative_to(run.study).as_posix()  # relative to the experiment folder, which may move
     return row
+
+
+def run_study(target: str, experiment, *, resume=False, quick=False, overrides=(), out=None, data_dir=None,
+              log=print) -> list[dict]:
+    """``minicnn ablate EXPERIMENT --dask TARGET``: the study on a Dask cluster; its result rows.
+
+    The experiment is validated before any cluster is started; paths are made
+    absolute, since a remote worker's working folder is not the driver's.
+    """
+    from tqdm import tqdm
+
+    experiment = pathlib.Path(experiment).resolve()
+    out = pathlib.Path(out).resolve() if out is not None else None
+    data_dir = str(pathlib.Path(data_dir).resolve()) if data_dir is not None else None
+    exp = load_experiment(experiment, overrides, quick, out)
+    with cluster.connect(target) as client:
+        exp.out.mkdir(parents=True, exist_ok=True)
+        cluster.check_shared_folder(client, exp.out)
+        plan = cluster.thread_plan(client)
+        log(f"Dask: {len(client.scheduler_info()['workers'])} workers; threads per run by host: "
+            + ", ".join(f"{host} {n}" for host, n in sorted(plan.items())))
+        cluster.forward_logs(client, lambda line: tqdm.write(line, file=sys.stdout))
+        return run_experiment(experiment, resume=resume, quick=quick, overrides=overrides, out=exp.out,
+                              data_dir=data_dir, executor=client.get_executor(pure=False), threads=plan, log=log)

@@ -1,6 +1,6 @@
 """Aggregate run results per variant (and grid cell) and write results.csv and report.md.
 
-A study with a grid (minicnn.grid) has a ``cell`` column in results.csv, the
+A study with a grid (minicnn.study.grid) has a ``cell`` column in results.csv, the
 cell's label; every statistic and comparison is taken within one cell, never
 across cells (a variant on MNIST is not a seed of the same variant on
 Fashion-MNIST).
@@ -8,66 +8,16 @@ Fashion-MNIST).
 from __future__ import annotations
 
 import math
-import statistics
 
 from minicnn.files import write_csv, write_text
-from minicnn.stats import interval, paired_differences, resolution_sentence
+from minicnn.results import cell_labels, in_cell, shift_keys
+from minicnn.study.stats import interval, paired_differences, resolution_sentence
 
 RESULT_FIELDS = ["config", "seed", "test_accuracy", "val_accuracy", "epochs", "params", "macs",
                  "receptive_field", "seconds_per_epoch", "images_per_second", "diverged"]
 # columns written after the shifts when any row has them: the data set, the sha256 of what was
 # loaded, and the BLAS library and kernel (minicnn.blas.describe) of each run's summary.json
 PROVENANCE_FIELDS = ["dataset", "data_sha256", "blas"]
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (n - 1); std is nan for fewer than two values."""
-    if not values:
-        return math.nan, math.nan
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else math.nan
-
-
-def shift_keys(rows: list[dict]) -> list[str]:
-    keys = {k for r in rows for k in r if k.startswith("shift_")}
-    return sorted(keys, key=lambda k: int(k.split("_")[1]))
-
-
-def cell_labels(rows: list[dict]) -> list[str]:
-    """The grid cells' labels in the order of the rows (results.csv's ``cell``); [] without a grid."""
-    return list(dict.fromkeys(r["cell"] for r in rows if r.get("cell") not in (None, "")))
-
-
-def in_cell(rows: list[dict], cell: str) -> list[dict]:
-    """The rows of one grid cell ("": a study without a grid)."""
-    return [r for r in rows if (r.get("cell") or "") == cell]
-
-
-def aggregate(rows: list[dict], variants: list[str]) -> list[dict]:
-    """One dict per grid cell and variant (cell by cell, variants in ``variants`` order) with
-    statistics over its seeds; ``cell`` is the cell's label, "" without a grid.
-
-    Diverged runs are counted but left out of the accuracy statistics.
-    """
-    out = []
-    for cell, name in [(c, v) for c in cell_labels(rows) or [""] for v in variants]:
-        runs = [r for r in in_cell(rows, cell) if r["config"] == name]
-        if not runs:
-            continue
-        ok = [r for r in runs if not _true(r["diverged"])]
-        stats = {"cell": cell, "config": name, "runs": len(runs), "diverged": len(runs) - len(ok),
-                 "params": int(runs[0]["params"]), "macs": int(runs[0]["macs"]),
-                 "receptive_field": runs[0]["receptive_field"]}
-        stats["test_mean"], stats["test_std"] = mean_std([float(r["test_accuracy"]) for r in ok])
-        stats["seconds_per_epoch"] = mean_std([float(r["seconds_per_epoch"]) for r in runs])[0]
-        stats["images_per_second"] = mean_std([float(r["images_per_second"]) for r in runs])[0]
-        for key in shift_keys(runs):
-            stats[key] = mean_std([float(r[key]) for r in ok if r.get(key) not in (None, "")])
-        out.append(stats)
-    return out
-
-
-def _true(value) -> bool:
-    return value is True or str(value).lower() == "true"
 
 
 def write_results(path, rows: list[dict]) -> None:

@@ -201,29 +201,3 @@ def worker_log():
     except (ImportError, ValueError):
         return None
     return lambda line: worker.log_event(LOG_TOPIC, line)
-
-
-def run_study(target: str, experiment, *, resume=False, quick=False, overrides=(), out=None, data_dir=None,
-              log=print) -> list[dict]:
-    """``minicnn ablate EXPERIMENT --dask TARGET``: the study on a Dask cluster; its result rows.
-
-    The experiment is validated before any cluster is started; paths are made
-    absolute, since a remote worker's working folder is not the driver's.
-    """
-    from tqdm import tqdm
-
-    from minicnn.experiment import load_experiment, run_experiment
-
-    experiment = pathlib.Path(experiment).resolve()
-    out = pathlib.Path(out).resolve() if out is not None else None
-    data_dir = str(pathlib.Path(data_dir).resolve()) if data_dir is not None else None
-    exp = load_experiment(experiment, overrides, quick, out)
-    with connect(target) as client:
-        exp.out.mkdir(parents=True, exist_ok=True)
-        check_shared_folder(client, exp.out)
-        plan = thread_plan(client)
-        log(f"Dask: {len(client.scheduler_info()['workers'])} workers; threads per run by host: "
-            + ", ".join(f"{host} {n}" for host, n in sorted(plan.items())))
-        forward_logs(client, lambda line: tqdm.write(line, file=sys.stdout))
-        return run_experiment(experiment, resume=resume, quick=quick, overrides=overrides, out=exp.out,
-                              data_dir=data_dir, executor=client.get_executor(pure=False), threads=plan, log=log)

@@ -1,0 +1,60 @@
+"""A study's result rows (one dict per run, as results.csv holds them) and their statistics per
+grid cell and variant: what report.md and the figures both read.
+
+A study with a grid has a ``cell`` column, the cell's label; every statistic is
+taken within one cell, never across cells.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (n - 1); std is nan for fewer than two values."""
+    if not values:
+        return math.nan, math.nan
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else math.nan
+
+
+def shift_keys(rows: list[dict]) -> list[str]:
+    keys = {k for r in rows for k in r if k.startswith("shift_")}
+    return sorted(keys, key=lambda k: int(k.split("_")[1]))
+
+
+def cell_labels(rows: list[dict]) -> list[str]:
+    """The grid cells' labels in the order of the rows (results.csv's ``cell``); [] without a grid."""
+    return list(dict.fromkeys(r["cell"] for r in rows if r.get("cell") not in (None, "")))
+
+
+def in_cell(rows: list[dict], cell: str) -> list[dict]:
+    """The rows of one grid cell ("": a study without a grid)."""
+    return [r for r in rows if (r.get("cell") or "") == cell]
+
+
+def aggregate(rows: list[dict], variants: list[str]) -> list[dict]:
+    """One dict per grid cell and variant (cell by cell, variants in ``variants`` order) with
+    statistics over its seeds; ``cell`` is the cell's label, "" without a grid.
+
+    Diverged runs are counted but left out of the accuracy statistics.
+    """
+    out = []
+    for cell, name in [(c, v) for c in cell_labels(rows) or [""] for v in variants]:
+        runs = [r for r in in_cell(rows, cell) if r["config"] == name]
+        if not runs:
+            continue
+        ok = [r for r in runs if not _true(r["diverged"])]
+        stats = {"cell": cell, "config": name, "runs": len(runs), "diverged": len(runs) - len(ok),
+                 "params": int(runs[0]["params"]), "macs": int(runs[0]["macs"]),
+                 "receptive_field": runs[0]["receptive_field"]}
+        stats["test_mean"], stats["test_std"] = mean_std([float(r["test_accuracy"]) for r in ok])
+        stats["seconds_per_epoch"] = mean_std([float(r["seconds_per_epoch"]) for r in runs])[0]
+        stats["images_per_second"] = mean_std([float(r["images_per_second"]) for r in runs])[0]
+        for key in shift_keys(runs):
+            stats[key] = mean_std([float(r[key]) for r in ok if r.get(key) not in (None, "")])
+        out.append(stats)
+    return out
+
+
+def _true(value) -> bool:
+    return value is True or str(value).lower() == "true"
