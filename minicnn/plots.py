@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter, FuncFormatter, LogLocator, NullFormatter
 from matplotlib.transforms import Bbox
 
+from minicnn import claims
 from minicnn.confusion import read_run, row_normalised
 from minicnn.errors import UserError
 from minicnn.files import atomic_open
@@ -304,6 +305,44 @@ def confusion_figure(matrices: dict, classes) -> Figure:
     return fig
 
 
+VERDICT_COLOURS = {"supported": "tab:green", "contradicted": "tab:red"}   # else: not resolved, grey
+
+
+def claims_figure(tested) -> Figure:
+    """Forest plot of the claims (minicnn.claims.tested): one row per claim and cell, top to bottom
+    in the file's order, the paired difference (percentage points) with its 95% CI, a line at 0,
+    dotted lines at the margin of an equal / not_lower claim; colour: the verdict."""
+    height = max(2.8, 0.45 * len(tested) + 1.6)
+    fig = Figure(figsize=(9.6, height), dpi=110, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.set_title("Claims: paired difference variant - baseline over seeds, 95% CI")
+    ax.set_xlabel("difference (percentage points)")
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.axvline(0, color="black", linewidth=1)
+    labels = []
+    for y, t in enumerate(tested):
+        c, d = t.claim, t.difference
+        colour = VERDICT_COLOURS.get(t.verdict, "tab:gray")
+        if c.direction in ("equal", "not_lower"):
+            for edge in (-c.margin, c.margin) if c.direction == "equal" else (-c.margin,):
+                ax.plot([100 * edge] * 2, [y - 0.4, y + 0.4], linestyle=":", color=colour)
+        if d.n:
+            low, high = (d.low, d.high) if d.n > 1 else (d.mean, d.mean)
+            ax.errorbar([100 * d.mean], [y], xerr=[[100 * (d.mean - low)], [100 * (high - d.mean)]], marker="o",
+                        capsize=4, color=colour)
+        labels.append(f"{t.number}. {c.metric}: {c.variant} - {c.baseline}\npredicts {c.direction.replace('_', ' ')}"
+                      + (f", {t.cell}" if t.cell else ""))
+    ax.set_yticks(range(len(tested)), labels, fontsize=8)
+    ax.set_ylim(len(tested) - 0.5, -0.5)
+    ax.margins(x=0.1)
+    handles = [ax.plot([], [], marker="o", linestyle="", color=colour)[0] for colour in
+               (*VERDICT_COLOURS.values(), "tab:gray")] + ax.plot([], [], linestyle=":", color="tab:gray")
+    fig.legend(handles, ["supported", "contradicted", "not resolved / not measured", "margin (equal, not lower)"],
+               fontsize=8, loc="outside lower center", ncols=4)
+    return fig
+
+
 def save(fig: Figure, path) -> pathlib.Path:
     """Write the figure as PNG atomically."""
     with atomic_open(path, "wb") as f:
@@ -333,6 +372,9 @@ def plot_experiment(folder) -> list[pathlib.Path]:
                (loss_figure(metrics), "loss.png"), (accuracy_vs_macs_figure(stats), "accuracy_vs_macs.png")]
     if rows and shift_keys(rows):
         figures.append((shift_figure(stats), "shift_accuracy.png"))
+    found = claims.load(folder)
+    if found and rows:
+        figures.append((claims_figure(claims.tested(rows, found)), "claims.png"))
     confusion = _confusions(folder, rows)
     if confusion:
         figures.append((confusion_figure(*confusion), "confusion.png"))
