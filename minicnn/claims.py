@@ -2,9 +2,11 @@
 
 A claim (``claims:`` in the experiment file, ``minicnn.config.ClaimKeys``) names a metric (a
 results.csv column), a variant, a baseline variant, optionally a grid cell, and the direction it
-predicts for variant minus baseline. Each claim is tested in its cell (default: every cell) by the
-paired difference over seeds and its 95% confidence interval [low, high] (minicnn.stats), with the
-verdict rule ``RULE`` (m: the claim's margin):
+predicts for variant minus baseline. With ``baseline_metric`` the baseline's value is that other
+column (which lets a variant be compared with itself: its canvas_56 against its test_accuracy).
+Each claim is tested in its cell (default: every cell) by the paired difference over seeds and its
+95% confidence interval [low, high] (minicnn.stats), with the verdict rule ``RULE`` (m: the
+claim's margin):
 
 - higher:    supported if low > 0,           contradicted if high < 0;
 - lower:     supported if high < 0,          contradicted if low > 0;
@@ -26,7 +28,7 @@ from minicnn.config import ClaimKeys
 from minicnn.errors import ConfigError, UserError
 from minicnn.files import write_text
 from minicnn.schema import show
-from minicnn.stats import PairedDifference, interval, paired_differences
+from minicnn.stats import PairedDifference, interval, paired_difference
 
 FILE = "claims.json"
 RULE = ("Verdict rule, on the paired difference variant minus baseline over the seeds both finished "
@@ -64,15 +66,32 @@ def check(file: str, claims: tuple, configs: dict, cells: list[str]) -> None:
             if getattr(claim, key) not in configs:
                 raise ConfigError(file, f"{where}.{key}", f"expected one of the configs' names "
                                   f"({', '.join(configs)}), got {show(getattr(claim, key))}")
-        if claim.variant == claim.baseline:
-            raise ConfigError(file, f"{where}.baseline", f"expected another variant than {claim.variant}")
-        metrics = [m for m in claimable(configs[claim.variant]) if m in claimable(configs[claim.baseline])]
-        if claim.metric not in metrics:
-            raise ConfigError(file, f"{where}.metric", f"expected a results.csv column both variants write "
-                              f"({', '.join(metrics)}), got {show(claim.metric)}")
+        against = baseline_metric(claim)
+        if claim.variant == claim.baseline and against == claim.metric:
+            raise ConfigError(file, f"{where}.baseline", f"expected another variant than {claim.variant}, or "
+                              "a baseline_metric other than the metric")
+        for key, metric, name in (("metric", claim.metric, claim.variant),
+                                  ("baseline_metric", against, claim.baseline)):
+            metrics = claimable(configs[name])
+            if metric not in metrics:
+                key = key if getattr(claim, key) is not None else "metric"
+                raise ConfigError(file, f"{where}.{key}", f"expected a results.csv column that runs of {name} "
+                                  f"write ({', '.join(metrics)}), got {show(metric)}")
         if claim.cell is not None and claim.cell not in cells:
             raise ConfigError(file, f"{where}.cell", f"expected one of the grid cells' labels "
                               f"({'; '.join(cells) or 'none: the experiment has no grid'}), got {show(claim.cell)}")
+
+
+def baseline_metric(claim: ClaimKeys) -> str:
+    """The column the baseline is read from: ``baseline_metric``, by default the claim's metric."""
+    return claim.baseline_metric if claim.baseline_metric is not None else claim.metric
+
+
+def compared(claim: ClaimKeys) -> str:
+    """What is subtracted: "consistency: avg - max", or "global canvas_56 - global test_accuracy"."""
+    if claim.baseline_metric is None:
+        return f"{claim.metric}: {claim.variant} - {claim.baseline}"
+    return f"{claim.variant} {claim.metric} - {claim.baseline} {claim.baseline_metric}"
 
 
 def verdict(claim: ClaimKeys, d: PairedDifference) -> str:
@@ -98,9 +117,17 @@ def tested(rows: list[dict], claims) -> list[Tested]:
     for number, claim in enumerate(claims, start=1):
         for cell in [claim.cell] if claim.cell is not None else labels:
             here = [r for r in rows if (r.get("cell") or "") == cell]
-            d = paired_differences(here, [claim.baseline, claim.variant], claim.metric)[0]
+            d = paired_difference(_by_seed(here, claim.variant, claim.metric),
+                                  _by_seed(here, claim.baseline, baseline_metric(claim)),
+                                  (claim.variant, claim.baseline), claim.metric)
             out.append(Tested(number, claim, cell, d, verdict(claim, d)))
     return out
+
+
+def _by_seed(rows: list[dict], variant: str, metric: str) -> dict[int, float]:
+    """{seed: value} of ``variant``'s runs that did not diverge and measured ``metric``."""
+    return {int(r["seed"]): float(r[metric]) for r in rows if r["config"] == variant
+            and str(r.get("diverged")).lower() != "true" and r.get(metric) not in (None, "")}
 
 
 def predicts(claim: ClaimKeys) -> str:
@@ -118,7 +145,7 @@ def section(rows: list[dict], claims) -> list[str]:
              "difference, points [95% CI] | verdict |", "|---|---|---|---|---|---|---|"]
     for t in tested(rows, claims):
         c = t.claim
-        lines.append(f"| {t.number} | {c.text} | {c.metric}: {c.variant} - {c.baseline} | {t.cell or '–'} | "
+        lines.append(f"| {t.number} | {c.text} | {compared(c)} | {t.cell or '–'} | "
                      f"{predicts(c)} | {interval(t.difference) if t.difference.n else 'n/a'} | {t.verdict} |")
     return lines + [""]
 

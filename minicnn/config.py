@@ -192,6 +192,8 @@ class ClaimKeys:
     margin: float = key(Number(0.0, 1.0, open_low=True), 0.005, "for equal and not_lower: the difference "
                         "that still counts as none (in the metric's units: 0.005 is half a point)")
     cell: str | None = key(Text(null=True), None, "the grid cell's label (default: every cell)")
+    baseline_metric: str | None = key(Text(null=True), None, "the baseline's column when it is another one "
+                                      "(default: metric), e.g. a variant's canvas_56 against its own test_accuracy")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -8,6 +8,8 @@ Experiment file (YAML):
     grid: {data.dataset: [mnist, fashion_mnist]}   # every config x seed per cell (optional)
     out: ../runs/pooling_ablation              # experiment folder (optional)
     quick: {seeds: [0], set: [...]}            # what --quick changes (optional)
+    claims: [{text: ..., metric: consistency, variant: avg_pool, baseline: max_pool,
+              direction: higher}]               # tested in report.md (optional; minicnn.claims)
 
 Each run is ``fit(config, OUT/NAME/seedK)``, or ``fit(config, OUT/CELL/NAME/seedK)`` with
 a grid (minicnn.grid: CELL is the cell's folder name), in a worker of a

@@ -216,8 +216,9 @@ def grid_overview(rows: list[dict], variants: list[str], stats: list[dict]) -> l
 
 
 PROBES_TEXT = [
-    "Probes (minicnn.probes, on the final model, the same draws for every run): shift consistency is the",
-    "share of test images given the same class under two random moves of up to eval.consistency_shift px",
+    "Probes (minicnn.probes, on the final model and the first eval.probe_images test images, the same draws",
+    "for every run): shift consistency is the share of those images given the same class under two random",
+    "moves of up to eval.consistency_shift px",
     "per axis; Gaussian sigma s and salt & pepper p are test accuracies with that noise added (pixels in",
     "[0, 1], clipped; p of the pixels set to 0 or 1); canvas SxS is test accuracy with each test image at",
     "a random place on an SxS black canvas, n/a for a model whose layers take only its input size; train",

@@ -347,7 +347,8 @@ class Records:
 
     @property
     def expected(self) -> str:
-        return f"a list of {self.what}, each a mapping with {', '.join(f.name for f in dataclasses.fields(self.section))}"
+        keys = ", ".join(f.name for f in dataclasses.fields(self.section))
+        return f"a list of {self.what}, each a mapping with {keys}"
 
     def parse(self, v, file, path):
         if v is None:

@@ -11,7 +11,7 @@ from minicnn import claims, plots
 from minicnn.config import ClaimKeys
 from minicnn.errors import ConfigError
 from minicnn.experiment import load_experiment
-from test_experiment import TWO, fake_data, run, write_study  # noqa: F401 - fake_data is a fixture
+from test_experiment import ROOT, TWO, fake_data, run, write_study  # noqa: F401 - fake_data is a fixture
 
 
 def claim(**keys) -> ClaimKeys:
@@ -64,6 +64,16 @@ def test_a_claim_without_a_cell_is_tested_in_every_cell_and_one_with_a_cell_in_i
     assert one.verdict == "contradicted" and one.number == 1
 
 
+def test_a_variant_against_its_own_other_metric():
+    rows = made_up(UP, metric="canvas_56")
+    for r in rows:
+        r["test_accuracy"] = 0.9
+    c = claim(metric="canvas_56", baseline="b", baseline_metric="test_accuracy", direction="not_lower", margin=0.02)
+    (tested,) = claims.tested(rows, [c])
+    assert tested.difference.mean == pytest.approx(0.9 + sum(UP) / 5 - 0.9) and tested.verdict == "supported"
+    assert claims.compared(c) == "b canvas_56 - b test_accuracy"
+
+
 def test_a_metric_not_measured_for_a_variant_is_said_so():
     rows = made_up(UP, metric="canvas_40")
     for r in rows:
@@ -84,17 +94,23 @@ def test_the_section_gives_each_claim_its_interval_and_verdict_and_states_the_ru
     assert claims.section(made_up(UP), []) == []
 
 
-def test_claims_figure_draws_one_row_per_claim_and_cell(tmp_path):
+def test_claims_figure_draws_one_panel_per_claim_and_one_row_per_cell(tmp_path):
     rows = made_up(UP, "mnist") + made_up(NOISY, "fashion_mnist")
     tested = claims.tested(rows, [claim(), claim(direction="equal", cell="mnist")])
     fig = plots.claims_figure(tested)
-    ax = fig.axes[0]
-    bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    assert len(fig.axes) == 2
+    first, second = fig.axes
+    bars = [c for ax in fig.axes for c in ax.containers if isinstance(c, ErrorbarContainer)]
     assert len(bars) == 3
     for bar, t in zip(bars, tested):
         assert bar.lines[0].get_xdata()[0] == pytest.approx(100 * t.difference.mean)
-    labels = [t.get_text() for t in ax.get_yticklabels()]
-    assert labels[0] == "1. test_accuracy: b - a\npredicts higher, mnist" and labels[2].startswith("2. ")
+        low, high = bar.lines[2][0].get_segments()[0][:, 0]  # the CI's horizontal bar
+        assert (low, high) == pytest.approx((100 * t.difference.low, 100 * t.difference.high))
+    assert [t.get_text() for t in first.get_yticklabels()] == ["mnist", "fashion_mnist"]
+    assert first.get_title(loc="left") == "1. test_accuracy: b - a: predicts higher"
+    assert second.get_title(loc="left").startswith("2. ") and "equal within 0.50 points" in second.get_title(loc="left")
+    colours = [bar.lines[0].get_color() for bar in bars]
+    assert colours == ["tab:green", "tab:gray", "tab:red"]  # supported, not resolved, contradicted (UP is > 0.5 pt)
     plots.save(fig, tmp_path / "claims.png")
     assert matplotlib.image.imread(tmp_path / "claims.png").shape[2] == 4
 
@@ -107,12 +123,15 @@ def good(**keys):
 
 
 @pytest.mark.parametrize("item, where, words", [
-    (good(metric="accuracy"), "claims[0].metric", "expected a results.csv column both variants write"),
+    (good(metric="accuracy"), "claims[0].metric", "expected a results.csv column that runs of avg write"),
+    (good(baseline_metric="canvas_41"), "claims[0].baseline_metric", "that runs of max write"),
+    (good(baseline="avg", baseline_metric="consistency"), "claims[0].baseline", "another variant"),
     (good(metric="canvas_99"), "claims[0].metric", "canvas_40"),
     (good(variant="stochastic"), "claims[0].variant", "expected one of the configs' names (max, avg)"),
     (good(baseline="nope"), "claims[0].baseline", "(max, avg)"),
     (good(baseline="avg"), "claims[0].baseline", "another variant"),
     (good(cell="mnist"), "claims[0].cell", "no grid"),
+    (good(metric="probe_seconds"), "claims[0].metric", "consistency"),
     (good(direction="better"), "claims[0].direction", "one of higher, lower, equal, not_lower"),
     (good(margin=0), "claims[0].margin", "(0, 1)"),
     (good(colour="red"), "claims[0].colour", "unknown key"),
@@ -129,6 +148,12 @@ def test_a_bad_claim_exits_2_with_one_line(tmp_path, run_cli):
     path = write_study(tmp_path, TWO, claims=[good(), good(metric="nonsense")])
     status, _, err = run_cli("ablate", path)
     assert status == 2 and "claims[1].metric" in err and "Traceback" not in err
+
+
+def test_a_claim_may_compare_a_variant_with_its_own_test_accuracy(tmp_path):
+    path = write_study(tmp_path, TWO, claims=[good(metric="canvas_40", baseline="avg",
+                                                   baseline_metric="test_accuracy")])
+    assert load_experiment(path).claims[0].baseline_metric == "test_accuracy"
 
 
 def test_a_claim_may_name_a_grid_cell(tmp_path):
@@ -156,3 +181,11 @@ def test_a_study_reports_its_claims_and_draws_them_from_its_folder(tmp_path, fak
     assert (out / "claims.png").exists()
     (out / "claims.png").unlink()
     assert out / "claims.png" in plots.plot_folder(out)  # redrawn from the folder alone
+
+
+def test_the_family_study_loads_with_its_claims():
+    exp = load_experiment(ROOT / "experiments" / "pooling_family.yaml")
+    assert exp.variants[0] == "max_pool" and len(exp.variants) == 7 and len(exp.cells) == 3
+    assert len(exp.runs) == 7 * 3 * 5 and len(exp.claims) == 10
+    assert {c.metric for c in exp.claims} >= {"consistency", "gaussian_0.2", "salt_pepper_0.1", "canvas_56",
+                                              "generalisation_gap", "test_accuracy"}
