@@ -119,9 +119,9 @@ def _ablate(args) -> None:
 
 
 def _plot(args) -> None:
-    from minicnn.plots import plot_folder
+    from minicnn.study.claims import plot_study
 
-    for path in plot_folder(args.folder):
+    for path in plot_study(args.folder):
         print(path)
 
 

@@ -22,7 +22,8 @@ from minicnn.errors import ConfigError, UserError
 from minicnn.layers.base import pair
 from minicnn.model import Sequential, training_memory
 from minicnn.schema import (MAX_EPOCHS, MAX_SEED, MAX_SHIFT, REQUIRED, Bool, Choice, Grid, Int, IntList, ListOf,
-                            Nested, Number, Shape, Size, Text, TextList, Variant, as_plain, clip, key, parse, show)
+                            Nested, Number, NumberList, Records, Shape, Size, Text, TextList, Variant, as_plain, clip,
+                            key, parse, show)
 
 MNIST_TRAIN_IMAGES = 60000   # MNIST and Fashion-MNIST alike
 MNIST_SHAPE, MNIST_CLASSES = (1, 28, 28), 10
@@ -30,6 +31,7 @@ MAX_FILE_BYTES = 64 * 1024   # a config is about 1 KB; an experiment file less
 MAX_NODES = 100_000          # YAML values after alias expansion
 MAX_OVERRIDE_CHARS = 4096
 MAX_KEY_CHARS = 200
+MAX_CANVAS = 256             # eval.canvases: a 256x256 canvas is 84x MNIST's pixels per image
 
 
 # ---------------------------------------------------------------- the schema
@@ -144,6 +146,21 @@ class TrainKeys:
 class EvalKeys:
     shifts: tuple = key(IntList(Int(0, MAX_SHIFT)), (0, 1, 2, 3, 4), "test-set shifts (pixels) evaluated after training")
     batch_size: int = key(Int(1), 128, "images per forward pass in evaluation")
+    # the probes of minicnn.probes, each computed once after training ([] or 0: off)
+    probe_images: int | None = key(Int(1, null=True), 5000, "test images the consistency, noise and canvas "
+                                   "probes use: the first N (null: all)")
+    consistency_shift: int = key(Int(0, MAX_SHIFT), 2, "shift consistency: share of test images whose class "
+                                 "is the same under two random shifts of up to this many pixels (0: off)")
+    gaussian_sigmas: tuple = key(NumberList(Number(0.0, 1.0, open_low=True, open_high=False)), (0.1, 0.2, 0.3),
+                                 "test accuracy under additive Gaussian noise of each standard deviation "
+                                 "(pixels in [0, 1], clipped)")
+    salt_pepper: tuple = key(NumberList(Number(0.0, 1.0, open_low=True, open_high=False)), (0.05, 0.1, 0.2),
+                             "test accuracy with each share of pixels set to 0 or 1 at random")
+    canvases: tuple = key(IntList(Int(1, MAX_CANVAS), distinct=True), (40, 56), "test accuracy on SxS black "
+                          "canvases, each test image at a random place (S >= the input's height and width; "
+                          "null in summary.json for a model that takes only its input size)")
+    gap_images: int = key(Int(0), 5000, "generalisation gap: accuracy on the first N training images "
+                          "(inference mode) minus test accuracy (0: off)")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -165,6 +182,21 @@ class QuickKeys:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class ClaimKeys:
+    text: str = key(Text(), REQUIRED, "the claim in one sentence")
+    metric: str = key(Text(), REQUIRED, "the results.csv column that tests it, e.g. consistency")
+    variant: str = key(Text(), REQUIRED, "the config name the claim is about")
+    baseline: str = key(Text(), REQUIRED, "the config name it is compared with, seed by seed")
+    direction: str = key(Choice(("higher", "lower", "equal", "not_lower")), REQUIRED,
+                         "what the claim predicts for variant minus baseline")
+    margin: float = key(Number(0.0, 1.0, open_low=True), 0.005, "for equal and not_lower: the difference "
+                        "that still counts as none (in the metric's units: 0.005 is half a point)")
+    cell: str | None = key(Text(null=True), None, "the grid cell's label (default: every cell)")
+    baseline_metric: str | None = key(Text(null=True), None, "the baseline's column when it is another one "
+                                      "(default: metric), e.g. a variant's canvas_56 against its own test_accuracy")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class ExperimentKeys:
     name: str | None = key(Text(), None, "study name (default: the file name without .yaml)")
     configs: tuple = key(TextList("config file paths", nonempty=True), REQUIRED, "relative to the experiment file")
@@ -174,6 +206,7 @@ class ExperimentKeys:
     out: str | None = key(Text(null=True, what="a folder path"), None, "experiment folder, relative to the experiment file "
                                                  "(default: runs/NAME)")
     quick: QuickKeys = key(Nested(QuickKeys), QuickKeys(), "what --quick changes")
+    claims: tuple = key(Records(ClaimKeys, "claims"), (), "claims the report tests (minicnn.claims)")
 
 
 SCHEMA = {"": ConfigKeys}          # the tables of docs/architecture.md
@@ -219,6 +252,7 @@ class Config:
     augment_shift: int = 0
     schedule: ScheduleConfig = ScheduleConfig("constant", {})
     num_outputs: int = MNIST_CLASSES   # scores the last layer gives; the class count must match
+    eval: EvalKeys = EvalKeys()        # the eval section, for the probes (minicnn.probes)
 
 
 # ---------------------------------------------------------------- reading YAML
@@ -369,7 +403,7 @@ def _where(path):
 def validate(raw: dict, file: str) -> Config:
     """Check a config mapping against the schema; ConfigError names the first problem."""
     top = parse(ConfigKeys, raw, file, "")
-    data, model, train, ev = top.data, top.model, top.train, top.eval
+    data, model, train, ev = top.data, top.model, top.train, _canvases(top.eval, top.model.input_shape, raw, file)
     name = top.name if top.name is not None else pathlib.Path(file).stem
     data_path = None
     if data.dataset == "npz":
@@ -406,7 +440,7 @@ def validate(raw: dict, file: str) -> Config:
                     test_size=data.test_size, input_shape=model.input_shape, layers=layers,
                     epochs=train.epochs, batch_size=train.batch_size, optimizer=optimizer, shifts=ev.shifts,
                     eval_batch_size=ev.batch_size, resolved=resolved, dataset=data.dataset, data_path=data_path,
-                    augment_shift=data.augment.shift, schedule=schedule)
+                    augment_shift=data.augment.shift, schedule=schedule, eval=ev)
     plan = build_model(config, allocate=False)  # shape errors surface now, located by layer
     outputs = plan.output_shape
     if config.dataset != "npz" and outputs != (MNIST_CLASSES,):
@@ -416,6 +450,19 @@ def validate(raw: dict, file: str) -> Config:
         raise ConfigError(file, "model.layers", f"the last layer must give one score per class, "
                           f"got output shape {list(outputs)}; end with dense (and softmax)")
     return dataclasses.replace(config, num_outputs=outputs[0])
+
+
+def _canvases(ev: EvalKeys, input_shape: tuple, raw: dict, file: str) -> EvalKeys:
+    """The eval section with canvases that hold the input: one given smaller is an error, a default
+    one smaller is left out (the defaults are for MNIST's 28x28)."""
+    least = max(input_shape[1:])
+    if isinstance(raw.get("eval"), dict) and "canvases" in raw["eval"]:
+        for i, size in enumerate(ev.canvases):
+            if size < least:
+                raise ConfigError(file, f"eval.canvases[{i}]", f"expected a canvas at least as large as the "
+                                  f"input's {input_shape[1]}x{input_shape[2]}, got {size}")
+        return ev
+    return dataclasses.replace(ev, canvases=tuple(size for size in ev.canvases if size >= least))
 
 
 def build_model(config: Config, dtype=np.float32, allocate: bool = True) -> Sequential:

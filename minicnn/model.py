@@ -64,6 +64,29 @@ class Sequential:
             shape = out
         return rows
 
+    def output_shape_for(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The per-example output shape for a per-example ``input_shape`` other than the model's
+        (e.g. a larger image), by shape propagation alone: nothing is allocated or run.
+
+        ValueError naming the first layer that refuses the shape (a Dense after a Flatten
+        refuses any other spatial size). ``forward`` runs on every shape this accepts.
+        """
+        shape = tuple(input_shape)
+        for i, layer in enumerate(self.layers):
+            try:
+                shape = tuple(layer.output_shape(shape))
+            except ValueError as e:
+                raise ValueError(f"layer {i} ({type(layer).__name__}) on input {shape}: {e}") from None
+        return shape
+
+    def accepts(self, input_shape: tuple[int, ...]) -> bool:
+        """Whether the model runs on per-example ``input_shape`` and gives its usual output shape
+        (the same class scores); ``output_shape_for`` says why not."""
+        try:
+            return self.output_shape_for(input_shape) == self.output_shape
+        except ValueError:
+            return False
+
     @property
     def output_shape(self) -> tuple[int, ...]:
         return self.rows[-1].output_shape if self.rows else self.input_shape

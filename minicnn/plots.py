@@ -20,6 +20,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import EngFormatter, FuncFormatter, LogLocator, NullFormatter
 from matplotlib.transforms import Bbox
 
@@ -301,6 +302,49 @@ def confusion_figure(matrices: dict, classes) -> Figure:
     if image is not None:
         bar = fig.colorbar(image, ax=fig.axes, shrink=0.6, label="% of the true class (log scale; blank: under 0.05 %)")
         bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    return fig
+
+
+VERDICT_COLOURS = {"supported": "tab:green", "contradicted": "tab:red"}   # else: not resolved, grey
+
+
+def claims_figure(tested) -> Figure:
+    """Forest plot of the claims (minicnn.study.claims.tested): one panel per claim, in the file's order,
+    each on its own scale (a claim about a 0.3-point margin next to one about 40 points), one row
+    per grid cell: the paired difference (percentage points) with its 95% CI, a line at 0, dotted
+    lines at the margin of an equal / not_lower claim; colour: the verdict."""
+    claims_in = {}
+    for t in tested:
+        claims_in.setdefault(t.number, []).append(t)
+    groups = list(claims_in.values())
+    fig = Figure(figsize=(8.4, sum(0.38 * len(g) + 0.75 for g in groups) + 0.9), dpi=110, layout="constrained")
+    FigureCanvasAgg(fig)
+    fig.suptitle("Claims: paired difference variant - baseline over seeds, 95% CI (percentage points)")
+    grid = fig.add_gridspec(len(groups), 1, height_ratios=[len(g) + 0.6 for g in groups]) if groups else None
+    for i, group in enumerate(groups):
+        ax = fig.add_subplot(grid[i])
+        c = group[0].claim
+        ax.set_title(f"{group[0].number}. {group[0].compared}: predicts {group[0].predicts}", fontsize=9, loc="left")
+        ax.grid(True, axis="x", alpha=0.3)
+        ax.axvline(0, color="black", linewidth=1)
+        for y, t in enumerate(group):
+            d, colour = t.difference, VERDICT_COLOURS.get(t.verdict, "tab:gray")
+            if c.direction in ("equal", "not_lower"):
+                for edge in (-c.margin, c.margin) if c.direction == "equal" else (-c.margin,):
+                    ax.plot([100 * edge] * 2, [y - 0.4, y + 0.4], linestyle=":", color=colour)
+            if d.n:
+                low, high = (d.low, d.high) if d.n > 1 else (d.mean, d.mean)
+                ax.errorbar([100 * d.mean], [y], xerr=[[100 * (d.mean - low)], [100 * (high - d.mean)]],
+                            marker="o", capsize=4, color=colour)
+        ax.set_yticks(range(len(group)), [(t.cell or "all runs") + ("" if t.difference.n else " (not measured)")
+                                          for t in group], fontsize=8)
+        ax.set_ylim(len(group) - 0.5, -0.5)
+        ax.tick_params(axis="x", labelsize=8)
+        ax.margins(x=0.15)
+    handles = [Line2D([], [], marker="o", linestyle="", color=colour) for colour in (*VERDICT_COLOURS.values(), "tab:gray")]
+    handles.append(Line2D([], [], linestyle=":", color="tab:gray"))
+    fig.legend(handles, ["supported", "contradicted", "not resolved / not measured", "margin (equal, not lower)"],
+               fontsize=8, loc="outside lower center", ncols=4)
     return fig
 
 

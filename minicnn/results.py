@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 import statistics
 
+from minicnn import probes
+
 
 def mean_std(values: list[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (n - 1); std is nan for fewer than two values."""
@@ -52,6 +54,9 @@ def aggregate(rows: list[dict], variants: list[str]) -> list[dict]:
         stats["images_per_second"] = mean_std([float(r["images_per_second"]) for r in runs])[0]
         for key in shift_keys(runs):
             stats[key] = mean_std([float(r[key]) for r in ok if r.get(key) not in (None, "")])
+        for key in probes.columns({k for r in runs for k in r}):  # None: not measured (a canvas the model refuses)
+            values = [float(r[key]) for r in ok if r.get(key) not in (None, "")]
+            stats[key] = mean_std(values) if values else None
         out.append(stats)
     return out
 

@@ -194,6 +194,30 @@ class IntList:
 
 
 @dataclasses.dataclass(frozen=True)
+class NumberList:
+    """A list of distinct bounded numbers (eval.gaussian_sigmas); comes back as a tuple of floats."""
+
+    item: Number
+
+    @property
+    def expected(self) -> str:
+        return f"a list of distinct numbers, each {self.item.expected.replace('a number ', '')}"
+
+    def check(self, v):
+        if not isinstance(v, list) or len(v) > MAX_LIST:
+            raise Bad(f"{self.expected} (at most {MAX_LIST} items)")
+        values = []
+        for i in v:
+            try:
+                values.append(self.item.check(i))
+            except Bad:
+                raise Bad(self.expected) from None
+        if len(set(values)) != len(values):
+            raise Bad(self.expected)
+        return tuple(values)
+
+
+@dataclasses.dataclass(frozen=True)
 class TextList:
     """A list of strings (experiment configs, KEY=VALUE overrides)."""
 
@@ -314,6 +338,28 @@ class Nested:
 
 
 @dataclasses.dataclass(frozen=True)
+class Records:
+    """A list of mappings each declared by one section (an experiment's ``claims``); comes back as a
+    tuple of the section's instances, () when left out."""
+
+    section: type
+    what: str
+
+    @property
+    def expected(self) -> str:
+        keys = ", ".join(f.name for f in dataclasses.fields(self.section))
+        return f"a list of {self.what}, each a mapping with {keys}"
+
+    def parse(self, v, file, path):
+        if v is None:
+            return ()
+        if not isinstance(v, list) or len(v) > MAX_LIST:
+            limit = f" (at most {MAX_LIST})" if isinstance(v, list) else ""
+            raise ConfigError(file, path, f"expected {self.expected}{limit}, got {show(v)}")
+        return tuple(parse(self.section, x, file, f"{path}[{i}]") for i, x in enumerate(v))
+
+
+@dataclasses.dataclass(frozen=True)
 class Variant:
     """A mapping whose ``tag`` key picks its section: {name: sgd, ...}, {type: conv2d, ...}."""
 
@@ -414,6 +460,8 @@ def _plain(value, kind):
         return [_plain(v, kind.item) for v in value]
     if isinstance(kind, Nested):
         return as_plain(value)
+    if isinstance(kind, Records):
+        return [as_plain(v) for v in value]
     if isinstance(kind, Grid):
         return [dict(cell) for cell in value]
     return list(value) if isinstance(value, tuple) else value
@@ -439,6 +487,8 @@ def schema_table(sections: dict) -> str:
             default = "required" if f.default is REQUIRED else f"`{_yaml_text(_plain(f.default, kind))}`"
             if isinstance(kind, Nested):
                 walk(kind.section, here, only)
+            elif isinstance(kind, Records):
+                walk(kind.section, f"{here}[i]", only)
             elif isinstance(kind, (Variant, ListOf)):
                 variant = kind.item if isinstance(kind, ListOf) else kind
                 sub = f"{here}[i]" if isinstance(kind, ListOf) else here

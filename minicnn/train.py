@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from minicnn import blas, confusion, schedules, threads
+from minicnn import blas, confusion, probes, schedules, threads
 from minicnn import data as datasets
 from minicnn.config import Config, build_model, check_memory, dump_yaml
 from minicnn.data.dataset import from_grey
@@ -259,6 +259,7 @@ def _summary(config: Config, model: Sequential, dataset: datasets.Dataset, split
         "seconds_per_epoch": train_seconds / len(rows) if rows else None,
         "images_per_second": images / train_seconds if train_seconds else None,
         "shift_accuracy": shifted,
+        **probes.run(model, splits, config.eval, accuracy(predicted, splits.y_test)),
         "diverged": diverged,
         "peak_memory_mib": peak_memory_mib(),
         "train_images": len(splits.x_train),

@@ -33,7 +33,7 @@ pytest.importorskip("distributed")
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 TRIALS = int(os.environ.get("MINICNN_FAULT_TRIALS", "1"))
-TIMING = {"seconds_per_epoch", "images_per_second", "run_dir"}
+TIMING = {"seconds_per_epoch", "images_per_second", "probe_seconds", "run_dir"}
 METRIC_TIMING = {"train_seconds", "images_per_second"}
 EPOCH_LINE = re.compile(r"^\[(\S+) seed (\d+)\] epoch (\d+)/(\d+) ")
 

@@ -38,7 +38,10 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 FIGURES = ["val_accuracy.png", "test_accuracy.png", "loss.png", "shift_accuracy.png", "accuracy_vs_macs.png",
            "confusion.png"]
-TIMING = {"seconds_per_epoch", "images_per_second", "run_dir"}
+TIMING = {"seconds_per_epoch", "images_per_second", "probe_seconds", "run_dir"}
+PROBE_COLUMNS = ["consistency", "gaussian_0.1", "gaussian_0.2", "gaussian_0.3", "salt_pepper_0.05", "salt_pepper_0.1",
+                 "salt_pepper_0.2", "canvas_40", "canvas_56", "train_eval_accuracy", "generalisation_gap",
+                 "probe_seconds"]
 
 
 def study_config(name, pool="maxpool2d", lr=0.05, epochs=2):
@@ -193,8 +196,8 @@ def test_study_writes_every_run_folder_and_the_experiment_files(study):
 
 def test_results_csv_has_one_row_per_run_and_the_columns(study):
     rows = read_csv(study["out"] / "results.csv")
-    assert list(rows[0]) == (report.RESULT_FIELDS + ["shift_0", "shift_2", "shift_4", "dataset", "data_sha256",
-                                                     "blas", "run_dir"])
+    assert list(rows[0]) == (report.RESULT_FIELDS + ["shift_0", "shift_2", "shift_4", *PROBE_COLUMNS, "dataset",
+                                                     "data_sha256", "blas", "run_dir"])
     assert [(r["config"], r["seed"]) for r in rows] == [("max", "0"), ("max", "1"), ("avg", "0"), ("avg", "1")]
     for r in rows:
         summary = json.loads((study["out"] / r["run_dir"] / "summary.json").read_text())
@@ -216,7 +219,9 @@ def test_report_md_holds_the_table_with_mean_and_std(study):
     main, paired = text.split("## Paired differences to max")    # two seeds: each variant against the first
     table = [line for line in main.splitlines() if line.startswith("| ")]
     assert table[0].startswith("| variant | test accuracy % (mean ± std) | runs |")
+    paired, probe = paired.split("## Probes")
     assert [line.split(" | ")[:2] for line in paired.splitlines() if line.startswith("| avg")] == [["| avg", "2"]]
+    assert [line.split(" | ")[0] for line in probe.splitlines() if line.startswith("| avg")] == ["| avg"] * 2
     rows = read_csv(study["out"] / "results.csv")
     for line, name in zip(table[1:], ["max", "avg"]):
         accs = [float(r["test_accuracy"]) for r in rows if r["config"] == name]

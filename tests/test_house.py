@@ -19,8 +19,8 @@ FLOORS = [
     ("layers", ["minicnn.layers"]),
     ("model", ["minicnn.model"]),
     ("config", ["minicnn.config", "minicnn.schema"]),
-    ("runs", ["minicnn.runs", "minicnn.confusion", "minicnn.results"]),
-    ("train", ["minicnn.train", "minicnn.progress"]),
+    ("runs", ["minicnn.runs", "minicnn.confusion"]),
+    ("train", ["minicnn.train", "minicnn.progress", "minicnn.probes", "minicnn.results"]),
     ("plots", ["minicnn.plots", "minicnn.show"]),
     ("study", ["minicnn.study"]),
     ("api", ["minicnn"]),  # the package root: the table of contents of the public API

@@ -36,7 +36,7 @@ pytestmark = pytest.mark.mnist
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 TRIALS = 10
 SEEDS = [0, 1]
-TIMING_COLUMNS = {"seconds_per_epoch", "images_per_second", "run_dir"}
+TIMING_COLUMNS = {"seconds_per_epoch", "images_per_second", "probe_seconds", "run_dir"}
 METRIC_TIMING = {"train_seconds", "images_per_second"}
 EPOCH_LINE = re.compile(r"^\[(\S+) seed (\d+)\] epoch (\d+)/\d+ ")
 

@@ -316,7 +316,7 @@ def test_a_full_disk_is_one_message_and_the_last_epoch_stays_resumable(tmp_path,
     assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")], "a temporary file was left"
     assert len(read_csv(folder / "metrics.csv")) == 1                     # epoch 1 is intact
     resumed = fit(config(**{"train.epochs": 2}), folder, mnist=tiny_mnist, resume=True, log=quiet)
-    timing = {"train_seconds", "seconds_per_epoch", "images_per_second", "peak_memory_mib"}
+    timing = {"train_seconds", "seconds_per_epoch", "images_per_second", "peak_memory_mib", "probe_seconds"}
     assert {k: v for k, v in resumed.items() if k not in timing} == {k: v for k, v in whole.items() if k not in timing}
 
 

@@ -19,7 +19,7 @@ from minicnn.files import read_csv
 from minicnn.train import fit
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-TIMING = {"train_seconds", "images_per_second", "seconds_per_epoch", "peak_memory_mib"}
+TIMING = {"train_seconds", "images_per_second", "seconds_per_epoch", "peak_memory_mib", "probe_seconds"}
 # 300 training images in batches of 50: 6 batches an epoch
 BATCHES, EPOCHS = 6, 3
 

@@ -8,6 +8,8 @@ Experiment file (YAML):
     grid: {data.dataset: [mnist, fashion_mnist]}   # every config x seed per cell (optional)
     out: ../runs/pooling_ablation              # experiment folder (optional)
     quick: {seeds: [0], set: [...]}            # what --quick changes (optional)
+    claims: [{text: ..., metric: consistency, variant: avg_pool, baseline: max_pool,
+              direction: higher}]               # tested in report.md (optional; minicnn.claims)
 
 Each run is ``fit(config, OUT/NAME/seedK)``, or ``fit(config, OUT/CELL/NAME/seedK)`` with
 a grid (minicnn.study.grid: CELL is the cell's folder name), in a worker of a
@@ -42,7 +44,7 @@ from minicnn.errors import ConfigError, UserError
 from minicnn.files import remove_temporaries
 from minicnn.runs import FolderLock, RunFolder
 from minicnn.schema import MAX_GRID_RUNS, parse
-from minicnn.study import cluster, grid
+from minicnn.study import claims, cluster, grid
 from minicnn.results import aggregate
 from minicnn.study.report import PROVENANCE_FIELDS, write_report, write_results
 
@@ -79,6 +81,7 @@ class Experiment:
     variants: list[str]  # config names, in the order of the experiment file
     out: pathlib.Path
     cells: list[grid.Cell] = dataclasses.field(default_factory=lambda: [()])  # [()] without a grid
+    claims: tuple = ()   # the experiment file's claims (minicnn.claims), checked against the configs
 
 
 def load_experiment(path, overrides=(), quick=False, out=None) -> Experiment:
@@ -99,20 +102,23 @@ def load_experiment(path, overrides=(), quick=False, out=None) -> Experiment:
     out = pathlib.Path(os.path.normpath(out))
 
     cells = _cells(file, keys.grid, sets, len(keys.configs) * len(seeds))
-    variants = []
+    variants, configs = [], {}
     for i, rel in enumerate(keys.configs):
         config_path = path.parent / rel
-        variant = [_load_config(file, i, config_path, sets, cell) for cell in cells][0].name  # each cell checked now
+        config = [_load_config(file, i, config_path, sets, cell) for cell in cells][0]  # each cell checked now
+        variant = config.name
         if variant in variants:
             raise ConfigError(file, f"configs[{i}]", f"two configs are both named {variant!r}")
         variants.append(variant)
+        configs[variant] = config
+    claims.check(file, keys.claims, configs, [grid.label(cell) for cell in cells if cell])
     runs = []
     for cell in cells:
         base = out / grid.slug(cell) if cell else out
         for rel, config_name in zip(keys.configs, variants):
             runs += [Run(str(path.parent / rel), seed, (*sets, *grid.overrides(cell), f"seed={seed}"), config_name,
                          base / config_name / f"seed{seed}", cell, out) for seed in seeds]
-    return Experiment(name, file, runs, variants, out, cells)
+    return Experiment(name, file, runs, variants, out, cells, keys.claims)
 
 
 def _cells(file: str, cells: tuple, sets: list[str], runs_per_cell: int) -> list[grid.Cell]:
@@ -314,11 +320,10 @@ def run_experiment(path, jobs=1, resume=False, quick=False, overrides=(), out=No
             log(f"ran {len(todo) - len(failures)} runs in {time.perf_counter() - start:.0f} s")
         rows = [_row(r, folders[r]) for r in exp.runs if folders[r].finished]
         write_results(exp.out / "results.csv", rows)
+        claims.save(exp.out, exp.claims)
         write_report(exp.out / "report.md", exp, aggregate(rows, exp.variants), rows)
         if rows:  # no finished run: nothing to draw
-            from minicnn.plots import plot_experiment
-
-            for figure in plot_experiment(exp.out):
+            for figure in claims.plot_study(exp.out):
                 log(f"figure: {figure}")
         log(f"report: {exp.out / 'report.md'}")
     if failures:
@@ -400,6 +405,7 @@ def _row(run: Run, folder: RunFolder) -> dict:
     row["receptive_field"] = f"{rf[0]}x{rf[1]}" if rf else ""
     for shift, acc in s.get("shift_accuracy", {}).items():
         row[f"shift_{shift}"] = acc
+    row |= probes.result_fields(s)
     for key in PROVENANCE_FIELDS:  # data set, its sha256, BLAS; runs of older versions lack them
         if key in s:
             row[key] = s[key]

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import math
 
+from minicnn import probes
 from minicnn.files import write_csv, write_text
 from minicnn.results import cell_labels, in_cell, shift_keys
+from minicnn.study import claims
 from minicnn.study.stats import interval, paired_differences, resolution_sentence
 
 RESULT_FIELDS = ["config", "seed", "test_accuracy", "val_accuracy", "epochs", "params", "macs",
@@ -22,7 +24,8 @@ PROVENANCE_FIELDS = ["dataset", "data_sha256", "blas"]
 
 def write_results(path, rows: list[dict]) -> None:
     provenance = [k for k in PROVENANCE_FIELDS if any(k in r for r in rows)]
-    fields = ["cell"] * bool(cell_labels(rows)) + RESULT_FIELDS + shift_keys(rows) + provenance + ["run_dir"]
+    fields = (["cell"] * bool(cell_labels(rows)) + RESULT_FIELDS + shift_keys(rows)
+              + probes.columns({k for r in rows for k in r}) + provenance + ["run_dir"])
     write_csv(path, rows, fields)
 
 
@@ -31,6 +34,39 @@ def compared_metrics(rows: list[dict]) -> list[tuple[str, str]]:
     shifted-digit accuracy (shift_0 is the test accuracy again, so it is left out)."""
     return [("test_accuracy", "test accuracy")] + [(k, f"shift {k.split('_')[1]} px")
                                                    for k in shift_keys(rows) if k != "shift_0"]
+
+
+def probe_metrics(rows: list[dict]) -> list[tuple[str, str]]:
+    """(column, label) of the probes (minicnn.probes) the rows hold, all but their seconds."""
+    return [(k, probes.label(k)) for k in probes.columns({k for r in rows for k in r}) if k != "probe_seconds"]
+
+
+def probe_section(rows: list[dict], stats: list[dict], variants: list[str], level: str = "##") -> list[str]:
+    """report.md's probes (minicnn.probes) of one grid cell's ``rows`` and ``stats``: their means ±
+    std over seeds per variant (n/a for a model that cannot take a canvas), then with two or more
+    seeds each variant's paired difference to the first; [] when the runs have no probes."""
+    keys = probes.columns({k for s in stats for k in s})
+    if not keys:
+        return []
+    lines = [f"{level} Probes", "", "Percentages, mean ± std over seeds; probe seconds: wall time per run.", "",
+             "| variant | " + " | ".join(probes.label(k) for k in keys) + " |", "|" + "---|" * (len(keys) + 1)]
+    for s in stats:
+        cells = ["n/a" if s.get(k) is None else f"{s[k][0]:.1f}" if k == "probe_seconds" else _pct(*s[k])
+                 for k in keys]
+        lines.append(f"| {s['config']} | " + " | ".join(cells) + " |")
+    lines.append("")
+    compared = probe_metrics(rows)
+    present = [v for v in variants if any(r["config"] == v for r in rows)]
+    if len({int(r["seed"]) for r in rows}) < 2 or len(present) < 2 or present[0] != variants[0] or not compared:
+        return lines
+    found = [paired_differences(rows, variants, column) for column, _ in compared]
+    lines += [f"Each variant minus {variants[0]} on the same seed, percentage points, mean [95% CI] (Student's t; "
+              "resolved when the interval excludes 0; n/a: not measured for the variant):", "",
+              "| variant | " + " | ".join(label for _, label in compared) + " |",
+              "|" + "---|" * (len(compared) + 1)]
+    for i, variant in enumerate(variants[1:]):
+        lines.append(f"| {variant} | " + " | ".join(interval(d[i]) if d[i].n else "n/a" for d in found) + " |")
+    return lines + [""]
 
 
 def paired_section(rows: list[dict], variants: list[str], level: str = "##") -> list[str]:
@@ -127,6 +163,18 @@ def grid_overview(rows: list[dict], variants: list[str], stats: list[dict]) -> l
     return lines
 
 
+PROBES_TEXT = [
+    "Probes (minicnn.probes, on the final model and the first eval.probe_images test images, the same draws",
+    "for every run): shift consistency is the share of those images given the same class under two random",
+    "moves of up to eval.consistency_shift px",
+    "per axis; Gaussian sigma s and salt & pepper p are test accuracies with that noise added (pixels in",
+    "[0, 1], clipped; p of the pixels set to 0 or 1); canvas SxS is test accuracy with each test image at",
+    "a random place on an SxS black canvas, n/a for a model whose layers take only its input size; train",
+    "accuracy (inference) is on the first eval.gap_images training images, and the generalisation gap is",
+    "it minus test accuracy. Probe seconds: their wall time per run.",
+]
+
+
 def write_report(path, exp, stats: list[dict], rows: list[dict]) -> None:
     """report.md from the result rows and their ``aggregate`` statistics: one table (and paired
     comparison) for the study, or with a grid a summary and then one section per cell."""
@@ -136,10 +184,14 @@ def write_report(path, exp, stats: list[dict], rows: list[dict]) -> None:
     if cells:
         body = grid_overview(rows, exp.variants, stats)
         for cell in cells:
-            body += [f"## {cell}", "", report_table([s for s in stats if s["cell"] == cell]), "",
-                     *paired_section(in_cell(rows, cell), exp.variants, level="###")]
+            here = [s for s in stats if s["cell"] == cell]
+            body += [f"## {cell}", "", report_table(here), "",
+                     *paired_section(in_cell(rows, cell), exp.variants, level="###"),
+                     *probe_section(in_cell(rows, cell), here, exp.variants, level="###")]
     else:
-        body = [report_table(stats) if stats else "(no finished runs)", "", *paired_section(rows, exp.variants)]
+        body = [report_table(stats) if stats else "(no finished runs)", "", *paired_section(rows, exp.variants),
+                *probe_section(rows, stats, exp.variants)]
+    body += claims.section(rows, getattr(exp, "claims", ()))  # an Experiment; a test's stand-in may have none
     grid_text = f" in {len(cells)} grid cells" if cells else ""
     text = [
         f"# {exp.name}",
@@ -153,11 +205,13 @@ def write_report(path, exp, stats: list[dict], rows: list[dict]) -> None:
         "direction per image (one of 8), zero fill. MACs: multiply-accumulates per image in",
         "forward. RF: receptive field of the last layer that still has a spatial map.",
         "Seconds per epoch and images per second are training only (no evaluation), mean over seeds.",
+        *(PROBES_TEXT if probe_metrics(rows) else []),
         "",
         *body,
         *provenance_lines(rows),
         "Figures: `val_accuracy.png`, `test_accuracy.png`, `shift_accuracy.png`, `loss.png`,",
-        "`accuracy_vs_macs.png`, and `confusion.png` when the runs saved confusion matrices.",
+        "`accuracy_vs_macs.png`, `confusion.png` when the runs saved confusion matrices, and",
+        "`claims.png` (each claim's paired difference and CI) when the experiment file has claims.",
         "",
     ]
     write_text(path, "\n".join(text))
