@@ -39,6 +39,7 @@ import threading
 import time
 import traceback
 
+from minicnn import probes
 from minicnn.config import ExperimentKeys, dump_yaml, load_config, load_yaml
 from minicnn.errors import ConfigError, UserError
 from minicnn.files import remove_temporaries
