@@ -142,7 +142,8 @@ class TrainKeys:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class EvalKeys:
-    shifts: tuple = key(IntList(Int(0, MAX_SHIFT)), (0, 1, 2, 3, 4), "test-set shifts (pixels) evaluated after training")
+    shifts: tuple = key(IntList(Int(0, MAX_SHIFT), distinct=True), (0, 1, 2, 3, 4),
+                        "test-set shifts (pixels) evaluated after training")
     batch_size: int = key(Int(1), 128, "images per forward pass in evaluation")
 
 
@@ -244,6 +245,23 @@ class _BoundedLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
         if size(node) > MAX_NODES:
             raise yaml.YAMLError(f"more than {MAX_NODES:,} values once aliases are expanded")
         return super().construct_document(node)
+
+    def construct_mapping(self, node, deep=False):
+        """A mapping, refused when a key appears twice in it (YAML would keep the last silently)."""
+        seen = {}
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                if key_node.value in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"the key {key_node.value[:40]!r} appears twice in one mapping (first on "
+                        f"line {seen[key_node.value] + 1}); keep one", key_node.start_mark)
+                seen[key_node.value] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
+# YAML 1.2 floats without a dot (1e-3, 5E4), which YAML 1.1 reads as strings: numbers, as a reader means
+_BoundedLoader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9]+[eE][-+]?[0-9]+$"),
+                                     list("-+0123456789"))
 
 
 def _yaml_value(text: str):
@@ -407,6 +425,7 @@ def validate(raw: dict, file: str) -> Config:
                     epochs=train.epochs, batch_size=train.batch_size, optimizer=optimizer, shifts=ev.shifts,
                     eval_batch_size=ev.batch_size, resolved=resolved, dataset=data.dataset, data_path=data_path,
                     augment_shift=data.augment.shift, schedule=schedule)
+    _check_epochs_and_sizes(config)
     plan = build_model(config, allocate=False)  # shape errors surface now, located by layer
     outputs = plan.output_shape
     if config.dataset != "npz" and outputs != (MNIST_CLASSES,):
@@ -416,6 +435,20 @@ def validate(raw: dict, file: str) -> Config:
         raise ConfigError(file, "model.layers", f"the last layer must give one score per class, "
                           f"got output shape {list(outputs)}; end with dense (and softmax)")
     return dataclasses.replace(config, num_outputs=outputs[0])
+
+
+def _check_epochs_and_sizes(config: Config) -> None:
+    """Values each valid alone that make no sense together: a warmup longer than the run, a
+    training shift that can move every pixel out of the image."""
+    if config.schedule.name == "cosine" and config.schedule.options["warmup_epochs"] > config.epochs:
+        raise ConfigError(config.file, "train.schedule.warmup_epochs", f"expected at most train.epochs "
+                          f"({config.epochs}), got {config.schedule.options['warmup_epochs']}: the rate would "
+                          "never leave the warmup")
+    size = min(config.input_shape[1:])
+    if config.augment_shift >= size:
+        raise ConfigError(config.file, "data.augment.shift", f"expected less than the image size "
+                          f"({size} pixels, model.input_shape), got {config.augment_shift}: a shift that "
+                          "large trains on blank images")
 
 
 def build_model(config: Config, dtype=np.float32, allocate: bool = True) -> Sequential:
@@ -536,6 +569,11 @@ def check_memory(config: Config, available: int | None = None, dtype=np.float32)
     estimate = memory_estimate(config, dtype)
     if estimate.total > available:
         i, row = estimate.dominant
+        if estimate.eval_peak > sum(r.activations for r in estimate.rows) and estimate.eval_peak > row.total:
+            raise UserError(f"{config.file}: eval.batch_size: evaluation needs about {_gib(estimate.total)} "
+                            f"(eval.batch_size {config.eval_batch_size:,}), more than the {_gib(available)} "
+                            f"available; most of it, {_gib(estimate.eval_peak)}, is one evaluation batch: "
+                            "make eval.batch_size smaller")
         raise UserError(f"{config.file}: model.layers: training needs about {_gib(estimate.total)} "
                         f"(batch_size {config.batch_size}), more than the {_gib(available)} available; "
                         f"most of it, {_gib(row.total)}, is layer {i} ({config.layers[i][0]})")
@@ -545,8 +583,11 @@ def memory_summary(config: Config, dtype=np.float32) -> str:
     """One line for ``minicnn summary``: the training estimate, its largest layer, what is available."""
     estimate, available = memory_estimate(config, dtype), available_memory()
     i, row = estimate.dominant
+    largest = (f"one evaluation batch of eval.batch_size {config.eval_batch_size:,}, {_gib(estimate.eval_peak)}"
+               if estimate.eval_peak > max(row.total, sum(r.activations for r in estimate.rows))
+               else f"layer {i}, {config.layers[i][0]}, {_gib(row.total)}")
     return (f"training memory estimate: {_gib(estimate.total)} at batch_size {config.batch_size} "
-            f"(largest: layer {i}, {config.layers[i][0]}, {_gib(row.total)}); "
+            f"(largest: {largest}); "
             + (f"available: {_gib(available)}" if available is not None else "available: unknown"))
 
 
