@@ -283,11 +283,11 @@ def run_study(target: str, experiment, *, resume=False, quick=False, overrides=(
 
     from minicnn.experiment import check_study_folder, load_experiment, run_experiment
 
+    kind, address = parse_target(target)
     experiment = pathlib.Path(experiment).resolve()
     out = pathlib.Path(out).resolve() if out is not None else None
     data_dir = str(pathlib.Path(data_dir).resolve()) if data_dir is not None else None
     exp = load_experiment(experiment, overrides, quick, out)
-    kind, address = parse_target(target)
     check_study_folder(exp)  # before the probe below writes into it
     with connect(target) as client:
         exp.out.mkdir(parents=True, exist_ok=True)

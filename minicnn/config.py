@@ -259,9 +259,14 @@ class _BoundedLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
         return super().construct_mapping(node, deep)
 
 
+class YamlDumper(yaml.SafeDumper):
+    """SafeDumper that quotes every string _BoundedLoader would read as something else."""
+
+
 # YAML 1.2 floats without a dot (1e-3, 5E4), which YAML 1.1 reads as strings: numbers, as a reader means
-_BoundedLoader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9]+[eE][-+]?[0-9]+$"),
-                                     list("-+0123456789"))
+for _cls in (_BoundedLoader, YamlDumper):
+    _cls.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9]+[eE][-+]?[0-9]+$"),
+                               list("-+0123456789"))
 
 
 def _yaml_value(text: str):
@@ -596,4 +601,4 @@ def _gib(n: int) -> str:
 
 
 def dump_yaml(resolved: dict) -> str:
-    return yaml.safe_dump(resolved, sort_keys=False, default_flow_style=None)
+    return yaml.dump(resolved, Dumper=YamlDumper, sort_keys=False, default_flow_style=None)
