@@ -18,6 +18,7 @@ import numpy as np
 import yaml
 
 import minicnn.layers as L
+from minicnn import memory
 from minicnn.errors import ConfigError, UserError
 from minicnn.layers.base import pair
 from minicnn.model import Sequential, training_memory
@@ -531,31 +532,6 @@ def _infer(kwargs, key, value, file, path):
 
 # ---------------------------------------------------------------- memory
 
-def available_memory() -> int | None:
-    """Bytes this process may still allocate: MemAvailable, capped by a cgroup limit; None if unknown."""
-    found = []
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    found.append(int(line.split()[1]) * 1024)
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        limit = pathlib.Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        used = pathlib.Path("/sys/fs/cgroup/memory.current").read_text().strip()
-        if limit != "max":
-            found.append(int(limit) - int(used))
-    except (OSError, ValueError):
-        pass
-    if not found:
-        try:
-            found.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-        except (OSError, ValueError, AttributeError):
-            return None
-    return max(0, min(found))
-
-
 def memory_estimate(config: Config, dtype=np.float32):
     """training_memory() of the config's model, built without allocating its weights."""
     slots = {"sgd": 1 if config.optimizer.options.get("momentum", 0) else 0, "adam": 2}[config.optimizer.name]
@@ -566,9 +542,9 @@ def memory_estimate(config: Config, dtype=np.float32):
 def check_memory(config: Config, available: int | None = None, dtype=np.float32) -> None:
     """Refuse (UserError, exit 2) a model whose training estimate exceeds the memory available.
 
-    ``available`` in bytes, default available_memory(); no check when that is unknown.
+    ``available`` in bytes, default minicnn.memory.available_memory(); no check when that is unknown.
     """
-    available = available_memory() if available is None else available
+    available = memory.available_memory() if available is None else available
     if available is None:
         return
     estimate = memory_estimate(config, dtype)
@@ -586,7 +562,7 @@ def check_memory(config: Config, available: int | None = None, dtype=np.float32)
 
 def memory_summary(config: Config, dtype=np.float32) -> str:
     """One line for ``minicnn summary``: the training estimate, its largest layer, what is available."""
-    estimate, available = memory_estimate(config, dtype), available_memory()
+    estimate, available = memory_estimate(config, dtype), memory.available_memory()
     i, row = estimate.dominant
     largest = (f"one evaluation batch of eval.batch_size {config.eval_batch_size:,}, {_gib(estimate.eval_peak)}"
                if estimate.eval_peak > max(row.total, sum(r.activations for r in estimate.rows))

@@ -1,8 +1,8 @@
 """Hostile files, addresses and folders (issue 21's fault round): each gives one line and exit
 status 2 within seconds, or works; none loses a file minicnn did not write; none allocates
 what a file only declares.  The bombs are built small here: a few MB on disk or in memory
-that declare far more, with the available-memory figure lowered (``minicnn.config
-.available_memory``, the one rule for models and data alike).
+that declare far more, with the available-memory figure lowered
+(``minicnn.memory.available_memory``, the one figure for models and data alike).
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 import minicnn.config
+import minicnn.memory
 from minicnn import cluster, experiment, plots, report
 from minicnn.config import load_config
 from minicnn.data import check_fits, idx, npz
@@ -53,7 +54,7 @@ def one_line(stderr: str) -> str:
 @pytest.fixture()
 def little_memory(monkeypatch):
     """The memory available, as minicnn reads it, lowered to 32 MiB."""
-    monkeypatch.setattr(minicnn.config, "available_memory", lambda: 32 * MIB)
+    monkeypatch.setattr(minicnn.memory, "available_memory", lambda: 32 * MIB)
 
 
 # ---------------------------------------------------------------- folders minicnn did not make

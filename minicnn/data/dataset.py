@@ -6,6 +6,7 @@ import dataclasses
 import numpy as np
 
 from minicnn.data.sources import GreyImages
+from minicnn import memory
 from minicnn.errors import DataError
 
 # the most classes a data set or model may have: a run's confusion matrix (K x K counts in
@@ -41,14 +42,13 @@ class Dataset:
 
 
 def check_memory(nbytes: int, what: str) -> None:
-    """DataError when ``nbytes`` more would not fit in the memory available: the rule
-    minicnn.config.check_memory applies to a model, applied to data before it is read.
+    """DataError when ``nbytes`` more would not fit in the memory available
+    (``minicnn.memory.available_memory``): the rule minicnn.config.check_memory applies to a
+    model, applied to data before it is read.
 
     ``what`` says where the size comes from ("x.npz: its arrays declare ...").
     """
-    from minicnn import config  # its available_memory, which tests may replace
-
-    available = config.available_memory()
+    available = memory.available_memory()
     if available is not None and nbytes > available:
         raise DataError(f"{what}: reading it needs about {_mib(nbytes)}, more than the {_mib(available)} "
                         "available; it is corrupt (a small file declaring huge arrays), or use a machine "
