@@ -45,7 +45,7 @@ from minicnn.config import ExperimentKeys, dump_yaml, load_config, load_yaml
 from minicnn.errors import ConfigError, UserError
 from minicnn.files import remove_temporaries, write_text
 from minicnn.report import PROVENANCE_FIELDS, aggregate, write_report, write_results
-from minicnn.runs import FolderLock, RunFolder, check_ours
+from minicnn.runs import CONFIG, FolderLock, RunFolder, check_ours
 from minicnn.schema import MAX_GRID_RUNS, parse
 
 STOP_FILE = ".stop"  # in the experiment folder while the driver stops the study
@@ -200,7 +200,7 @@ def run_folder(run: Run) -> RunFolder:
 
 def check_study_folder(exp: Experiment) -> None:
     """UserError unless minicnn may write into the experiment folder (module docstring)."""
-    started = [f"{r.folder.relative_to(exp.out).parts[0]}" for r in exp.runs if (r.folder / "config.yaml").exists()]
+    started = {r.folder.relative_to(exp.out).parts[0] for r in exp.runs if (r.folder / CONFIG).exists()}
     check_ours(exp.out, [STUDY_MARK, *started], "experiment folder")
 
 
@@ -417,8 +417,6 @@ def _submit_all(executor, todo, data_dir, threads, progress, log, health=None) -
         while pending:
             finished, pending = concurrent.futures.wait(pending, timeout=HEALTH_SECONDS if health else None,
                                                         return_when=concurrent.futures.FIRST_COMPLETED)
-            if not finished and health is not None:
-                health()
             for future in finished:
                 run, done = futures[future], done + 1
                 try:

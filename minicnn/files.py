@@ -162,7 +162,8 @@ def read_table(path, columns=(), numbers=()) -> list[dict[str, str]]:
                 if not (may_be_empty and row[key] in ("", None)):
                     float(row[key])
             except (TypeError, ValueError):
-                raise UserError(f"{path}: line {i}, column {key}: expected a number, got {str(row[key])[:50]!r}") from None
+                raise UserError(f"{path}: line {i}, column {key}: expected a number, "
+                                f"got {str(row[key])[:50]!r}") from None
     return rows
 
 

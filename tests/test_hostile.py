@@ -33,6 +33,7 @@ from minicnn.experiment import ClusterLost, STUDY_MARK, run_experiment
 from minicnn.runs import read_summary
 
 from conftest import tiny_config
+from test_cluster import scheduler  # noqa: F401 - a fixture
 from test_experiment import TWO, InProcess, fake_data, run, write_study  # noqa: F401 - fake_data is a fixture
 
 MIB = 2**20
@@ -268,6 +269,13 @@ def test_a_server_that_never_answers_the_handshake_fails_within_the_connect_time
     finally:
         server.close()
     assert time.monotonic() - start < 5
+
+
+def test_a_real_scheduler_passes_the_handshake(scheduler):  # noqa: F811 - the fixture
+    address, _, _ = scheduler
+    with pytest.raises(UserError, match=f"the Dask scheduler at {address} has no workers"):
+        with cluster.connect(address):
+            pass
 
 
 def test_each_study_has_its_own_log_topic(tmp_path, fake_data, monkeypatch):
