@@ -19,10 +19,11 @@ its resolved config and seed, and everything it returns is also on disk, so
 
 The experiment folder is locked like a run folder for as long as the study
 runs, so two studies never share one.  minicnn writes only into an experiment
-folder it made (``check_study_folder``): a new or empty one, which it then marks
-with ``STUDY_MARK``, or one holding that mark (or, made before the mark existed,
-a run folder of this study); any other is refused before anything is written.  A pool worker ends by itself when the
-runner is gone, however the runner ended.  Runs that fail do not stop the
+folder it made (``check_study_folder``): a new or empty one, which it then
+marks with ``STUDY_MARK``, or one holding that mark (or, made before the mark
+existed, a run folder of this study); any other is refused before anything is
+written.  A pool worker ends by itself when the runner is gone, however the
+runner ended.  Runs that fail do not stop the
 study: they are listed at the end (``RunsFailed``).
 """
 from __future__ import annotations
@@ -282,8 +283,8 @@ def process_pool(jobs: int):
         pool.shutdown()
 
 
-def run_experiment(path, jobs=1, resume=False, quick=False, overrides=(), out=None,
-                   data_dir=None, executor=None, threads=None, log=print, health=None, resume_args="") -> list[dict]:
+def run_experiment(path, jobs=1, resume=False, quick=False, overrides=(), out=None, data_dir=None,
+                   executor=None, threads=None, log=print, health=None, resume_args="") -> list[dict]:
     """Run every unfinished run of the grid, then write results.csv, report.md and figures.
 
     ``executor``: any concurrent.futures.Executor (e.g. Dask's client.get_executor());
@@ -403,8 +404,7 @@ def _check_folder(exp: Experiment, folders: dict[Run, RunFolder], resume: bool) 
 def _submit_all(executor, todo, data_dir, threads, progress, log, health=None) -> list[tuple[Run, BaseException]]:
     """Hand every run to ``executor``; collect failures as they come, with one bar over runs.
 
-    ``health()`` is called every HEALTH_SECONDS while runs are out (module docstring of
-    run_experiment).  A run whose future failed but whose folder holds its summary
+    ``health()`` is called every HEALTH_SECONDS while runs are out (run_experiment's docstring).  A run whose future failed but whose folder holds its summary
     (its result was lost on the way back) counts as finished.
     """
     from tqdm import tqdm
