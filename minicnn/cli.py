@@ -15,6 +15,7 @@ import os
 import pathlib
 import signal
 import sys
+import warnings
 
 
 class _Parser(argparse.ArgumentParser):
@@ -101,7 +102,7 @@ def _ablate(args) -> None:
     if args.jobs < 1:
         raise_user(f"--jobs must be at least 1, got {args.jobs}")
     try:
-        if args.dask:
+        if args.dask is not None:
             run_study(args.dask, args.experiment, resume=args.resume, quick=args.quick, overrides=args.set,
                       out=args.out, data_dir=args.data_dir)
         else:
@@ -181,6 +182,10 @@ def main(argv=None) -> int:
     from minicnn.errors import UserError  # ConfigError and DataError included
 
     try:
+        with warnings.catch_warnings():  # of a bad MINICNN_KERNEL_THREADS: said in one line below
+            warnings.simplefilter("ignore")
+            from minicnn.threads import check_environment
+        check_environment()
         COMMANDS[args.command](args)
     except UserError as e:
         print(f"minicnn: error: {e}", file=sys.stderr)

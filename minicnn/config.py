@@ -18,6 +18,7 @@ import numpy as np
 import yaml
 
 import minicnn.layers as L
+from minicnn import memory
 from minicnn.errors import ConfigError, UserError
 from minicnn.layers.base import pair
 from minicnn.model import Sequential, training_memory
@@ -144,7 +145,8 @@ class TrainKeys:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class EvalKeys:
-    shifts: tuple = key(IntList(Int(0, MAX_SHIFT)), (0, 1, 2, 3, 4), "test-set shifts (pixels) evaluated after training")
+    shifts: tuple = key(IntList(Int(0, MAX_SHIFT), distinct=True), (0, 1, 2, 3, 4),
+                        "test-set shifts (pixels) evaluated after training")
     batch_size: int = key(Int(1), 128, "images per forward pass in evaluation")
     # the probes of minicnn.probes, each computed once after training ([] or 0: off)
     probe_images: int | None = key(Int(1, null=True), 5000, "test images the consistency, noise and canvas "
@@ -278,6 +280,28 @@ class _BoundedLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
         if size(node) > MAX_NODES:
             raise yaml.YAMLError(f"more than {MAX_NODES:,} values once aliases are expanded")
         return super().construct_document(node)
+
+    def construct_mapping(self, node, deep=False):
+        """A mapping, refused when a key appears twice in it (YAML would keep the last silently)."""
+        seen = {}
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                if key_node.value in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"the key {key_node.value[:40]!r} appears twice in one mapping (first on "
+                        f"line {seen[key_node.value] + 1}); keep one", key_node.start_mark)
+                seen[key_node.value] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
+class YamlDumper(yaml.SafeDumper):
+    """SafeDumper that quotes every string _BoundedLoader would read as something else."""
+
+
+# YAML 1.2 floats without a dot (1e-3, 5E4), which YAML 1.1 reads as strings: numbers, as a reader means
+for _cls in (_BoundedLoader, YamlDumper):
+    _cls.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9]+[eE][-+]?[0-9]+$"),
+                               list("-+0123456789"))
 
 
 def _yaml_value(text: str):
@@ -441,6 +465,7 @@ def validate(raw: dict, file: str) -> Config:
                     epochs=train.epochs, batch_size=train.batch_size, optimizer=optimizer, shifts=ev.shifts,
                     eval_batch_size=ev.batch_size, resolved=resolved, dataset=data.dataset, data_path=data_path,
                     augment_shift=data.augment.shift, schedule=schedule, eval=ev)
+    _check_epochs_and_sizes(config)
     plan = build_model(config, allocate=False)  # shape errors surface now, located by layer
     outputs = plan.output_shape
     if config.dataset != "npz" and outputs != (MNIST_CLASSES,):
@@ -463,6 +488,20 @@ def _canvases(ev: EvalKeys, input_shape: tuple, raw: dict, file: str) -> EvalKey
                                   f"input's {input_shape[1]}x{input_shape[2]}, got {size}")
         return ev
     return dataclasses.replace(ev, canvases=tuple(size for size in ev.canvases if size >= least))
+
+
+def _check_epochs_and_sizes(config: Config) -> None:
+    """Values each valid alone that make no sense together: a warmup longer than the run, a
+    training shift that can move every pixel out of the image."""
+    if config.schedule.name == "cosine" and config.schedule.options["warmup_epochs"] > config.epochs:
+        raise ConfigError(config.file, "train.schedule.warmup_epochs", f"expected at most train.epochs "
+                          f"({config.epochs}), got {config.schedule.options['warmup_epochs']}: the rate would "
+                          "never leave the warmup")
+    size = min(config.input_shape[1:])
+    if config.augment_shift >= size:
+        raise ConfigError(config.file, "data.augment.shift", f"expected less than the image size "
+                          f"({size} pixels, model.input_shape), got {config.augment_shift}: a shift that "
+                          "large trains on blank images")
 
 
 def build_model(config: Config, dtype=np.float32, allocate: bool = True) -> Sequential:
@@ -540,31 +579,6 @@ def _infer(kwargs, key, value, file, path):
 
 # ---------------------------------------------------------------- memory
 
-def available_memory() -> int | None:
-    """Bytes this process may still allocate: MemAvailable, capped by a cgroup limit; None if unknown."""
-    found = []
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    found.append(int(line.split()[1]) * 1024)
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        limit = pathlib.Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        used = pathlib.Path("/sys/fs/cgroup/memory.current").read_text().strip()
-        if limit != "max":
-            found.append(int(limit) - int(used))
-    except (OSError, ValueError):
-        pass
-    if not found:
-        try:
-            found.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-        except (OSError, ValueError, AttributeError):
-            return None
-    return max(0, min(found))
-
-
 def memory_estimate(config: Config, dtype=np.float32):
     """training_memory() of the config's model, built without allocating its weights."""
     slots = {"sgd": 1 if config.optimizer.options.get("momentum", 0) else 0, "adam": 2}[config.optimizer.name]
@@ -575,14 +589,19 @@ def memory_estimate(config: Config, dtype=np.float32):
 def check_memory(config: Config, available: int | None = None, dtype=np.float32) -> None:
     """Refuse (UserError, exit 2) a model whose training estimate exceeds the memory available.
 
-    ``available`` in bytes, default available_memory(); no check when that is unknown.
+    ``available`` in bytes, default minicnn.memory.available_memory(); no check when that is unknown.
     """
-    available = available_memory() if available is None else available
+    available = memory.available_memory() if available is None else available
     if available is None:
         return
     estimate = memory_estimate(config, dtype)
     if estimate.total > available:
         i, row = estimate.dominant
+        if estimate.eval_peak > sum(r.activations for r in estimate.rows) and estimate.eval_peak > row.total:
+            raise UserError(f"{config.file}: eval.batch_size: evaluation needs about {_gib(estimate.total)} "
+                            f"(eval.batch_size {config.eval_batch_size:,}), more than the {_gib(available)} "
+                            f"available; most of it, {_gib(estimate.eval_peak)}, is one evaluation batch: "
+                            "make eval.batch_size smaller")
         raise UserError(f"{config.file}: model.layers: training needs about {_gib(estimate.total)} "
                         f"(batch_size {config.batch_size}), more than the {_gib(available)} available; "
                         f"most of it, {_gib(row.total)}, is layer {i} ({config.layers[i][0]})")
@@ -590,10 +609,13 @@ def check_memory(config: Config, available: int | None = None, dtype=np.float32)
 
 def memory_summary(config: Config, dtype=np.float32) -> str:
     """One line for ``minicnn summary``: the training estimate, its largest layer, what is available."""
-    estimate, available = memory_estimate(config, dtype), available_memory()
+    estimate, available = memory_estimate(config, dtype), memory.available_memory()
     i, row = estimate.dominant
+    largest = (f"one evaluation batch of eval.batch_size {config.eval_batch_size:,}, {_gib(estimate.eval_peak)}"
+               if estimate.eval_peak > max(row.total, sum(r.activations for r in estimate.rows))
+               else f"layer {i}, {config.layers[i][0]}, {_gib(row.total)}")
     return (f"training memory estimate: {_gib(estimate.total)} at batch_size {config.batch_size} "
-            f"(largest: layer {i}, {config.layers[i][0]}, {_gib(row.total)}); "
+            f"(largest: {largest}); "
             + (f"available: {_gib(available)}" if available is not None else "available: unknown"))
 
 
@@ -602,7 +624,7 @@ def _gib(n: int) -> str:
 
 
 def dump_yaml(resolved: dict) -> str:
-    return yaml.safe_dump(resolved, sort_keys=False, default_flow_style=None)
+    return yaml.dump(resolved, Dumper=YamlDumper, sort_keys=False, default_flow_style=None)
 
 
 if __name__ == "__main__":  # print the tables of docs/architecture.md

@@ -7,12 +7,12 @@ File format (the run's ``summary.json``):
 """
 from __future__ import annotations
 
-import json
 import pathlib
 
 import numpy as np
 
 from minicnn.errors import UserError
+from minicnn.runs import SUMMARY, read_summary
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, classes: int) -> np.ndarray:
@@ -46,11 +46,8 @@ def read_run(folder) -> tuple[np.ndarray, list[str]] | None:
 
     UserError naming the file if the entries are there but malformed.
     """
-    path = pathlib.Path(folder) / "summary.json"
-    try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise UserError(f"{path}: cannot read it ({e})") from None
+    path = pathlib.Path(folder) / SUMMARY
+    summary = read_summary(path)
     if "confusion" not in summary:
         return None
     try:

@@ -14,6 +14,7 @@ import math
 import os
 import pathlib
 import re
+import stat
 import tempfile
 
 import numpy as np
@@ -122,6 +123,48 @@ def write_csv(path, rows: list[dict], fields: list[str] | None = None) -> None:
 def read_csv(path) -> list[dict[str, str]]:
     with open(path, encoding="utf-8", newline="") as f:
         return list(csv.DictReader(f))
+
+
+TABLE_MAX_BYTES = 64 << 20  # a results.csv of 10,000 runs is about 3 MB
+
+
+def read_table(path, columns=(), numbers=()) -> list[dict[str, str]]:
+    """Rows of a CSV file minicnn wrote; UserError naming the file if it is not one (or not a
+    regular file of at most TABLE_MAX_BYTES).
+
+    ``columns`` must all be in the header and ``numbers`` must parse as floats (a
+    name ending in ``*`` stands for every column it starts, which may also be
+    empty), so a damaged or foreign file is reported in one line instead of a
+    traceback later.
+    """
+    path = pathlib.Path(path)
+    try:
+        with open(path, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise OSError("not a regular file")
+            raw = f.read(TABLE_MAX_BYTES + 1)
+        if len(raw) > TABLE_MAX_BYTES:
+            raise OSError(f"larger than {TABLE_MAX_BYTES >> 20} MiB")
+        reader = csv.DictReader(io.StringIO(raw.decode("utf-8"), newline=""))
+        rows = list(reader)
+        fields = reader.fieldnames or []
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise UserError(f"{path}: cannot read it ({e})") from None
+    missing = [c for c in columns if c not in fields]
+    if missing:
+        raise UserError(f"{path}: not a table written by minicnn: no column {', '.join(missing)}"
+                        + ("" if fields else " (the file is empty)"))
+    checks = [(key, False) for key in numbers if not key.endswith("*")]
+    checks += [(f, True) for key in numbers if key.endswith("*") for f in fields if f.startswith(key[:-1])]
+    for i, row in enumerate(rows, start=2):
+        for key, may_be_empty in checks:
+            try:
+                if not (may_be_empty and row[key] in ("", None)):
+                    float(row[key])
+            except (TypeError, ValueError):
+                raise UserError(f"{path}: line {i}, column {key}: expected a number, "
+                                f"got {str(row[key])[:50]!r}") from None
+    return rows
 
 
 def write_npz(path, arrays: dict[str, np.ndarray]) -> None:

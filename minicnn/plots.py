@@ -12,7 +12,6 @@ colour in every panel.
 """
 from __future__ import annotations
 
-import csv
 import math
 import pathlib
 
@@ -26,47 +25,12 @@ from matplotlib.transforms import Bbox
 
 from minicnn.confusion import read_run, row_normalised
 from minicnn.errors import UserError
-from minicnn.files import atomic_open
-from minicnn.results import aggregate, cell_labels, shift_keys
+from minicnn.files import atomic_open, read_table
+from minicnn.results import aggregate, cell_labels, read_results, shift_keys
 
 FIGSIZE = (6.4, 4.2)
-# the columns the figures read, and which of them must hold numbers
-RESULT_COLUMNS = ("config", "test_accuracy", "params", "macs", "receptive_field", "seconds_per_epoch",
-                  "images_per_second", "diverged", "run_dir")
-RESULT_NUMBERS = ("test_accuracy", "params", "macs", "seconds_per_epoch", "images_per_second", "shift_*")
+# the columns of metrics.csv the figures read, all numbers
 METRIC_COLUMNS = ("val_accuracy", "train_loss", "val_loss")
-
-
-def read_table(path, columns=(), numbers=()) -> list[dict[str, str]]:
-    """Rows of a CSV file minicnn wrote; UserError naming the file if it is not one.
-
-    ``columns`` must all be in the header and ``numbers`` must parse as floats (a
-    name ending in ``*`` stands for every column it starts, which may also be
-    empty), so a damaged or foreign file is reported in one line instead of a
-    traceback later.
-    """
-    path = pathlib.Path(path)
-    try:
-        with open(path, encoding="utf-8", newline="") as f:
-            reader = csv.DictReader(f)
-            rows = list(reader)
-            fields = reader.fieldnames or []
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise UserError(f"{path}: cannot read it ({e})") from None
-    missing = [c for c in columns if c not in fields]
-    if missing:
-        raise UserError(f"{path}: not a table written by minicnn: no column {', '.join(missing)}"
-                        + ("" if fields else " (the file is empty)"))
-    checks = [(key, False) for key in numbers if not key.endswith("*")]
-    checks += [(f, True) for key in numbers if key.endswith("*") for f in fields if f.startswith(key[:-1])]
-    for i, row in enumerate(rows, start=2):
-        for key, may_be_empty in checks:
-            try:
-                if not (may_be_empty and row[key] in ("", None)):
-                    float(row[key])
-            except (TypeError, ValueError):
-                raise UserError(f"{path}: line {i}, column {key}: expected a number, got {row[key]!r}") from None
-    return rows
 
 
 def _new(title: str, xlabel: str, ylabel: str):
@@ -363,7 +327,7 @@ def _key(row: dict):
 def plot_experiment(folder) -> list[pathlib.Path]:
     """Draw the experiment figures from folder/results.csv and the run folders."""
     folder = pathlib.Path(folder)
-    rows = read_table(folder / "results.csv", RESULT_COLUMNS, RESULT_NUMBERS)
+    rows = read_results(folder / "results.csv")
     variants = list(dict.fromkeys(r["config"] for r in rows))
     stats = aggregate(rows, variants)
     metrics = {}

@@ -10,6 +10,54 @@ import math
 import statistics
 
 from minicnn import probes
+from minicnn.errors import UserError
+from minicnn.files import read_table
+
+# the columns the figures read: every results.csv has them
+RESULT_COLUMNS = ("config", "test_accuracy", "params", "macs", "receptive_field", "seconds_per_epoch",
+                  "images_per_second", "diverged", "run_dir")
+# what read_results makes of each column it checks (shift_K columns are fractions too)
+RESULT_KINDS = {"seed": "count", "test_accuracy": "fraction", "val_accuracy": "fraction", "epochs": "count",
+                "params": "count", "macs": "count", "seconds_per_epoch": "number",
+                "images_per_second": "number", "diverged": "bool"}
+_EXPECTED = {"fraction": "an accuracy in [0, 1], nan or empty", "number": "a finite number >= 0, nan or empty",
+             "count": "an integer >= 0", "bool": "True or False"}
+
+
+def read_results(path) -> list[dict]:
+    """The rows of a study's results.csv with their values typed (``RESULT_KINDS``: accuracies
+    and timings float, nan where empty; counts int; diverged bool; a shift_K float, or None
+    where the run has none); UserError naming the file, line and column of a value that is
+    not what ``write_results`` writes."""
+    rows = read_table(path, RESULT_COLUMNS)
+    for line, row in enumerate(rows, start=2):
+        for column in row:
+            kind = RESULT_KINDS.get(column, "fraction" if column.startswith("shift_") else None)
+            if kind is not None:
+                try:
+                    row[column] = _typed(row[column], kind)
+                except ValueError:
+                    raise UserError(f"{path}: line {line}, column {column}: expected {_EXPECTED[kind]}, "
+                                    f"got {str(row[column])[:50]!r}") from None
+                if column.startswith("shift_") and math.isnan(row[column]):
+                    row[column] = None
+    return rows
+
+
+def _typed(text, kind: str):
+    text = (text or "").strip()
+    if kind == "bool":
+        if text.lower() not in ("true", "false"):
+            raise ValueError(text)
+        return text.lower() == "true"
+    value = float(text) if text else math.nan  # ValueError for words
+    if kind == "count":
+        if not (math.isfinite(value) and value >= 0 and value.is_integer()):
+            raise ValueError(text)
+        return int(value)  # "421642.0", as a spreadsheet may save it, is 421642
+    if not (math.isnan(value) or math.isfinite(value) and value >= 0 and (kind != "fraction" or value <= 1)):
+        raise ValueError(text)
+    return value
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:

@@ -8,6 +8,10 @@ Run folder:
     .lock           exists while a process holds the run (``FolderLock``)
 
 Rules, in the order ``RunFolder.claim`` applies them:
+0. minicnn writes only into a folder it made: one that does not exist yet, is empty
+   (but for a lock and temporary files of its own), or holds config.yaml, the
+   mark of a run folder (``check_ours``); any other folder is refused before
+   anything is written into it, so no file of another tool is ever replaced;
 1. one process at a time: an exclusive ``fcntl.flock`` on ``.lock``, held for
    the run's life; a second process gets a UserError naming the folder and
    the holder's pid and host;
@@ -32,9 +36,11 @@ import contextlib
 import fcntl
 import io
 import json
+import math
 import os
 import pathlib
 import socket
+import stat
 import time
 import zipfile
 from typing import Sequence
@@ -43,7 +49,8 @@ import numpy as np
 import yaml
 
 from minicnn.errors import UserError
-from minicnn.files import FILE_MODE, check_writable, remove_temporaries, write_csv, write_json, write_npz, write_text
+from minicnn.files import (FILE_MODE, TEMPORARY_NAME, check_writable, remove_temporaries, write_csv, write_json,
+                           write_npz, write_text)
 
 CONFIG, CHECKPOINT, METRICS, SUMMARY, LOCK = "config.yaml", "checkpoint.npz", "metrics.csv", "summary.json", ".lock"
 # Metric rows are JSON in the checkpoint; about 300 characters an epoch.  This bounds what
@@ -53,6 +60,30 @@ METRICS_MAX_BYTES = 16 << 20
 # accuracies after the epoch, ``lr`` the learning rate of the epoch's last batch, then timing.
 METRIC_FIELDS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
                  "test_loss", "test_accuracy", "lr", "train_seconds", "images_per_second")
+
+
+def check_ours(folder, marks: Sequence[str], what: str = "folder") -> None:
+    """UserError unless ``folder`` is one minicnn may write into: missing, empty but for a
+    lock and temporary files of minicnn's, or holding one of ``marks`` (the files by which
+    minicnn knows it made a folder: config.yaml of a run, the marker of a study).
+
+    Checked before anything is written, so a folder of another tool is never touched.
+    """
+    folder = pathlib.Path(folder)
+    try:
+        names = [entry.name for entry in os.scandir(folder)]
+    except FileNotFoundError:
+        return
+    except OSError as e:  # NotADirectoryError included: a file is in its way
+        raise UserError(f"cannot write the {what} {folder}: {e.strerror or e}; choose another --out") from None
+    if any(mark in names for mark in marks):
+        return
+    foreign = sorted(n for n in names if n != LOCK and not TEMPORARY_NAME.match(n))
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise UserError(f"{folder} holds files minicnn did not write ({shown}) and is not a {what} of "
+                        "minicnn's; it writes only into a new or empty folder or one it made: choose another "
+                        "--out")
 
 
 class FolderLock:
@@ -147,9 +178,11 @@ class RunFolder:
     def claim(self, resume: bool):
         """Hold the folder for the life of the ``with`` block; check it may be (re)used.
 
-        Raises UserError when another process holds it, it holds a run of another
-        config, or (without ``resume``) it holds a finished or checkpointed run.
+        Raises UserError when it is a folder minicnn did not make (``check_ours``), another
+        process holds it, it holds a run of another config, or (without ``resume``) it
+        holds a finished or checkpointed run.
         """
+        check_ours(self.path, [CONFIG], "run folder")
         with FolderLock(self.path, "run folder"):
             remove_temporaries(self.path)
             self.check_identity()
@@ -179,19 +212,10 @@ class RunFolder:
 
     # ------------------------------------------------------------ read back
 
-    def summary(self) -> dict:
-        """summary.json of the finished run (its config checked first)."""
+    def summary(self, required: Sequence[str] = ()) -> dict:
+        """summary.json of the finished run (its config checked first), read by ``read_summary``."""
         self.check_identity()
-        path = self.path / SUMMARY
-        try:
-            summary = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError) as e:
-            raise UserError(f"{path}: cannot read it ({e}); delete it and resume the run to write it "
-                            "again from checkpoint.npz") from None
-        if not isinstance(summary, dict):
-            raise UserError(f"{path}: expected a JSON object, got {type(summary).__name__}; delete it and "
-                            "resume the run to write it again from checkpoint.npz")
-        return summary
+        return read_summary(self.path / SUMMARY, required)
 
     def restore(self, model, optimizer) -> list[dict]:
         """Load checkpoint.npz into ``model`` and ``optimizer``; return its metric rows ([] if none).
@@ -240,6 +264,65 @@ class RunFolder:
     def _write_metrics(self, rows: list[dict]) -> None:
         write_csv(self.path / METRICS, [{k: r[k] for k in self.metric_fields} for r in rows],
                   list(self.metric_fields))
+
+
+# summary.json's entries that resume, the results table and the figures read: what each must be
+SUMMARY_KINDS = {"test_accuracy": "fraction", "val_accuracy": "fraction", "test_loss": "number",
+                 "train_loss": "number", "epochs": "count", "params": "count", "macs": "count",
+                 "seconds_per_epoch": "number", "images_per_second": "number", "diverged": "bool"}
+SUMMARY_MAX_BYTES = 64 << 20  # a 1,000-class confusion matrix is about 5 MB
+_EXPECTED = {"fraction": "a number in [0, 1] or null", "number": "a finite number >= 0 or null",
+             "count": "an integer >= 0", "bool": "true or false"}
+
+
+def read_summary(path, required: Sequence[str] = ()) -> dict:
+    """A run's summary.json, checked: a JSON object whose entries of ``SUMMARY_KINDS`` (those in
+    ``required`` must be there), ``receptive_field`` and ``shift_accuracy`` have their kinds.
+
+    UserError naming the file and the entry otherwise, and saying how to write it again.
+    """
+    path = pathlib.Path(path)
+    again = "delete it and resume the run to write it again from checkpoint.npz"
+    try:
+        with open(path, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise ValueError("not a regular file")
+            raw = f.read(SUMMARY_MAX_BYTES + 1)
+        if len(raw) > SUMMARY_MAX_BYTES:
+            raise ValueError(f"larger than {SUMMARY_MAX_BYTES >> 20} MiB")
+        summary = json.loads(raw.decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise UserError(f"{path}: cannot read it ({str(e)[:200]}); {again}") from None
+    if not isinstance(summary, dict):
+        raise UserError(f"{path}: expected a JSON object, got {type(summary).__name__}; {again}")
+    for key in required:
+        if key not in summary:
+            raise UserError(f"{path}: no entry {key!r}; {again}")
+    for key, kind in SUMMARY_KINDS.items():
+        if key in summary and not _is_kind(summary[key], kind):
+            raise UserError(f"{path}: {key}: expected {_EXPECTED[kind]}, got {_short(summary[key])}; {again}")
+    rf = summary.get("receptive_field")
+    if rf is not None and not (isinstance(rf, list) and len(rf) == 2 and all(_is_kind(v, "count") for v in rf)):
+        raise UserError(f"{path}: receptive_field: expected [height, width] or null, got {_short(rf)}; {again}")
+    shifts = summary.get("shift_accuracy", {})
+    if not isinstance(shifts, dict) or not all(k.isdigit() and _is_kind(v, "fraction") for k, v in shifts.items()):
+        raise UserError(f"{path}: shift_accuracy: expected {{pixels: {_EXPECTED['fraction']}}}, got "
+                        f"{_short(shifts)}; {again}")
+    return summary
+
+
+def _is_kind(value, kind: str) -> bool:
+    if kind == "bool":
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if kind == "count":
+        return isinstance(value, int) and value >= 0
+    if value is None:
+        return True
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        return False
+    return 0 <= value <= 1 if kind == "fraction" else value >= 0
 
 
 def _read_checkpoint(path: pathlib.Path, expected: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

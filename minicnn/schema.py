@@ -381,7 +381,8 @@ class Variant:
         if name not in self.sections:
             here = f"{path}.{self.tag}"
             if self.tag not in v and self.default is None:
-                raise ConfigError(file, here, f"missing; expected one of {', '.join(self.sections)}")
+                raise ConfigError(file, here, f"missing; expected one of {', '.join(self.sections)}"
+                                  + "".join(colon_hint(k) for k in v if str(k).startswith(f"{self.tag}:"))[:200])
             raise ConfigError(file, here, f"expected one of {', '.join(self.sections)}, got {show(name)}")
         body = {k: x for k, x in v.items() if k != self.tag}
         return name, parse(self.sections[name], body, file, path, owner=name)
@@ -401,6 +402,14 @@ class ListOf:
             limit = f" (at most {MAX_LIST})" if isinstance(v, list) and v else ""
             raise ConfigError(file, path, f"expected {self.expected}{limit}, got {show(v)}")
         return tuple(self.item.parse(x, file, f"{path}[{i}]") for i, x in enumerate(v))
+
+
+def colon_hint(name) -> str:
+    """For a key like 'name:cosine' (``{name:cosine}`` is one key to YAML), how to write it; else ""."""
+    if not isinstance(name, str) or ":" not in name.strip(":"):
+        return ""
+    left, _, right = name.partition(":")
+    return f" (YAML needs a space after the colon: write `{clip(left)}: {clip(right)}`, not `{clip(name)}`)"
 
 
 def key(kind, default=REQUIRED, doc: str = ""):
@@ -423,7 +432,8 @@ def parse(section: type, node, file: str, path: str, owner: str | None = None):
         if name not in names:
             where = clip(f"{path}.{name}" if path else str(name))
             expected = f"one of {', '.join(names)}" if names else "no other keys"
-            raise ConfigError(file, where, f"unknown key{f' for {owner}' if owner else ''}; expected {expected}")
+            raise ConfigError(file, where, f"unknown key{f' for {owner}' if owner else ''}; expected {expected}"
+                              + colon_hint(name))
     values = {}
     for f in fields:
         kind, here = f.metadata["kind"], f"{path}.{f.name}" if path else f.name

@@ -1,7 +1,13 @@
 """How many threads minicnn's layers use, and how work is spread over them.
 
 ``KERNEL_THREADS`` comes from ``MINICNN_KERNEL_THREADS``, else
-``OMP_NUM_THREADS``, else the number of CPUs.  With more than one, each layer
+``OMP_NUM_THREADS``, else the number of CPUs, and is at most
+``max_threads()``: 4 x the CPUs (more threads than cores only wait on each
+other: 100,000 trained 14x slower than 2).  A MINICNN_KERNEL_THREADS that is
+not an integer from 1 to that maximum is a mistake: ``minicnn`` refuses it in
+one line (``check_environment``, exit status 2) and the library warns and uses
+the CPU count; an OMP_NUM_THREADS minicnn cannot use (a list, 0) is ignored,
+one above the maximum is capped.  With more than one, each layer
 cuts its work into that many parts, each with its own scratch buffers:
 
 - Conv2D (by chunks of images), Dense (by ranges of W's rows) and SGD's
@@ -33,18 +39,49 @@ import concurrent.futures
 import contextlib
 import os
 import threading
+import warnings
+
+
+def max_threads() -> int:
+    """The most kernel threads minicnn runs: 4 x the number of CPUs."""
+    return 4 * (os.cpu_count() or 1)
 
 
 def _kernel_threads() -> int:
-    """MINICNN_KERNEL_THREADS, else OMP_NUM_THREADS, else the number of CPUs."""
-    for variable in ("MINICNN_KERNEL_THREADS", "OMP_NUM_THREADS"):
-        value = os.environ.get(variable, "").strip()
-        if value.isdigit():
-            return max(1, int(value))
+    """MINICNN_KERNEL_THREADS, else OMP_NUM_THREADS, else the number of CPUs (module docstring);
+    UserError for a MINICNN_KERNEL_THREADS that is not an integer in [1, max_threads()]."""
+    from minicnn.errors import UserError
+
+    most = max_threads()
+    value = os.environ.get("MINICNN_KERNEL_THREADS", "")
+    if value.strip():  # set and not empty
+        text = value.strip()
+        if not (text.isdigit() and len(text) <= 6 and 1 <= int(text) <= most):  # no 5,000-digit int()
+            raise UserError(f"MINICNN_KERNEL_THREADS={value[:30]!r}: expected an integer from 1 to {most} "
+                            f"(4 x the {os.cpu_count() or 1} CPUs); unset it to use one thread per CPU")
+        return int(text)
+    text = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if text.isdigit() and int(text[:7]) >= 1:  # 7 digits: anything longer is over the maximum anyway
+        return min(int(text[:7]) if len(text) <= 7 else most, most)
     return os.cpu_count() or 1
 
 
-KERNEL_THREADS = _kernel_threads()
+def _from_environment() -> tuple[int, Exception | None]:
+    """(KERNEL_THREADS, the UserError of a bad MINICNN_KERNEL_THREADS or None), warning of the error."""
+    try:
+        return _kernel_threads(), None
+    except Exception as e:  # noqa: BLE001 - UserError; the library goes on with the CPU count
+        warnings.warn(f"{e}; using {os.cpu_count() or 1} threads", RuntimeWarning, stacklevel=3)
+        return os.cpu_count() or 1, e
+
+
+def check_environment() -> None:
+    """Raise the UserError of a MINICNN_KERNEL_THREADS found bad at import (the CLI's first step)."""
+    if _ENVIRONMENT_ERROR is not None:
+        raise _ENVIRONMENT_ERROR
+
+
+KERNEL_THREADS, _ENVIRONMENT_ERROR = _from_environment()
 # Work (array elements touched, or multiply-accumulates) below which a layer
 # stays on the calling thread: handing out parts costs 50-100 us, and memory-bound
 # loops gained nothing from a second thread below about a million elements.
@@ -76,7 +113,7 @@ def limit(n: int):
 
     with _limit_lock:
         if _limit_blocks == 0:
-            _limit_saved, KERNEL_THREADS = KERNEL_THREADS, max(1, int(n))
+            _limit_saved, KERNEL_THREADS = KERNEL_THREADS, max(1, min(int(n), max_threads()))
         _limit_blocks += 1
     try:
         with threadpool_limits(limits=KERNEL_THREADS):

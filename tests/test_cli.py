@@ -141,7 +141,8 @@ BROKEN = [
     ("momentum above 1", edit(((*OPT, "momentum"), 1.5)), [], "train.optimizer.momentum", ["expected a number in"]),
     ("momentum for adam", edit(((*OPT, "name"), "adam")), [], "train.optimizer.momentum", ["unknown key"]),
     ("optimizer not a mapping", edit(((*OPT,), "sgd")), [], "train.optimizer", ["expected a mapping"]),
-    ("bad shifts", edit((("eval", "shifts"), [0, -1])), [], "eval.shifts", ["expected a list of integers >= 0"]),
+    ("bad shifts", edit((("eval", "shifts"), [0, -1])), [], "eval.shifts",
+     ["expected a list of distinct integers >= 0"]),
     # layers
     ("unknown layer type", edit(((*L, 2, "type"), "maxpool")), [], "model.layers[2].type", ["expected one of"]),
     ("layer without type", edit(((*L, 1), {"size": 1})), [], "model.layers[1].type", ["expected one of"]),

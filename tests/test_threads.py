@@ -9,6 +9,10 @@ over parts; those are compared to float rounding.
 """
 from __future__ import annotations
 
+import os
+import pathlib
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -17,6 +21,7 @@ from threadpoolctl import threadpool_info
 
 import minicnn.layers as L
 from minicnn import threads
+from minicnn.errors import UserError
 
 LAYERS = {
     "conv": (lambda rng, dt: L.Conv2D(3, 8, (3, 2), stride=(1, 2), padding=1, dtype=dt, rng=rng), (3, 30, 30)),
@@ -122,17 +127,43 @@ def test_blas_is_held_to_one_thread_only_inside_a_layer(kernel_threads):
     assert [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"] == before
 
 
-@pytest.mark.parametrize("value, expected", [("3", 3), ("0", 1), (" 2 ", 2), ("many", None)])
+@pytest.mark.parametrize("value, expected", [("3", 3), (" 2 ", 2), ("", 5), ("8", 8)])
 def test_thread_count_from_the_environment(monkeypatch, value, expected):
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
     monkeypatch.setenv("MINICNN_KERNEL_THREADS", value)
     monkeypatch.setenv("OMP_NUM_THREADS", "5")
-    assert threads._kernel_threads() == (expected if expected is not None else 5)
+    assert threads._kernel_threads() == expected       # "" is unset: OMP_NUM_THREADS, 5
+    monkeypatch.setenv("OMP_NUM_THREADS", "50")
+    if not value.strip():
+        assert threads._kernel_threads() == 8          # OMP_NUM_THREADS is capped at 4 x the CPUs
     monkeypatch.delenv("MINICNN_KERNEL_THREADS")
     monkeypatch.delenv("OMP_NUM_THREADS")
     monkeypatch.setattr(threads.os, "cpu_count", lambda: 7)
     assert threads._kernel_threads() == 7           # neither variable: the number of CPUs
     monkeypatch.setattr(threads.os, "cpu_count", lambda: None)
     assert threads._kernel_threads() == 1           # unknown CPU count
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "abc", "9", "100000", "3000000000", "9" * 5000, "2.5"])
+def test_a_bad_thread_count_is_refused_in_one_line(monkeypatch, value):
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
+    monkeypatch.setenv("MINICNN_KERNEL_THREADS", value)
+    with pytest.raises(UserError, match=r"^MINICNN_KERNEL_THREADS='.{1,30}': expected an integer from 1 to 8 "):
+        threads._kernel_threads()
+    with pytest.warns(RuntimeWarning, match="MINICNN_KERNEL_THREADS"):
+        count, error = threads._from_environment()
+    assert count == 2 and isinstance(error, UserError)   # the library goes on with the CPU count
+    monkeypatch.setattr(threads, "_ENVIRONMENT_ERROR", error)
+    with pytest.raises(UserError):
+        threads.check_environment()
+
+
+def test_the_cli_refuses_a_bad_thread_count_with_exit_status_2(tmp_path):
+    env = {**os.environ, "MINICNN_KERNEL_THREADS": "3000000000"}
+    done = subprocess.run([sys.executable, "-m", "minicnn", "summary", "configs/max_pool.yaml"], env=env,
+                          capture_output=True, text=True, timeout=60, cwd=pathlib.Path(__file__).parents[1])
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("minicnn: error: MINICNN_KERNEL_THREADS=")
 
 
 def test_small_work_stays_on_the_calling_thread(monkeypatch):

@@ -241,9 +241,9 @@ def test_npz_errors_reach_minicnn_train_as_one_line(tmp_path, run_cli, make, set
 
 
 def test_minicnn_train_refuses_a_model_too_big_for_memory(tmp_path, run_cli, monkeypatch):
-    import minicnn.config
+    import minicnn.memory
 
-    monkeypatch.setattr(minicnn.config, "available_memory", lambda: 10 * 2**20)
+    monkeypatch.setattr(minicnn.memory, "available_memory", lambda: 10 * 2**20)
     status, _, err = run_cli("train", ROOT / "configs" / "max_pool.yaml", "--out", tmp_path / "run")
     assert status == 2 and "training needs about" in err and "more than the 10 MiB available" in err
     assert not (tmp_path / "run").exists()

@@ -6,7 +6,12 @@ import dataclasses
 import numpy as np
 
 from minicnn.data.sources import GreyImages
+from minicnn import memory
 from minicnn.errors import DataError
+
+# the most classes a data set or model may have: a run's confusion matrix (K x K counts in
+# memory and in summary.json, minicnn.confusion) stays under 10 MB
+MAX_CLASSES = 1_000
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -36,6 +41,24 @@ class Dataset:
         return tuple(int(d) for d in self.x_train.shape[1:])
 
 
+def check_memory(nbytes: int, what: str) -> None:
+    """DataError when ``nbytes`` more would not fit in the memory available
+    (``minicnn.memory.available_memory``): the rule minicnn.config.check_memory applies to a
+    model, applied to data before it is read.
+
+    ``what`` says where the size comes from ("x.npz: its arrays declare ...").
+    """
+    available = memory.available_memory()
+    if available is not None and nbytes > available:
+        raise DataError(f"{what}: reading it needs about {_mib(nbytes)}, more than the {_mib(available)} "
+                        "available; it is corrupt (a small file declaring huge arrays), or use a machine "
+                        "with more memory")
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
 def from_grey(data: GreyImages, name: str, classes: tuple[str, ...], sha256: str) -> Dataset:
     """uint8 (N, H, W) images and labels -> a Dataset of (N, 1, H, W) images and int64 labels."""
     return Dataset(name, data.x_train[:, None], data.y_train.astype(np.int64),
@@ -61,9 +84,18 @@ def check_fits(dataset: Dataset, input_shape, num_classes: int) -> Dataset:
     """
     expected = tuple(int(d) for d in input_shape)
     if dataset.input_shape != expected:
+        c, h, w = dataset.input_shape
+        if w <= 4 < c:  # (N, H, W, C) saved as it is: its (C, H, W) would mix up the axes
+            raise DataError(f"{dataset.source}: x_train holds images of shape (C, H, W) = {dataset.input_shape}, "
+                            f"which look channels-last (N, H, W, C) with {w} channel{'s' * (w > 1)}; minicnn "
+                            "reads channels first: save the images as x.transpose(0, 3, 1, 2), then set "
+                            f"model.input_shape: {[w, c, h]}")
         raise DataError(f"{dataset.source}: x_train holds images of shape (C, H, W) = "
                         f"{dataset.input_shape}, but model.input_shape is {list(expected)}; "
                         f"set model.input_shape: {list(dataset.input_shape)}")
+    if num_classes > MAX_CLASSES:
+        raise DataError(f"{dataset.source}: the last dense layer has out_features {num_classes:,}; minicnn "
+                        f"takes at most {MAX_CLASSES:,} classes")
     if dataset.name == "npz":
         for key in ("y_train", "y_test"):
             y = getattr(dataset, key)

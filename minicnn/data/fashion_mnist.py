@@ -78,7 +78,7 @@ def _download_mirror(base: str, progress) -> FashionMNIST:
     for key, (name, magic) in idx.FILES.items():
         url = base + name + ".gz"
         progress(f"downloading {url} ...")
-        raw = sources.gunzip(sources.download(url, MIRROR_TIMEOUT), url)
+        raw = idx.gunzip_idx(sources.download(url, MIRROR_TIMEOUT), magic, url)
         idx.check_sha256(raw, IDX_SHA256[key], url)
         arrays[key] = idx.parse_idx(raw, magic, url)
     return _verified(arrays, f"mirror {base}", f"the files from {base}")

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import pathlib
+import zlib
 
 import numpy as np
 
-from minicnn.data.sources import gunzip
+from minicnn.data.dataset import check_memory
 from minicnn.errors import DataError
 
 IMAGES_MAGIC, LABELS_MAGIC = 0x803, 0x801
@@ -20,6 +22,48 @@ FILES = {
 }
 
 
+def _declared_size(head: bytes, magic: int, name: str) -> int:
+    """The bytes an IDX file whose first bytes are ``head`` says it has; DataError for a wrong
+    magic number or a short header."""
+    if len(head) < 4:
+        raise DataError(f"{name}: only {len(head)} bytes, not an IDX file.")
+    found = int.from_bytes(head[:4], "big")
+    if found != magic:
+        raise DataError(f"{name}: IDX magic number 0x{found:08x}, expected 0x{magic:08x}: "
+                        "wrong file or corrupt.")
+    ndim = magic & 0xFF
+    header = 4 + 4 * ndim
+    if len(head) < header:
+        raise DataError(f"{name}: truncated IDX header ({len(head)} bytes).")
+    # math.prod on Python ints: np.prod would wrap around in int64 for huge headers
+    return header + math.prod(int.from_bytes(head[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+
+
+def gunzip_idx(raw: bytes, magic: int, name: str) -> bytes:
+    """The decompressed bytes of a gzipped IDX file, never more than its header declares.
+
+    The header is decompressed first and checked (magic number; the size it declares
+    against the memory available, ``check_memory``), so a small file that would inflate to
+    gigabytes fails before they are made.
+    """
+    header = 4 + 4 * (magic & 0xFF)
+    stream = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        head = stream.decompress(raw, header)
+        while len(head) < header and stream.unconsumed_tail:
+            head += stream.decompress(stream.unconsumed_tail, header - len(head))
+        size = _declared_size(head, magic, name)
+        check_memory(size, f"{name}: its IDX header declares {size:,} bytes")
+        out = head + stream.decompress(stream.unconsumed_tail, size + 1 - len(head))
+    except zlib.error as e:
+        raise DataError(f"{name}: not a valid gzip file ({e}).") from None
+    if len(out) > size:
+        raise DataError(f"{name}: decompresses to more than the {size:,} bytes its IDX header says: corrupt.")
+    if not stream.eof:
+        raise DataError(f"{name}: not a valid gzip file (it ends before its compressed stream does).")
+    return out
+
+
 def parse_idx(raw: bytes, magic: int, name: str) -> np.ndarray:
     """Decode one uncompressed IDX file of unsigned bytes into a uint8 array.
 
@@ -27,19 +71,10 @@ def parse_idx(raw: bytes, magic: int, name: str) -> np.ndarray:
     byte is the number of dimensions), then one uint32 per dimension.
     Images come out as (N, rows, cols), labels as (N,).
     """
-    if len(raw) < 4:
-        raise DataError(f"{name}: only {len(raw)} bytes, not an IDX file.")
-    found = int.from_bytes(raw[:4], "big")
-    if found != magic:
-        raise DataError(f"{name}: IDX magic number 0x{found:08x}, expected 0x{magic:08x}: "
-                        "wrong file or corrupt.")
+    expected = _declared_size(raw, magic, name)
     ndim = magic & 0xFF
     header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataError(f"{name}: truncated IDX header ({len(raw)} bytes).")
     dims = tuple(int(d) for d in np.frombuffer(raw, ">u4", count=ndim, offset=4))
-    # math.prod on Python ints: np.prod would wrap around in int64 for huge headers
-    expected = header + math.prod(dims)
     if len(raw) != expected:
         raise DataError(f"{name}: {len(raw)} bytes, but its header {dims} says {expected}: "
                         "the file is truncated or corrupt.")
@@ -70,12 +105,15 @@ def read_folder(folder: pathlib.Path, files: dict, fix: str, sha256: dict | None
         if path is None:
             raise DataError(f"{where}: found neither {name} nor {name}.gz. {fix}")
         try:
+            check_memory(2 * os.stat(path).st_size, f"{path}: a file of {os.stat(path).st_size:,} bytes")
             raw = path.read_bytes()
         except OSError as e:
             raise DataError(f"{path}: cannot read it ({e}). {fix}") from None
+        except DataError as e:
+            raise DataError(f"{e} {fix}") from None
         try:
             if path.suffix == ".gz":
-                raw = gunzip(raw, str(path))
+                raw = gunzip_idx(raw, magic, str(path))
             if sha256:
                 check_sha256(raw, sha256[key], str(path))
             arrays[key] = parse_idx(raw, magic, str(path))

@@ -2,26 +2,29 @@
 
 It holds ``x_train``, ``y_train``, ``x_test``, ``y_test``: images (N, H, W) or
 (N, C, H, W), any size and channel count, as uint8 (0..255) or float (in [0, 1]);
-labels integers >= 0 (``dataset.check_fits`` checks them against the model's
-number of classes). It is read with ``allow_pickle=False``, and every way it can be
-wrong is a DataError naming the file, the array and the value.
+labels integers in [0, MAX_CLASSES) (``dataset.check_fits`` checks them against the
+model's number of classes). It is read with ``allow_pickle=False``, only if it is a
+regular file whose arrays, as their headers declare them, fit in the memory
+available (``dataset.check_memory``), and every way it can be wrong is a DataError
+naming the file, the array and the value.
 """
 from __future__ import annotations
 
 import hashlib
 import io
 import math
+import os
 import pathlib
+import stat
 import zipfile
 
 import numpy as np
 
-from minicnn.data.dataset import Dataset
+from minicnn.data.dataset import MAX_CLASSES, Dataset, check_memory
 from minicnn.data.sources import KEYS
 from minicnn.errors import DataError
 
 NAME = "npz"
-MAX_LABEL = 2**31 - 1
 _HOW = ("an .npz file of x_train, y_train, x_test, y_test, e.g. "
         "np.savez(path, x_train=x, y_train=y, x_test=xt, y_test=yt)")
 
@@ -32,11 +35,13 @@ def _short(names, limit=10) -> str:
     return ", ".join(shown) + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
-def _check_headers(path: pathlib.Path, archive: zipfile.ZipFile) -> None:
-    """Every array is there, not an object array, and its header fits the bytes stored.
+def _check_headers(path: pathlib.Path, archive: zipfile.ZipFile) -> int:
+    """Every array is there, not an object array, and its header fits the bytes stored; return
+    the bytes loading them takes (the arrays, and what ``_images`` and ``_labels`` make of them).
 
     Read before any array is, so a lying header cannot make us allocate more than the file holds.
     """
+    need = 0
     members = archive.namelist()
     for key in KEYS:
         if key + ".npy" not in members:
@@ -54,14 +59,25 @@ def _check_headers(path: pathlib.Path, archive: zipfile.ZipFile) -> None:
         if math.prod(shape) * dtype.itemsize > info.file_size:
             raise DataError(f"{path}: {key}: its header says {shape} {dtype}, more than the "
                             f"{info.file_size} bytes stored: the file is truncated or corrupt.")
+        n = math.prod(shape)
+        # float images: a float32 copy and three bool masks; labels: an int64 copy
+        need += n * dtype.itemsize + (n * 7 if key.startswith("x") and dtype.kind == "f" else 0) \
+            + (n * 8 if key.startswith("y") else 0)
+    return need
 
 
 def _read(path: pathlib.Path) -> tuple[dict[str, np.ndarray], str]:
     """The four arrays and the sha256 of the file's bytes (read once, so they match)."""
     try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise DataError(f"{path}: not a regular file (a folder, device or pipe); data.path must name an "
+                            f".npz file, {_HOW}.")
+        check_memory(info.st_size, f"{path}: a file of {info.st_size:,} bytes")
         blob = path.read_bytes()
         with zipfile.ZipFile(io.BytesIO(blob)) as archive:
-            _check_headers(path, archive)
+            need = _check_headers(path, archive)
+        check_memory(len(blob) + need, f"{path}: its arrays, as their headers declare them")
         with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
             return {k: npz[k] for k in KEYS}, hashlib.sha256(blob).hexdigest()
     except DataError:
@@ -106,10 +122,11 @@ def _labels(path, key: str, y: np.ndarray, n: int, x_key: str) -> np.ndarray:
         first = y.reshape(-1)[:1].tolist()
         raise DataError(f"{path}: {key} has dtype {y.dtype} (first value {first[0] if first else None!r}); "
                         "labels must be integers, e.g. y.astype(np.int64).")
-    bad = (y < 0) | (y > MAX_LABEL)
+    bad = (y < 0) | (y >= MAX_CLASSES)
     if bad.any():
         i = int(np.argmax(bad))
-        raise DataError(f"{path}: {key}[{i}] = {int(y[i])}; labels must be integers in [0, classes).")
+        raise DataError(f"{path}: {key}[{i}] = {int(y[i])}; labels must be integers in [0, classes), and "
+                        f"minicnn takes at most {MAX_CLASSES:,} classes.")
     return y.astype(np.int64)
 
 

@@ -5,7 +5,7 @@ results.csv column), a variant, a baseline variant, optionally a grid cell, and 
 predicts for variant minus baseline. With ``baseline_metric`` the baseline's value is that other
 column (which lets a variant be compared with itself: its canvas_56 against its test_accuracy).
 Each claim is tested in its cell (default: every cell) by the paired difference over seeds and its
-95% confidence interval [low, high] (minicnn.stats), with the verdict rule ``RULE`` (m: the
+95% confidence interval [low, high] (minicnn.study.stats), with the verdict rule ``RULE`` (m: the
 claim's margin):
 
 - higher:    supported if low > 0,           contradicted if high < 0;
@@ -24,6 +24,7 @@ import json
 import pathlib
 
 from minicnn import probes
+from minicnn.results import read_results
 from minicnn.config import ClaimKeys
 from minicnn.errors import ConfigError, UserError
 from minicnn.files import write_text
@@ -181,7 +182,7 @@ def plot_study(folder) -> list[pathlib.Path]:
     folder = pathlib.Path(folder)
     figures = plots.plot_folder(folder)
     found = load(folder) if (folder / "results.csv").exists() else ()
-    rows = plots.read_table(folder / "results.csv", plots.RESULT_COLUMNS, plots.RESULT_NUMBERS) if found else []
+    rows = read_results(folder / "results.csv") if found else []
     if found and rows:
         figures.append(plots.save(plots.claims_figure(tested(rows, found)), folder / "claims.png"))
     return figures

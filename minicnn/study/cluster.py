@@ -22,19 +22,28 @@ Dask is optional: ``pip install "minicnn[dask]"``.
 """
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import os
 import pathlib
+import re
 import socket
 import sys
+import time
 import uuid
 from urllib.parse import urlparse
 
 from minicnn.errors import UserError
 
 INSTALL_HINT = 'pip install "minicnn[dask]"'
-LOG_TOPIC = "minicnn-log"  # per-epoch lines of every run, forwarded from the workers to the driver
-CONNECT_TIMEOUT = "10s"
+LOG_TOPIC = "minicnn-log"  # per-epoch lines of runs, forwarded from the workers to the driver (log_topic)
+CONNECT_SECONDS = 10     # to reach a scheduler and finish Dask's handshake with it
+WORKERLESS_SECONDS = 15  # a study whose scheduler has had no worker this long stops (cluster_health)
+MAX_LOCAL_WORKERS = 256
+# tcp://HOST:PORT or HOST:PORT; HOST a name, an IPv4 address or a bracketed IPv6 address
+_ADDRESS = re.compile(r"(?:tcp://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):([0-9]{1,5})")
+_FORMS = "tcp://HOST:PORT (a running scheduler, e.g. tcp://10.0.0.5:8786) or local:N (N worker processes here)"
 
 
 def _import_distributed():
@@ -47,23 +56,49 @@ def _import_distributed():
 
 
 def parse_target(text: str) -> tuple[str, int | str]:
-    """'local:N' -> ('local', N); 'tcp://host:8786' or 'host:8786' -> ('remote', address)."""
+    """'local:N' -> ('local', N); 'tcp://host:8786' or 'host:8786' -> ('remote', 'tcp://host:8786').
+
+    UserError for anything else, before any connection is tried: an empty address, another
+    scheme (inproc, ucx, tls, ws: minicnn connects over plain tcp), or a malformed one.
+    """
     text = text.strip()
     if text.startswith("local"):
         _, _, n = text.partition(":")
-        if not n.isdigit() or not 1 <= int(n) <= 256:
-            raise UserError(f"--dask local:N needs a number of worker processes from 1 to 256, got {text!r}")
+        if not n.isdigit() or not 1 <= int(n) <= MAX_LOCAL_WORKERS:
+            raise UserError(f"--dask local:N needs a number of worker processes from 1 to {MAX_LOCAL_WORKERS}, "
+                            f"got {text[:60]!r}")
         return "local", int(n)
-    if not text or any(c.isspace() for c in text):
-        raise UserError(f"--dask expects a scheduler address like tcp://host:8786 or local:N, got {text!r}")
-    return "remote", text
+    scheme = text.partition("://")[0] if "://" in text else "tcp"
+    if scheme != "tcp":
+        raise UserError(f"--dask: the scheme {scheme[:20]}:// is not supported; expected {_FORMS}")
+    found = _ADDRESS.fullmatch(text)
+    if not found or not 1 <= int(found.group(2)) <= 65535:
+        raise UserError(f"--dask expects {_FORMS}, got {text[:60]!r}")
+    return "remote", f"tcp://{found.group(1)}:{int(found.group(2))}"
+
+
+def _handshake(address: str) -> None:
+    """Connect to ``address`` and finish Dask's handshake within CONNECT_SECONDS (in a thread of
+    its own: the caller may be inside an event loop); OSError or TimeoutError if not.
+
+    Client(timeout=...) bounds the TCP connection only: a server that accepts and never
+    answers (an HTTP server, say) would hold it for minutes.
+    """
+    import distributed.comm
+
+    async def probe():
+        comm = await distributed.comm.connect(address, timeout=CONNECT_SECONDS)
+        await comm.close()
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, asyncio.wait_for(probe(), CONNECT_SECONDS + 1)).result()
 
 
 @contextlib.contextmanager
 def connect(target: str):
     """Yield a ``distributed.Client`` for ``--dask TARGET``; close what was started on exit."""
-    distributed = _import_distributed()
     kind, value = parse_target(target)
+    distributed = _import_distributed()
     if kind == "local":
         # processes, one task slot each: a run is CPU-bound Python and NumPy
         cluster = distributed.LocalCluster(n_workers=value, threads_per_worker=1, processes=True,
@@ -76,10 +111,12 @@ def connect(target: str):
             cluster.close()
         return
     try:
-        client = distributed.Client(value, timeout=CONNECT_TIMEOUT)
+        _handshake(value)
+        client = distributed.Client(value, timeout=f"{CONNECT_SECONDS}s")
     except (OSError, TimeoutError) as e:
-        raise UserError(f"cannot reach the Dask scheduler at {value} ({type(e).__name__}: {e}); start one "
-                        f"with `dask scheduler` and workers with `dask worker {value}`") from None
+        why = f"{type(e).__name__}: {e}" if str(e) else f"no Dask handshake within {CONNECT_SECONDS} s"
+        raise UserError(f"cannot reach a Dask scheduler at {value} ({why}); start one with `dask scheduler` "
+                        f"and workers with `dask worker {value}`") from None
     try:
         if not client.scheduler_info().get("workers"):
             raise UserError(f"the Dask scheduler at {value} has no workers; start some with "
@@ -87,6 +124,30 @@ def connect(target: str):
         yield client
     finally:
         client.close()
+
+
+class ClusterLost(Exception):
+    """The executor can run nothing more (its scheduler or every worker is gone); the message says why."""
+
+
+def cluster_health(client, address: str, workerless_seconds: float = WORKERLESS_SECONDS):
+    """A ``health()`` for run_experiment: raises ClusterLost once the client has lost its
+    scheduler, or the scheduler has had no worker for ``workerless_seconds``."""
+    since = None
+
+    def health() -> None:
+        nonlocal since
+        if client.status != "running":
+            raise ClusterLost(f"lost the Dask scheduler at {address} (killed or unreachable)")
+        if client.scheduler_info().get("workers"):
+            since = None
+            return
+        since = time.monotonic() if since is None else since
+        if time.monotonic() - since >= workerless_seconds:
+            raise ClusterLost(f"the Dask scheduler at {address} has had no worker for {workerless_seconds:.0f} s "
+                              f"(all killed?); start workers with `dask worker {address}`")
+
+    return health
 
 
 def host_of(address: str) -> str:
@@ -157,9 +218,18 @@ def check_shared_folder(client, folder) -> None:
                             "give --out and MINICNN_DATA a shared path")
 
 
-def forward_logs(client, emit) -> None:
-    """Call ``emit(line)`` on the driver for every line a run logs on any worker."""
-    client.subscribe_topic(LOG_TOPIC, lambda event: emit(event[1]))
+def log_topic(study) -> str:
+    """The Dask event topic of the runs of the study in folder ``study`` (None: not in a study).
+
+    One topic per study, so that two studies on one cluster never print each other's lines;
+    the folder names the study, as two studies never share one (its lock).
+    """
+    return LOG_TOPIC if study is None else f"{LOG_TOPIC}:{study}"
+
+
+def forward_logs(client, emit, topic: str = LOG_TOPIC) -> None:
+    """Call ``emit(line)`` on the driver for every line a run of ``topic`` logs on any worker."""
+    client.subscribe_topic(topic, lambda event: emit(event[1]))
 
 
 # glibc's mallopt parameters (malloc.h) and the values its dynamic thresholds reach on their own
@@ -192,12 +262,13 @@ def undo_malloc_trim() -> bool:
     return True
 
 
-def worker_log():
-    """A ``log(line)`` that forwards to the driver when running inside a Dask worker, else None."""
+def worker_log(topic: str = LOG_TOPIC):
+    """A ``log(line)`` that forwards to the driver (on ``topic``) when running inside a Dask
+    worker, else None."""
     try:
         from distributed import get_worker
 
         worker = get_worker()
     except (ImportError, ValueError):
         return None
-    return lambda line: worker.log_event(LOG_TOPIC, line)
+    return lambda line: worker.log_event(topic, line)

@@ -20,8 +20,12 @@ its resolved config and seed, and everything it returns is also on disk, so
 ``--resume`` only has to look at the run folders (minicnn.runs).
 
 The experiment folder is locked like a run folder for as long as the study
-runs, so two studies never share one.  A pool worker ends by itself when the
-runner is gone, however the runner ended.  Runs that fail do not stop the
+runs, so two studies never share one.  minicnn writes only into an experiment
+folder it made (``check_study_folder``): a new or empty one, which it then
+marks with ``STUDY_MARK``, or one holding that mark (or, made before the mark
+existed, a run folder of this study); any other is refused before anything is
+written.  A pool worker ends by itself when the runner is gone, however the
+runner ended.  Runs that fail do not stop the
 study: they are listed at the end (``RunsFailed``).
 """
 from __future__ import annotations
@@ -42,14 +46,20 @@ import traceback
 from minicnn import probes
 from minicnn.config import ExperimentKeys, dump_yaml, load_config, load_yaml
 from minicnn.errors import ConfigError, UserError
-from minicnn.files import remove_temporaries
-from minicnn.runs import FolderLock, RunFolder
+from minicnn.files import remove_temporaries, write_text
+from minicnn.runs import CONFIG, FolderLock, RunFolder, check_ours
 from minicnn.schema import MAX_GRID_RUNS, parse
 from minicnn.study import claims, cluster, grid
+from minicnn.study.cluster import ClusterLost
 from minicnn.results import aggregate
 from minicnn.study.report import PROVENANCE_FIELDS, write_report, write_results
 
 STOP_FILE = ".stop"  # in the experiment folder while the driver stops the study
+# the entries of a run's summary.json its row of results.csv takes
+ROW_KEYS = ("test_accuracy", "val_accuracy", "epochs", "params", "macs", "seconds_per_epoch", "images_per_second",
+            "diverged")
+HEALTH_SECONDS = 2.0  # how often a study asks its executor's health (run_experiment's health)
+STUDY_MARK = ".minicnn-study"  # in every experiment folder minicnn made (check_study_folder)
 
 
 class StudyStopped(Exception):
@@ -176,7 +186,7 @@ def run_one(run: Run, data_dir=None, threads=None, show_progress=False) -> dict:
 
     config = load_config(run.config_path, run.overrides)
     prefix = f"[{run.title}] "
-    forward = cluster.worker_log()
+    forward = cluster.worker_log(cluster.log_topic(run.study))
     if forward is not None:  # on a Dask worker
         cluster.undo_malloc_trim()
     stop = run.study / STOP_FILE if run.study is not None else None
@@ -196,6 +206,12 @@ def run_one(run: Run, data_dir=None, threads=None, show_progress=False) -> dict:
 
 def run_folder(run: Run) -> RunFolder:
     return RunFolder(run.folder, dump_yaml(load_config(run.config_path, run.overrides).resolved))
+
+
+def check_study_folder(exp: Experiment) -> None:
+    """UserError unless minicnn may write into the experiment folder (module docstring)."""
+    started = {r.folder.relative_to(exp.out).parts[0] for r in exp.runs if (r.folder / CONFIG).exists()}
+    check_ours(exp.out, [STUDY_MARK, *started], "experiment folder")
 
 
 class RunsFailed(Exception):
@@ -223,6 +239,9 @@ class RunsFailed(Exception):
 
 
 def _reason(e: BaseException) -> str:
+    if isinstance(e, concurrent.futures.CancelledError):  # Dask's is this class too
+        return ("its task was cancelled: the executor lost it (a Dask scheduler killed or restarted?); its "
+                "last finished epoch is saved and --resume continues it")
     if type(e).__name__ == "KilledWorker":  # distributed's, without importing it
         return ("its Dask worker died each time it was tried (killed, or out of memory); its last finished "
                 "epoch is saved and --resume continues it")
@@ -269,26 +288,34 @@ def process_pool(jobs: int):
         pool.shutdown()
 
 
-def run_experiment(path, jobs=1, resume=False, quick=False, overrides=(), out=None,
-                   data_dir=None, executor=None, threads=None, log=print) -> list[dict]:
+def run_experiment(path, jobs=1, resume=False, quick=False, overrides=(), out=None, data_dir=None,
+                   executor=None, threads=None, log=print, health=None, resume_args="") -> list[dict]:
     """Run every unfinished run of the grid, then write results.csv, report.md and figures.
 
     ``executor``: any concurrent.futures.Executor (e.g. Dask's client.get_executor());
     default a local process pool of ``jobs`` workers.  ``threads``: each run's
     share of the cores (an int, or a Dask plan {host: threads}); default
     cpu_count // jobs for the local pool, the process as it is for an executor.
-    Returns the result rows.  Raises UserError for bad input or a folder in
-    use, RunsFailed (after writing the results of the others) when runs failed,
-    KeyboardInterrupt (after saying how to resume) when interrupted.
+    ``health``: called every HEALTH_SECONDS while runs are out; it raises
+    ClusterLost when the executor can run nothing more.  ``resume_args``: the
+    arguments that name the executor in the resume command (" --dask ADDRESS").
+    Returns the result rows.  Raises UserError for bad input, a folder in use
+    or not minicnn's, or a lost executor (saying how to resume), RunsFailed
+    (after writing the results of the others) when runs failed,
+    KeyboardInterrupt (after saying how to resume) when interrupted, figures
+    being written included.
     """
     from minicnn.train import preload
 
     exp = load_experiment(path, overrides, quick, out)
-    again = (f"minicnn ablate {path} --resume" + (" --quick" if quick else "")
+    again = (f"minicnn ablate {path} --resume" + (" --quick" if quick else "") + resume_args
              + "".join(f" --set {s}" for s in overrides) + (f" --out {out}" if out else ""))
     if executor is None and threads is None:
         threads = max(1, (os.cpu_count() or 1) // jobs)
+    check_study_folder(exp)
     with FolderLock(exp.out, "experiment folder"):
+        if not (exp.out / STUDY_MARK).exists():
+            write_text(exp.out / STUDY_MARK, f"minicnn experiment folder of {exp.file}\n")
         folders = {run: run_folder(run) for run in exp.runs}
         _check_folder(exp, folders, resume)
         (exp.out / STOP_FILE).unlink(missing_ok=True)  # left by an earlier, interrupted driver
@@ -308,27 +335,37 @@ def run_experiment(path, jobs=1, resume=False, quick=False, overrides=(), out=No
         progress = executor is not None or jobs > 1  # else the run's own per-batch bar shows
         try:
             if executor is not None:
-                failures = _submit_all(executor, todo, data_dir, threads, progress, log)
+                failures = _submit_all(executor, todo, data_dir, threads, progress, log, health)
             else:
                 with process_pool(jobs) as pool:
-                    failures = _submit_all(pool, todo, data_dir, threads, progress, log)
+                    failures = _submit_all(pool, todo, data_dir, threads, progress, log, health)
+            if todo:
+                log(f"ran {len(todo) - len(failures)} runs in {time.perf_counter() - start:.0f} s")
+            rows = _write_results(exp, folders, log)
         except KeyboardInterrupt:
             (exp.out / STOP_FILE).touch()  # runs the driver cannot kill stop after their current epoch
             log(f"\ninterrupted; finished runs and the last epoch of each unfinished run are saved in {exp.out}. "
                 f"Continue with:\n  {again}")
             raise
-        if todo:
-            log(f"ran {len(todo) - len(failures)} runs in {time.perf_counter() - start:.0f} s")
-        rows = [_row(r, folders[r]) for r in exp.runs if folders[r].finished]
-        write_results(exp.out / "results.csv", rows)
-        claims.save(exp.out, exp.claims)
-        write_report(exp.out / "report.md", exp, aggregate(rows, exp.variants), rows)
-        if rows:  # no finished run: nothing to draw
-            for figure in claims.plot_study(exp.out):
-                log(f"figure: {figure}")
-        log(f"report: {exp.out / 'report.md'}")
+        except ClusterLost as e:
+            (exp.out / STOP_FILE).touch()
+            raise UserError(f"{e}; finished runs and the last epoch of each unfinished run are saved in "
+                            f"{exp.out}. Continue with: {again}") from None
     if failures:
         raise RunsFailed(failures, len(exp.runs), again)
+    return rows
+
+
+def _write_results(exp: Experiment, folders: dict[Run, RunFolder], log) -> list[dict]:
+    """results.csv, report.md and the figures from the finished runs; their rows."""
+    rows = [_row(r, folders[r]) for r in exp.runs if folders[r].finished]
+    write_results(exp.out / "results.csv", rows)
+    claims.save(exp.out, exp.claims)
+    write_report(exp.out / "report.md", exp, aggregate(rows, exp.variants), rows)
+    if rows:  # no finished run: nothing to draw
+        for figure in claims.plot_study(exp.out):
+            log(f"figure: {figure}")
+    log(f"report: {exp.out / 'report.md'}")
     return rows
 
 
@@ -368,39 +405,62 @@ def _check_folder(exp: Experiment, folders: dict[Run, RunFolder], resume: bool) 
             folders[r].tidy()
 
 
-def _submit_all(executor, todo, data_dir, threads, progress, log) -> list[tuple[Run, BaseException]]:
-    """Hand every run to ``executor``; collect failures as they come, with one bar over runs."""
+def _submit_all(executor, todo, data_dir, threads, progress, log, health=None) -> list[tuple[Run, BaseException]]:
+    """Hand every run to ``executor``; collect failures as they come, with one bar over runs.
+
+    ``health()`` is called every HEALTH_SECONDS while runs are out (run_experiment's docstring).  A run whose future failed but whose folder holds its summary
+    (its result was lost on the way back) counts as finished.
+    """
     from tqdm import tqdm
 
     show_batches = not progress and sys.stderr.isatty()
     futures = {executor.submit(run_one, run, data_dir, threads, show_batches): run for run in todo}
-    failures = []
+    failures, pending, done = [], set(futures), 0
     with tqdm(total=len(todo), unit="run", desc="runs", disable=not progress or None, file=sys.stderr,
               dynamic_ncols=True) as bar:
-        for done, future in enumerate(concurrent.futures.as_completed(futures), start=1):
-            run = futures[future]
-            try:
-                summary = future.result()
-            except KeyboardInterrupt:
-                raise
-            except Exception as e:  # a failed run must not stop the study; it is reported at the end
-                failures.append((run, e))
-                status = f"FAILED: {_reason(e)}"
-            else:
-                status = "DIVERGED" if summary["diverged"] else f"test {100 * summary['test_accuracy']:.2f}%"
-            bar.update()
-            bar.clear()
-            log(f"[{done}/{len(todo)}] {run.title}: {status}")
-            bar.refresh()
+        while pending:
+            finished, pending = concurrent.futures.wait(pending, timeout=HEALTH_SECONDS if health else None,
+                                                        return_when=concurrent.futures.FIRST_COMPLETED)
+            for future in finished:
+                run, done = futures[future], done + 1
+                try:
+                    summary = future.result()
+                except KeyboardInterrupt:
+                    raise
+                except Exception as e:  # a failed run must not stop the study; it is reported at the end
+                    if isinstance(e, concurrent.futures.CancelledError) and health is not None:
+                        health()  # a lost scheduler cancels every task: say that, once
+                    summary = _finished_anyway(run)
+                    if summary is None:
+                        failures.append((run, e))
+                        status = f"FAILED: {_reason(e)}"
+                if summary is not None:
+                    status = "DIVERGED" if summary["diverged"] else f"test {100 * summary['test_accuracy']:.2f}%"
+                bar.update()
+                bar.clear()
+                log(f"[{done}/{len(todo)}] {run.title}: {status}")
+                bar.refresh()
+            if pending and health is not None:
+                health()
     return failures
 
 
+def _finished_anyway(run: Run) -> dict | None:
+    """The summary of a run whose folder says it finished, else None."""
+    folder = run_folder(run)
+    if not folder.finished:
+        return None
+    try:
+        return folder.summary(ROW_KEYS)
+    except UserError:
+        return None
+
+
 def _row(run: Run, folder: RunFolder) -> dict:
-    s = folder.summary()
+    s = folder.summary(ROW_KEYS)
     row = {"cell": grid.label(run.cell)} if run.cell else {}
     row |= {"config": run.name, "seed": run.seed}
-    for key in ("test_accuracy", "val_accuracy", "epochs", "params", "macs", "seconds_per_epoch",
-                "images_per_second", "diverged"):
+    for key in ROW_KEYS:
         row[key] = math.nan if s[key] is None else s[key]  # summary.json's null: a number not measured
     rf = s.get("receptive_field")
     row["receptive_field"] = f"{rf[0]}x{rf[1]}" if rf else ""
@@ -423,16 +483,20 @@ def run_study(target: str, experiment, *, resume=False, quick=False, overrides=(
     """
     from tqdm import tqdm
 
+    kind, address = cluster.parse_target(target)
     experiment = pathlib.Path(experiment).resolve()
     out = pathlib.Path(out).resolve() if out is not None else None
     data_dir = str(pathlib.Path(data_dir).resolve()) if data_dir is not None else None
     exp = load_experiment(experiment, overrides, quick, out)
+    check_study_folder(exp)  # before the probe below writes into it
     with cluster.connect(target) as client:
         exp.out.mkdir(parents=True, exist_ok=True)
         cluster.check_shared_folder(client, exp.out)
         plan = cluster.thread_plan(client)
         log(f"Dask: {len(client.scheduler_info()['workers'])} workers; threads per run by host: "
             + ", ".join(f"{host} {n}" for host, n in sorted(plan.items())))
-        cluster.forward_logs(client, lambda line: tqdm.write(line, file=sys.stdout))
+        cluster.forward_logs(client, lambda line: tqdm.write(line, file=sys.stdout), cluster.log_topic(exp.out))
         return run_experiment(experiment, resume=resume, quick=quick, overrides=overrides, out=exp.out,
-                              data_dir=data_dir, executor=client.get_executor(pure=False), threads=plan, log=log)
+                              data_dir=data_dir, executor=client.get_executor(pure=False), threads=plan, log=log,
+                              health=cluster.cluster_health(client, address if kind == "remote" else target),
+                              resume_args=f" --dask {address if kind == 'remote' else target.strip()}")

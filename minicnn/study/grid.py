@@ -28,6 +28,8 @@ import re
 
 import yaml
 
+from minicnn.config import YamlDumper  # quotes what minicnn's loader would not read back as is
+
 Cell = tuple  # ((key, value), ...) in the order of the grid's keys
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.+-]")
@@ -36,7 +38,7 @@ SLUG_PART_CHARS = 40
 
 def yaml_text(value) -> str:
     """A YAML scalar as the text an override gives it: 2 -> '2', '2' -> "'2'", 1e-05 -> '1.0e-05'."""
-    text = yaml.safe_dump(value, default_flow_style=True, width=1_000_000)
+    text = yaml.dump(value, Dumper=YamlDumper, default_flow_style=True, width=1_000_000)
     return text.removesuffix("\n...\n").rstrip("\n")
 
 

@@ -20,8 +20,6 @@ RESULT_FIELDS = ["config", "seed", "test_accuracy", "val_accuracy", "epochs", "p
 # columns written after the shifts when any row has them: the data set, the sha256 of what was
 # loaded, and the BLAS library and kernel (minicnn.blas.describe) of each run's summary.json
 PROVENANCE_FIELDS = ["dataset", "data_sha256", "blas"]
-
-
 def write_results(path, rows: list[dict]) -> None:
     provenance = [k for k in PROVENANCE_FIELDS if any(k in r for r in rows)]
     fields = (["cell"] * bool(cell_labels(rows)) + RESULT_FIELDS + shift_keys(rows)
