@@ -24,7 +24,7 @@
 static int mc_channels_last_fits(ptrdiff_t C, int kw)
 {
 #if MC_X86
-    return C % 8 == 0 && mc_sgemm_tab_fits(kw * C) && __builtin_cpu_supports("avx");
+    return C % 8 == 0 && mc_sgemm_tab_fits(kw * C) && mc_isa() >= MC_ISA_AVX2;
 #else
     (void)C; (void)kw;
     return 0;
@@ -39,7 +39,7 @@ static int mc_channels_last(const float *x, ptrdiff_t N, ptrdiff_t C, ptrdiff_t 
 {
 #if MC_X86
     ptrdiff_t n, r, lo = pw < WP ? pw : WP, wn = W < WP - lo ? W : WP - lo;
-    if (C % 8 || !__builtin_cpu_supports("avx"))
+    if (C % 8 || mc_isa() < MC_ISA_AVX2)
         return 0;
     for (n = 0; n < N; n++)
         for (r = 0; r < HP; r++) {
@@ -70,7 +70,7 @@ static int mc_channels_first(const float *xt, ptrdiff_t N, ptrdiff_t C, ptrdiff_
 {
 #if MC_X86
     ptrdiff_t n, h, w, c, lo = pw < WP ? pw : WP, wn = W < WP - lo ? W : WP - lo, w8 = wn - wn % 8;
-    if (C % 8 || !__builtin_cpu_supports("avx"))
+    if (C % 8 || mc_isa() < MC_ISA_AVX2)
         return 0;
     for (n = 0; n < N; n++)
         for (h = 0; h < H; h++) {

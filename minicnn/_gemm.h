@@ -7,7 +7,8 @@
  * thousands), and OpenBLAS's speed on them depends on which kernel it picked
  * (OPENBLAS_CORETYPE): 3x apart between its Haswell and SkylakeX kernels.
  *
- * The micro-kernel is chosen at run time from what the CPU reports:
+ * The micro-kernel is chosen at run time, the best the instruction-set level
+ * allows (mc_isa(), _isa.h: the CPU capped by MINICNN_ISA):
  *   avx512: 8 x 32 block, 16 zmm accumulators (AVX-512F)
  *   avx2:   6 x 16 block, 12 ymm accumulators (AVX2 + FMA)
  *   plain:  4 x 16 block, portable C (any CPU; the compiler vectorizes it)
@@ -15,6 +16,7 @@
  * (B given as a transposed view, K >= 256), which needs no packing.
  * Each is compiled with a per-function target attribute, so the module itself
  * needs no -march flag and runs on any x86-64 CPU (other CPUs get plain only).
+ * Packing uses AVX at level avx2 and up (a transpose: the same values).
  *
  * Layout: A element (i, k) at A[i * rsa + k * csa]; B element (k, j) at
  * B[k * rsb + j * csb]; C row-major with row stride ldc.  The packed kernels
@@ -27,6 +29,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include "_isa.h"
 
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
@@ -251,19 +254,17 @@ static void mc_sgemm_nt_avx512(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const floa
 /* edge_in_place: a narrow last panel of B is read in place (mc_ukr_avx512_edge), not packed */
 typedef struct { mc_ukr_t ukr; int mr, nr, edge_in_place; } mc_kernel_t;
 
-/* The best kernel this CPU runs (which = MC_GEMM_AUTO), or the one asked for;
- * returns which one, or -1 if the CPU cannot run it. */
+/* The best kernel the instruction-set level allows (which = MC_GEMM_AUTO), or
+ * the one asked for; returns which one, or -1 if the level does not allow it. */
 static int mc_gemm_pick(int which, mc_kernel_t *kern)
 {
 #if MC_X86
     if (which == MC_GEMM_AUTO)
-        which = __builtin_cpu_supports("avx512f") ? MC_GEMM_AVX512
-              : (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? MC_GEMM_AVX2
-              : MC_GEMM_PLAIN;
-    if (which == MC_GEMM_AVX512 && __builtin_cpu_supports("avx512f")) {
+        which = mc_isa() >= MC_ISA_AVX512 ? MC_GEMM_AVX512 : mc_isa() >= MC_ISA_AVX2 ? MC_GEMM_AVX2 : MC_GEMM_PLAIN;
+    if (which == MC_GEMM_AVX512 && mc_isa() >= MC_ISA_AVX512) {
         kern->ukr = mc_ukr_avx512; kern->mr = 8; kern->nr = 32; kern->edge_in_place = 1; return which;
     }
-    if (which == MC_GEMM_AVX2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    if (which == MC_GEMM_AVX2 && mc_isa() >= MC_ISA_AVX2) {
         kern->ukr = mc_ukr_avx2; kern->mr = 6; kern->nr = 16; kern->edge_in_place = 0; return which;
     }
 #else
@@ -323,7 +324,7 @@ static void mc_pack_a(const float *A, ptrdiff_t rsa, ptrdiff_t csa, ptrdiff_t i0
     ptrdiff_t k, i = 0;
     if (csa == 1) {     /* rows contiguous: read along them */
 #if MC_X86
-        if (mr % 8 == 0 && m >= 8 && __builtin_cpu_supports("avx")) {
+        if (mr % 8 == 0 && m >= 8 && mc_isa() >= MC_ISA_AVX2) {
             i = m - m % 8;
             mc_transpose8_avx(A + i0 * rsa + k0, rsa, i, kc, mr, pa);
         }
@@ -476,7 +477,7 @@ static int mc_sgemm_batch(int which, ptrdiff_t nb, ptrdiff_t M, ptrdiff_t N, ptr
 static int mc_sgemm_tab_fits(ptrdiff_t seg)
 {
 #if MC_X86
-    return __builtin_cpu_supports("avx512f") && seg > 0 && seg % 32 == 0;
+    return mc_isa() >= MC_ISA_AVX512 && seg > 0 && seg % 32 == 0;
 #else
     (void)seg;
     return 0;

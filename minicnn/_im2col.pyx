@@ -23,6 +23,17 @@ import numpy as np
 from cython cimport floating
 from libc.stdlib cimport calloc, malloc, free
 from libc.string cimport memcpy, memset
+from minicnn._isa cimport mc_isa_set
+from minicnn import isa
+
+
+def _set_isa(int level):
+    """Cap this module's kernels at instruction-set level ``level`` (minicnn.isa calls it)."""
+    if not mc_isa_set(level):
+        raise ValueError(f"instruction-set level {level} cannot run on this CPU")
+
+
+isa.register(_set_isa)
 
 
 cdef extern from "_im2col_avx512.h" nogil:
@@ -206,7 +217,7 @@ def im2col(const floating[:, :, :, ::1] x, floating[:, ::1] cols,
     """Shape: x (N, C, H, W) -> cols (C*kh*kw, N*OH*OW).
 
     float32 with row stride 1 or 2 and padded rows up to 32 wide takes the
-    AVX-512 path when the CPU has it (_im2col_avx512.h, the same values);
+    AVX-512 path at the AVX-512 level (_im2col_avx512.h, the same values);
     ``simd=False`` forces the portable loops (tests)."""
     cdef Geometry g = _geometry(x.shape[2], x.shape[3], kh, kw, sh, sw, ph, pw)
     cdef int status = 0
