@@ -12,7 +12,8 @@
  * layout changes, on arrays the size of the input.
  *
  * K' runs in (i, j, c) order (kernel row, column, channel) instead of
- * Conv2D's (c, i, j). */
+ * Conv2D's (c, i, j).  At the AVX-512 level the products run on the 8 x 32
+ * kernel (kw * C a multiple of 32), at the AVX2 level on the 6 x 16 one (of 16). */
 #ifndef MINICNN_CHANNELS_LAST_H
 #define MINICNN_CHANNELS_LAST_H
 

@@ -7,7 +7,8 @@ module.  A level above what this CPU runs is skipped, saying so.  The
 comparisons reuse the kernel tests' shapes: pooling, im2col / col2im and the
 Winograd transforms must give the portable loops' bits; the GEMM and the
 whole Conv2D (both paths, forward and backward) each stay within the bounds
-tests/test_conv.py states against float64.
+tests/test_conv.py states against float64, and on 1, 2 and 3 threads as
+tests/test_threads.py asks.
 """
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ from minicnn.errors import UserError
 from minicnn.layers import conv, winograd
 import test_conv
 import test_pooling
+import test_threads
+from test_threads import kernel_threads  # noqa: F401  (the fixture)
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RNG = np.random.default_rng(25)
@@ -231,3 +234,12 @@ def test_conv_winograd_backward_at_each_level_close_to_float64(level, monkeypatc
     monkeypatch.setattr(conv, "WINOGRAD_MIN_CHANNELS", 1)
     with isa.override(runnable(level)):
         test_conv.test_winograd_float32_gradients_close_to_float64(None)
+
+
+@pytest.mark.parametrize("level", LOWER)
+@pytest.mark.parametrize("name", ["conv_strided", "conv_big", "max", "max2x2"])
+@pytest.mark.parametrize("n", [1, 37])
+def test_layers_same_results_on_any_thread_count_at_each_level(level, name, n, kernel_threads):
+    """The channels-last backward (avx512 and avx2), Winograd and pooling split over parts."""
+    with isa.override(runnable(level)):
+        test_threads.test_same_results_on_any_thread_count(name, n, np.float32, kernel_threads)
