@@ -39,12 +39,27 @@ algorithm runs; the peak is the best of 10 float32 products
 wall time: on a machine shared with other work, wall time counts the time
 the process waited for a core, CPU time does not.
 
+Instruction set: ``--isa avx512|avx2|portable`` caps both sides alike, before
+either is imported: minicnn with MINICNN_ISA, PyTorch with
+ATEN_CPU_CAPABILITY (avx512, avx2, default) and, for avx2 and portable,
+ONEDNN_MAX_CPU_ISA (AVX2, SSE41; its float32 kernels top out at AVX-512
+anyway) and MKL_ENABLE_INSTRUCTIONS (AVX2, SSE4_2: PyTorch's Linear layers
+multiply with MKL, which ATEN_CPU_CAPABILITY does not cap); and the sgemm peak's OpenBLAS kernel, unless OPENBLAS_CORETYPE is set
+(Haswell, Nehalem).  Each side reads its cap once per process and neither reads the
+other's, so one process holds both and their repetitions still alternate.
+The header names the level each side runs at.
+
+Input: ``--input CxHxW`` (e.g. 3x64x64, 3x96x96) trains the network on random
+images of that shape (``model.input_shape``; the dense layer follows); with no
+config named it runs the reference network, configs/max_pool.yaml.
+
 ``--matrix`` runs the whole benchmark as subprocesses, at 2 and 1 threads,
 with the environment as it is and with OPENBLAS_CORETYPE forced to Haswell
 (or, when the environment already sets it, unset together with
 OPENBLAS_L2_SIZE), then prints one table of all of them.
 
     python benchmarks/bench_train.py [CONFIG ...] [--steps 30] [--repeats 5] [--threads N]
+                                     [--isa avx512|avx2|portable] [--input 3x64x64]
     python benchmarks/bench_train.py --matrix [CONFIG ...] [--steps 30] [--repeats 5]
 """
 from __future__ import annotations
@@ -63,19 +78,34 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def _threads_from_argv(argv) -> int:
+def _option(argv, name):
+    """The value of ``--name V`` or ``--name=V`` on the command line, or None."""
     for i, a in enumerate(argv):
-        if a == "--threads" and i + 1 < len(argv):
-            return int(argv[i + 1])
-        if a.startswith("--threads="):
-            return int(a.split("=", 1)[1])
-    return int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
+        if a == name and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith(name + "="):
+            return a.split("=", 1)[1]
+    return None
 
 
-# BLAS reads its thread count when it is loaded: set it before NumPy is imported
-THREADS = _threads_from_argv(sys.argv[1:])
+# minicnn's level -> PyTorch's caps for the same instruction set
+ISA_CAPS = {
+    "avx512": {"ATEN_CPU_CAPABILITY": "avx512"},
+    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
+    "portable": {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41",
+                 "MKL_ENABLE_INSTRUCTIONS": "SSE4_2"},
+}
+
+# BLAS reads its thread count when it is loaded, minicnn and PyTorch their
+# instruction set: set them before NumPy, minicnn or torch is imported
+THREADS = int(_option(sys.argv[1:], "--threads") or os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
 for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MINICNN_KERNEL_THREADS"):
     os.environ[_variable] = str(THREADS)
+ISA = _option(sys.argv[1:], "--isa")
+if ISA in ISA_CAPS:
+    os.environ.update({"MINICNN_ISA": ISA, **ISA_CAPS[ISA]})
+    if ISA != "avx512":   # the sgemm peak, too, at that level (unless the environment names a kernel)
+        os.environ.setdefault("OPENBLAS_CORETYPE", {"avx2": "Haswell", "portable": "Nehalem"}[ISA])
 
 import numpy as np  # noqa: E402
 
@@ -271,7 +301,14 @@ def kernels():
         from minicnn import _conv
     except ImportError:   # a minicnn from before its own GEMM: everything on BLAS
         return f"{blas}; minicnn GEMM none"
-    return f"{blas}; minicnn GEMM {_conv.gemm_kernel()}"
+    from minicnn import isa
+    return f"{blas}; minicnn isa {isa.level()}, GEMM {_conv.gemm_kernel()}"
+
+
+def torch_isa(torch) -> str:
+    """'AVX2, oneDNN max AVX2, MKL max AVX2': the level of PyTorch's own kernels, oneDNN's and MKL's caps."""
+    return (f"{torch.backends.cpu.get_cpu_capability()}, oneDNN max {os.environ.get('ONEDNN_MAX_CPU_ISA', 'as is')}"
+            f", MKL max {os.environ.get('MKL_ENABLE_INSTRUCTIONS', 'as is')}")
 
 
 # ---------------------------------------------------------------- matrix --
@@ -322,6 +359,17 @@ def run_matrix(argv):
 
 # -------------------------------------------------------------------- main --
 
+def input_shape(text):
+    """'3x64x64' -> (3, 64, 64)."""
+    try:
+        shape = tuple(int(v) for v in text.lower().split("x"))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"expected CxHxW with positive sizes, e.g. 3x64x64, got {text!r}")
+    return shape
+
+
 def ms(s):
     return f"{1e3 * s:8.3f}"
 
@@ -338,6 +386,10 @@ def main(argv=None):
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                     help="cpu: time the main thread's CPU time instead of wall time (with --threads 1 "
                          "only), which a loaded machine inflates far less")
+    ap.add_argument("--isa", choices=list(ISA_CAPS),
+                    help="cap minicnn (MINICNN_ISA) and PyTorch (ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA) alike")
+    ap.add_argument("--input", type=input_shape, metavar="CxHxW",
+                    help="random images of this shape (default: each config's); no config named: max_pool.yaml")
     ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.clock == "cpu":
@@ -347,9 +399,13 @@ def main(argv=None):
         clock = time.thread_time
     if args.matrix:
         return run_matrix(sys.argv[1:] if argv is None else list(argv))
-    if args.threads != THREADS:
-        ap.error("--threads must be given on the command line (it is read before NumPy loads)")
-    paths = args.configs or sorted(glob.glob(str(ROOT / "configs" / "*.yaml")))
+    if args.threads != THREADS or args.isa != ISA:
+        ap.error("--threads and --isa must be given on the command line (read before NumPy loads)")
+    paths = args.configs or ([str(ROOT / "configs" / "max_pool.yaml")] if args.input
+                             else sorted(glob.glob(str(ROOT / "configs" / "*.yaml"))))
+    # random images of another shape: a data set of that shape (npz; its file is never read here)
+    overrides = ([f"model.input_shape=[{','.join(map(str, args.input))}]", "data.dataset=npz",
+                  "data.path=random.npz"] if args.input else [])
 
     torch = None
     if not args.no_torch:
@@ -359,13 +415,13 @@ def main(argv=None):
         except ImportError:
             print("torch not importable: minicnn figures only")
     print(f"threads {args.threads}, steps {args.steps} x {args.repeats} repetitions (median), {args.clock} clock"
-          + (f", torch {torch.__version__}" if torch else "") + f"; {kernels()}")
+          + (f", torch {torch.__version__} ({torch_isa(torch)})" if torch else "") + f"; {kernels()}")
     peak = peak_flop_rate(args.threads)
     print(f"peak: {peak / 1e9:.0f} GFLOP/s (best of 10 NumPy float32 2048^3 products, {args.threads} thread(s))")
 
     summary = []
     for path in paths:
-        config = load_config(path)
+        config = load_config(path, overrides)
         x, y = synthetic_data(config)
         model, run = minicnn_runner(config, x, y)
         runs = {"minicnn": run}
@@ -387,7 +443,8 @@ def main(argv=None):
             tips = bs * args.steps / statistics.median(secs["torch"])
             time.sleep(PAUSE)
             tlayers = torch_layer_times(net, tx0, torch, args.steps)
-        print(f"\n## {config.name} ({pathlib.Path(path).name}), batch {config.batch_size}, float32\n")
+        shape = "x".join(map(str, config.input_shape))
+        print(f"\n## {config.name} ({pathlib.Path(path).name}), input {shape}, batch {config.batch_size}, float32\n")
         print("| layer | fwd ms | bwd ms | torch fwd ms | torch bwd ms | fwd ratio | bwd ratio |")
         print("|---|---:|---:|---:|---:|---:|---:|")
         tot_f = tot_b = ttot_f = ttot_b = 0.0
@@ -418,7 +475,8 @@ def main(argv=None):
         print(line)
         summary.append((config.name, ips, tips))
         if args.json:
-            print("RESULT " + json.dumps({"config": config.name, "threads": args.threads, "kernels": kernels(),
+            print("RESULT " + json.dumps({"config": config.name, "input": shape, "isa": args.isa,
+                                          "threads": args.threads, "kernels": kernels(),
                                           "minicnn": ips, "torch": tips, "gflops": rate / 1e9,
                                           "peak_fraction": rate / peak}))
 

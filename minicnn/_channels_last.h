@@ -12,7 +12,8 @@
  * layout changes, on arrays the size of the input.
  *
  * K' runs in (i, j, c) order (kernel row, column, channel) instead of
- * Conv2D's (c, i, j). */
+ * Conv2D's (c, i, j).  At the AVX-512 level the products run on the 8 x 32
+ * kernel (kw * C a multiple of 32), at the AVX2 level on the 6 x 16 one (of 16). */
 #ifndef MINICNN_CHANNELS_LAST_H
 #define MINICNN_CHANNELS_LAST_H
 
@@ -24,7 +25,7 @@
 static int mc_channels_last_fits(ptrdiff_t C, int kw)
 {
 #if MC_X86
-    return C % 8 == 0 && mc_sgemm_tab_fits(kw * C) && __builtin_cpu_supports("avx");
+    return C % 8 == 0 && mc_sgemm_tab_fits(kw * C) && mc_isa() >= MC_ISA_AVX2;
 #else
     (void)C; (void)kw;
     return 0;
@@ -39,7 +40,7 @@ static int mc_channels_last(const float *x, ptrdiff_t N, ptrdiff_t C, ptrdiff_t 
 {
 #if MC_X86
     ptrdiff_t n, r, lo = pw < WP ? pw : WP, wn = W < WP - lo ? W : WP - lo;
-    if (C % 8 || !__builtin_cpu_supports("avx"))
+    if (C % 8 || mc_isa() < MC_ISA_AVX2)
         return 0;
     for (n = 0; n < N; n++)
         for (r = 0; r < HP; r++) {
@@ -70,7 +71,7 @@ static int mc_channels_first(const float *xt, ptrdiff_t N, ptrdiff_t C, ptrdiff_
 {
 #if MC_X86
     ptrdiff_t n, h, w, c, lo = pw < WP ? pw : WP, wn = W < WP - lo ? W : WP - lo, w8 = wn - wn % 8;
-    if (C % 8 || !__builtin_cpu_supports("avx"))
+    if (C % 8 || mc_isa() < MC_ISA_AVX2)
         return 0;
     for (n = 0; n < N; n++)
         for (h = 0; h < H; h++) {

@@ -29,12 +29,23 @@ import numpy as np
 
 
 from minicnn._gemm cimport gemm, mc_gemm_pick, mc_kernel_t, mc_pack_a_all, mc_packed_size, mc_sgemm_batch
+from minicnn._isa cimport mc_isa_set
+from minicnn import isa
+
+
+def _set_isa(int level):
+    """Cap this module's kernels at instruction-set level ``level`` (minicnn.isa calls it)."""
+    if not mc_isa_set(level):
+        raise ValueError(f"instruction-set level {level} cannot run on this CPU")
+
+
+isa.register(_set_isa)
 
 KERNELS = {"plain": 0, "avx2": 1, "avx512": 2}
 
 
 def gemm_kernel(int which=-1):
-    """Name of the micro-kernel ``which`` selects (-1: the best this CPU runs), or None."""
+    """Name of the micro-kernel ``which`` selects (-1: the best the instruction-set level allows, minicnn.isa), or None."""
     cdef mc_kernel_t kern
     picked = mc_gemm_pick(which, &kern)
     for name, code in KERNELS.items():
@@ -46,7 +57,7 @@ def gemm_kernel(int which=-1):
 cdef int _mr(int kernel) except -1:
     cdef mc_kernel_t kern
     if mc_gemm_pick(kernel, &kern) < 0:
-        raise RuntimeError(f"sgemm: kernel {kernel} cannot run on this CPU")
+        raise RuntimeError(f"sgemm: kernel {kernel} is above the instruction-set level (minicnn.isa)")
     return kern.mr
 
 
@@ -93,7 +104,7 @@ def sgemm_batch(const float[:, :, :] A, const float[:, :, :] B, float[:, :, :] C
                                 &C[0, 0, 0], C.strides[0] // sizeof(float), C.strides[1] // sizeof(float),
                                 accumulate, pa)
     if status != 0:
-        raise RuntimeError(f"sgemm: kernel {kernel} cannot run on this CPU, or out of memory")
+        raise RuntimeError(f"sgemm: kernel {kernel} is above the instruction-set level (minicnn.isa), or out of memory")
 
 
 def sgemm(const float[:, :] A, const float[:, :] B, float[:, :] C,
@@ -146,7 +157,7 @@ from minicnn._team cimport largest_chunk, team_run
 
 
 # The four transforms for either float type: float32 takes the AVX-512 path
-# when ``simd`` and the CPU and geometry allow it, else the portable loops.
+# when ``simd`` and the instruction-set level (_isa.h) and geometry allow it, else the portable loops.
 # Shared by the Python entry points below and the layer's team tasks.
 
 cdef inline void _input(const floating* x, Py_ssize_t N, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
@@ -208,8 +219,8 @@ cdef floating* _scratch(Py_ssize_t H, Py_ssize_t W, int ph, int pw, floating* li
 def winograd_input(const floating[:, :, :, ::1] x, floating[:, :, :] V, int ph, int pw, bint simd=True):
     """V = B^T d B for every 4x4 input patch.  Shapes: x (N, C, H, W) -> V (16, C, N*TH*TW).
 
-    float32 planes up to 32 padded columns wide take the AVX-512 path when the
-    CPU has it (same bits); ``simd=False`` forces the portable loops (tests)."""
+    float32 planes up to 32 padded columns wide take the AVX-512 path at the
+    AVX-512 level (same bits); ``simd=False`` forces the portable loops (tests)."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t T = N * ((H + 2 * ph - 1) // 2) * ((W + 2 * pw - 1) // 2)
     cdef Py_ssize_t xs = _matrix_stride(V, C, T, "winograd_input")
@@ -226,8 +237,8 @@ def winograd_input_adjoint(const floating[:, :, :] dV, floating[:, :, :, ::1] dx
                            bint simd=True):
     """dx = sum over patches of B dV B^T (adjoint of winograd_input), overwritten.
 
-    float32 planes up to 32 padded columns take the AVX-512 path when the CPU
-    has it (same bits but NaN payloads); ``simd=False`` forces the portable loops.
+    float32 planes up to 32 padded columns take the AVX-512 path at the AVX-512
+    level (same bits but NaN payloads); ``simd=False`` forces the portable loops.
 
     Shapes: dV (16, C, N*TH*TW) -> dx (N, C, H, W)."""
     cdef Py_ssize_t N = dx.shape[0], C = dx.shape[1], H = dx.shape[2], W = dx.shape[3]
@@ -245,8 +256,8 @@ def winograd_input_adjoint(const floating[:, :, :] dV, floating[:, :, :, ::1] dx
 def winograd_output(const floating[:, :, :] M, const floating[::1] bias, floating[:, :, :, ::1] y,
                     bint relu=False, bint simd=True):
     """y = A^T M A + bias for every 2x2 output tile, or max(that, 0) with relu
-    (NaN kept).  float32 rows up to 32 wide take the AVX-512 path when the CPU
-    has it (same bits but NaN payloads); ``simd=False`` forces the portable loops.
+    (NaN kept).  float32 rows up to 32 wide take the AVX-512 path at the AVX-512
+    level (same bits but NaN payloads); ``simd=False`` forces the portable loops.
 
     Shapes: M (16, O, N*TH*TW) -> y (N, O, OH, OW)."""
     cdef Py_ssize_t N = y.shape[0], O = y.shape[1], OH = y.shape[2], OW = y.shape[3]
@@ -270,7 +281,7 @@ def winograd_output_adjoint(const floating[:, :, :, ::1] dy, floating[:, :, :] d
     channel o.  dY = dy, or with ``relu_out`` (the rectified output of a
     forward with relu) dy * (relu_out > 0).
 
-    float32 rows up to 32 wide take the AVX-512 path when the CPU has it
+    float32 rows up to 32 wide take the AVX-512 path at the AVX-512 level
     (same dM bits, db added up in another order); ``simd=False`` forces the
     portable loops (tests).
 

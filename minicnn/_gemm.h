@@ -7,14 +7,16 @@
  * thousands), and OpenBLAS's speed on them depends on which kernel it picked
  * (OPENBLAS_CORETYPE): 3x apart between its Haswell and SkylakeX kernels.
  *
- * The micro-kernel is chosen at run time from what the CPU reports:
+ * The micro-kernel is chosen at run time, the best the instruction-set level
+ * allows (mc_isa(), _isa.h: the CPU capped by MINICNN_ISA):
  *   avx512: 8 x 32 block, 16 zmm accumulators (AVX-512F)
  *   avx2:   6 x 16 block, 12 ymm accumulators (AVX2 + FMA)
- *   plain:  4 x 16 block, portable C (any CPU; the compiler vectorizes it)
+ *   plain:  4 x 8 block, portable C (any CPU; the compiler vectorizes it)
  * plus, with AVX-512, a dot-product kernel for A @ B^T with both row-major
  * (B given as a transposed view, K >= 256), which needs no packing.
  * Each is compiled with a per-function target attribute, so the module itself
  * needs no -march flag and runs on any x86-64 CPU (other CPUs get plain only).
+ * Packing uses AVX at level avx2 and up (a transpose: the same values).
  *
  * Layout: A element (i, k) at A[i * rsa + k * csa]; B element (k, j) at
  * B[k * rsb + j * csb]; C row-major with row stride ldc.  The packed kernels
@@ -27,6 +29,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include "_isa.h"
 
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
@@ -49,33 +52,44 @@ typedef void (*mc_ukr_t)(ptrdiff_t K, const float *pa, const float *b, ptrdiff_t
 static void mc_ukr_plain(ptrdiff_t K, const float *pa, const float *b, ptrdiff_t ldb,
                          float *c, ptrdiff_t ldc, int beta)
 {
-    float acc[4][16];
+    /* four rows of eight sums, one array each: small enough to stay in 16 SSE2 (or NEON)
+     * registers; one 4 x 16 array made GCC shuffle and spill it (2 GFLOP/s) */
+    float c0[8] = {0}, c1[8] = {0}, c2[8] = {0}, c3[8] = {0};
     ptrdiff_t k;
-    int i, j;
-    memset(acc, 0, sizeof(acc));
+    int j;
     for (k = 0; k < K; k++) {
-        const float *bk = b + k * ldb;
-        for (i = 0; i < 4; i++) {
-            float a = pa[k * 4 + i];
-            for (j = 0; j < 16; j++)
-                acc[i][j] += a * bk[j];
+        const float *bk = b + k * ldb, *ak = pa + k * 4;
+        float a0 = ak[0], a1 = ak[1], a2 = ak[2], a3 = ak[3];
+        for (j = 0; j < 8; j++) {
+            float bj = bk[j];
+            c0[j] += a0 * bj;
+            c1[j] += a1 * bj;
+            c2[j] += a2 * bj;
+            c3[j] += a3 * bj;
         }
     }
-    for (i = 0; i < 4; i++)
-        for (j = 0; j < 16; j++)
-            c[i * ldc + j] = beta ? c[i * ldc + j] + acc[i][j] : acc[i][j];
+    for (j = 0; j < 8; j++) {
+        c[j] = beta ? c[j] + c0[j] : c0[j];
+        c[ldc + j] = beta ? c[ldc + j] + c1[j] : c1[j];
+        c[2 * ldc + j] = beta ? c[2 * ldc + j] + c2[j] : c2[j];
+        c[3 * ldc + j] = beta ? c[3 * ldc + j] + c3[j] : c3[j];
+    }
 }
 
 #if MC_X86
-__attribute__((target("avx2,fma")))
-static void mc_ukr_avx2(ptrdiff_t K, const float *pa, const float *b, ptrdiff_t ldb,
-                        float *c, ptrdiff_t ldc, int beta)
+/* The 6 x 16 block.  Row k of B is b + k * ldb, or b + btab[k * nseg] + off when
+ * btab is given; row r of C is c + r * ldc, or c + ctab[r * nseg] + off when ctab
+ * is given (as mc_ukr_avx512_rows below).  Inlined into each wrapper. */
+__attribute__((target("avx2,fma"), always_inline))
+static inline void mc_ukr_avx2_rows(ptrdiff_t K, const float *pa, const float *b, ptrdiff_t ldb,
+                                    const ptrdiff_t *btab, const ptrdiff_t *ctab, ptrdiff_t nseg,
+                                    ptrdiff_t off, float *c, ptrdiff_t ldc, int beta)
 {
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
            c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
     ptrdiff_t k;
     for (k = 0; k < K; k++) {
-        const float *bk = b + k * ldb, *ak = pa + k * 6;
+        const float *bk = b + (btab != NULL ? btab[k * nseg] + off : k * ldb), *ak = pa + k * 6;
         __m256 b0 = _mm256_loadu_ps(bk), b1 = _mm256_loadu_ps(bk + 8), a;
         a = _mm256_broadcast_ss(ak + 0); c00 = _mm256_fmadd_ps(a, b0, c00); c01 = _mm256_fmadd_ps(a, b1, c01);
         a = _mm256_broadcast_ss(ak + 1); c10 = _mm256_fmadd_ps(a, b0, c10); c11 = _mm256_fmadd_ps(a, b1, c11);
@@ -84,12 +98,34 @@ static void mc_ukr_avx2(ptrdiff_t K, const float *pa, const float *b, ptrdiff_t 
         a = _mm256_broadcast_ss(ak + 4); c40 = _mm256_fmadd_ps(a, b0, c40); c41 = _mm256_fmadd_ps(a, b1, c41);
         a = _mm256_broadcast_ss(ak + 5); c50 = _mm256_fmadd_ps(a, b0, c50); c51 = _mm256_fmadd_ps(a, b1, c51);
     }
-#define MC_STORE8(row, lo, hi) do { float *cr = c + (row) * ldc; \
+    /* rows one after another: through ctab, rows may overlap (windows that share pixels) */
+#define MC_STORE8(row, lo, hi) do { float *cr = c + (ctab != NULL ? ctab[(row) * nseg] + off : (row) * ldc); \
         if (beta) { lo = _mm256_add_ps(lo, _mm256_loadu_ps(cr)); hi = _mm256_add_ps(hi, _mm256_loadu_ps(cr + 8)); } \
         _mm256_storeu_ps(cr, lo); _mm256_storeu_ps(cr + 8, hi); } while (0)
     MC_STORE8(0, c00, c01); MC_STORE8(1, c10, c11); MC_STORE8(2, c20, c21);
     MC_STORE8(3, c30, c31); MC_STORE8(4, c40, c41); MC_STORE8(5, c50, c51);
 #undef MC_STORE8
+}
+
+__attribute__((target("avx2,fma")))
+static void mc_ukr_avx2(ptrdiff_t K, const float *pa, const float *b, ptrdiff_t ldb,
+                        float *c, ptrdiff_t ldc, int beta)
+{
+    mc_ukr_avx2_rows(K, pa, b, ldb, NULL, NULL, 0, 0, c, ldc, beta);
+}
+
+__attribute__((target("avx2,fma")))
+static void mc_ukr_avx2_tab(ptrdiff_t K, const float *pa, const float *b, const ptrdiff_t *tab,
+                            ptrdiff_t nseg, ptrdiff_t off, float *c, ptrdiff_t ldc, int beta)
+{
+    mc_ukr_avx2_rows(K, pa, b, 0, tab, NULL, nseg, off, c, ldc, beta);
+}
+
+__attribute__((target("avx2,fma")))
+static void mc_ukr_avx2_ctab(ptrdiff_t K, const float *pa, const float *b, ptrdiff_t ldb,
+                             float *c, const ptrdiff_t *tab, ptrdiff_t nseg, ptrdiff_t off)
+{
+    mc_ukr_avx2_rows(K, pa, b, ldb, NULL, tab, nseg, off, c, 0, 1);
 }
 
 /* The 8 x 32 block.  Row k of B is b + k * ldb, or b + btab[k * nseg] + off when
@@ -251,19 +287,17 @@ static void mc_sgemm_nt_avx512(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const floa
 /* edge_in_place: a narrow last panel of B is read in place (mc_ukr_avx512_edge), not packed */
 typedef struct { mc_ukr_t ukr; int mr, nr, edge_in_place; } mc_kernel_t;
 
-/* The best kernel this CPU runs (which = MC_GEMM_AUTO), or the one asked for;
- * returns which one, or -1 if the CPU cannot run it. */
+/* The best kernel the instruction-set level allows (which = MC_GEMM_AUTO), or
+ * the one asked for; returns which one, or -1 if the level does not allow it. */
 static int mc_gemm_pick(int which, mc_kernel_t *kern)
 {
 #if MC_X86
     if (which == MC_GEMM_AUTO)
-        which = __builtin_cpu_supports("avx512f") ? MC_GEMM_AVX512
-              : (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? MC_GEMM_AVX2
-              : MC_GEMM_PLAIN;
-    if (which == MC_GEMM_AVX512 && __builtin_cpu_supports("avx512f")) {
+        which = mc_isa() >= MC_ISA_AVX512 ? MC_GEMM_AVX512 : mc_isa() >= MC_ISA_AVX2 ? MC_GEMM_AVX2 : MC_GEMM_PLAIN;
+    if (which == MC_GEMM_AVX512 && mc_isa() >= MC_ISA_AVX512) {
         kern->ukr = mc_ukr_avx512; kern->mr = 8; kern->nr = 32; kern->edge_in_place = 1; return which;
     }
-    if (which == MC_GEMM_AVX2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    if (which == MC_GEMM_AVX2 && mc_isa() >= MC_ISA_AVX2) {
         kern->ukr = mc_ukr_avx2; kern->mr = 6; kern->nr = 16; kern->edge_in_place = 0; return which;
     }
 #else
@@ -271,7 +305,7 @@ static int mc_gemm_pick(int which, mc_kernel_t *kern)
         which = MC_GEMM_PLAIN;
 #endif
     if (which == MC_GEMM_PLAIN) {
-        kern->ukr = mc_ukr_plain; kern->mr = 4; kern->nr = 16; kern->edge_in_place = 0; return which;
+        kern->ukr = mc_ukr_plain; kern->mr = 4; kern->nr = 8; kern->edge_in_place = 0; return which;
     }
     return -1;
 }
@@ -323,7 +357,7 @@ static void mc_pack_a(const float *A, ptrdiff_t rsa, ptrdiff_t csa, ptrdiff_t i0
     ptrdiff_t k, i = 0;
     if (csa == 1) {     /* rows contiguous: read along them */
 #if MC_X86
-        if (mr % 8 == 0 && m >= 8 && __builtin_cpu_supports("avx")) {
+        if (mr % 8 == 0 && m >= 8 && mc_isa() >= MC_ISA_AVX2) {
             i = m - m % 8;
             mc_transpose8_avx(A + i0 * rsa + k0, rsa, i, kc, mr, pa);
         }
@@ -472,63 +506,85 @@ static int mc_sgemm_batch(int which, ptrdiff_t nb, ptrdiff_t M, ptrdiff_t N, ptr
     return 0;
 }
 
-/* Whether mc_sgemm_tab runs here for segments of seg floats. */
-static int mc_sgemm_tab_fits(ptrdiff_t seg)
+/* The kernels of mc_sgemm_tab and mc_sgemm_ctab: an mr x nr block with B's rows,
+ * or C's, found through a table (tab, ctab), and the plain block for C's last rows. */
+typedef void (*mc_tab_ukr_t)(ptrdiff_t K, const float *pa, const float *b, const ptrdiff_t *tab,
+                             ptrdiff_t nseg, ptrdiff_t off, float *c, ptrdiff_t ldc, int beta);
+typedef void (*mc_ctab_ukr_t)(ptrdiff_t K, const float *pa, const float *b, ptrdiff_t ldb,
+                              float *c, const ptrdiff_t *tab, ptrdiff_t nseg, ptrdiff_t off);
+typedef struct { int mr, nr; mc_tab_ukr_t tab; mc_ctab_ukr_t ctab; mc_ukr_t ukr; } mc_tab_kernel_t;
+
+/* The table kernels of the instruction-set level: AVX-512 8 x 32, AVX2 6 x 16;
+ * 0 below AVX2 (the callers then take the columns' path). */
+static int mc_tab_pick(mc_tab_kernel_t *kern)
 {
 #if MC_X86
-    return __builtin_cpu_supports("avx512f") && seg > 0 && seg % 32 == 0;
-#else
-    (void)seg;
-    return 0;
+    if (mc_isa() >= MC_ISA_AVX512) {
+        kern->mr = 8; kern->nr = 32; kern->tab = mc_ukr_avx512_tab; kern->ctab = mc_ukr_avx512_ctab;
+        kern->ukr = mc_ukr_avx512;
+        return 1;
+    }
+    if (mc_isa() >= MC_ISA_AVX2) {
+        kern->mr = 6; kern->nr = 16; kern->tab = mc_ukr_avx2_tab; kern->ctab = mc_ukr_avx2_ctab;
+        kern->ukr = mc_ukr_avx2;
+        return 1;
+    }
 #endif
+    (void)kern;
+    return 0;
+}
+
+/* Whether mc_sgemm_tab runs here for segments of seg floats (a multiple of the kernel's nr). */
+static int mc_sgemm_tab_fits(ptrdiff_t seg)
+{
+    mc_tab_kernel_t kern;
+    return mc_tab_pick(&kern) && seg > 0 && seg % kern.nr == 0;
 }
 
 /* C (M x N, ldc) += A @ B, where A (M x K) has contiguous rows (lda) and B (K x N) is never stored: its row k is the
  * segments b + tab[k * nseg + s], s < nseg, of seg floats each, end to end
  * (N = nseg * seg).  Conv2D's columns, transposed, read in place: row k (one
  * output position) is kh runs of kw * C floats of a channels-last input
- * (_channels_last.h).  AVX-512 only, seg a multiple of 32 (mc_sgemm_tab_fits);
- * returns 0, or -1 if it does not run here or memory ran out. */
+ * (_channels_last.h).  AVX-512 or AVX2, seg a multiple of the kernel's width
+ * (mc_sgemm_tab_fits); returns 0, or -1 if it does not run here or memory ran out. */
 static int mc_sgemm_tab(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *A, ptrdiff_t lda,
                         const float *b, const ptrdiff_t *tab, ptrdiff_t nseg, ptrdiff_t seg,
                         float *C, ptrdiff_t ldc)
 {
-#if MC_X86
-    ptrdiff_t k0, kc, i0, j0, i, j, m, mpanels = (M + 7) / 8;
-    float *pa, edge[8 * 32];
-    if (!mc_sgemm_tab_fits(seg) || N != nseg * seg)
+    mc_tab_kernel_t kern;
+    ptrdiff_t k0, kc, i0, j0, i, j, m, mr, nr, mpanels;
+    float *pa, edge[MC_MAX_MR * MC_MAX_NR];
+    if (!mc_tab_pick(&kern) || seg <= 0 || seg % kern.nr || N != nseg * seg)   /* mc_sgemm_tab_fits */
         return -1;
     if (M <= 0 || N <= 0 || K <= 0)
         return 0;
-    pa = (float *)malloc(sizeof(float) * (size_t)(mpanels * 8 * MC_KC));
+    mr = kern.mr;
+    nr = kern.nr;
+    mpanels = (M + mr - 1) / mr;
+    pa = (float *)malloc(sizeof(float) * (size_t)(mpanels * mr * MC_KC));
     if (pa == NULL)
         return -1;
     for (k0 = 0; k0 < K; k0 += MC_KC) {
         kc = K - k0 < MC_KC ? K - k0 : MC_KC;
-        for (i0 = 0; i0 < M; i0 += 8)
-            mc_pack_a(A, lda, 1, i0, M - i0 < 8 ? M - i0 : 8, k0, kc, 8, pa + (i0 / 8) * 8 * kc);
-        for (j0 = 0; j0 < N; j0 += 32) {   /* a panel of B: kc rows of 32, stays in L1 across A's panels */
+        for (i0 = 0; i0 < M; i0 += mr)
+            mc_pack_a(A, lda, 1, i0, M - i0 < mr ? M - i0 : mr, k0, kc, (int)mr, pa + (i0 / mr) * mr * kc);
+        for (j0 = 0; j0 < N; j0 += nr) {   /* a panel of B: kc rows of nr, stays in L1 across A's panels */
             const ptrdiff_t *t = tab + k0 * nseg + j0 / seg;
-            for (i0 = 0; i0 < M; i0 += 8) {
-                m = M - i0 < 8 ? M - i0 : 8;
-                if (m == 8) {
-                    mc_ukr_avx512_tab(kc, pa + (i0 / 8) * 8 * kc, b, t, nseg, j0 % seg, C + i0 * ldc + j0, ldc, 1);
+            for (i0 = 0; i0 < M; i0 += mr) {
+                m = M - i0 < mr ? M - i0 : mr;
+                if (m == mr) {
+                    kern.tab(kc, pa + (i0 / mr) * mr * kc, b, t, nseg, j0 % seg, C + i0 * ldc + j0, ldc, 1);
                 } else {
-                    mc_ukr_avx512_tab(kc, pa + (i0 / 8) * 8 * kc, b, t, nseg, j0 % seg, edge, 32, 0);
+                    kern.tab(kc, pa + (i0 / mr) * mr * kc, b, t, nseg, j0 % seg, edge, nr, 0);
                     for (i = 0; i < m; i++)
-                        for (j = 0; j < 32; j++)
-                            C[(i0 + i) * ldc + j0 + j] += edge[i * 32 + j];
+                        for (j = 0; j < nr; j++)
+                            C[(i0 + i) * ldc + j0 + j] += edge[i * nr + j];
                 }
             }
         }
     }
     free(pa);
     return 0;
-#else
-    (void)M; (void)N; (void)K; (void)A; (void)lda; (void)b; (void)tab; (void)nseg; (void)seg;
-    (void)C; (void)ldc;
-    return -1;
-#endif
 }
 
 /* c += A @ B where A (M x K) is strided (rsa, csa), B (K x N) has contiguous
@@ -542,41 +598,38 @@ static int mc_sgemm_ctab(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *A, 
                          const float *B, ptrdiff_t ldb, float *c, const ptrdiff_t *tab, ptrdiff_t nseg,
                          ptrdiff_t seg)
 {
-#if MC_X86
-    ptrdiff_t k0, kc, i0, j0, i, j, m;
-    float *pa, edge[8 * 32];
-    if (!mc_sgemm_tab_fits(seg) || N != nseg * seg)
+    mc_tab_kernel_t kern;
+    ptrdiff_t k0, kc, i0, j0, i, j, m, mr, nr;
+    float *pa, edge[MC_MAX_MR * MC_MAX_NR];
+    if (!mc_tab_pick(&kern) || seg <= 0 || seg % kern.nr || N != nseg * seg)   /* mc_sgemm_tab_fits */
         return -1;
     if (M <= 0 || N <= 0 || K <= 0)
         return 0;
-    pa = (float *)malloc(sizeof(float) * 8 * MC_KC);
+    mr = kern.mr;
+    nr = kern.nr;
+    pa = (float *)malloc(sizeof(float) * (size_t)(mr * MC_KC));
     if (pa == NULL)
         return -1;
     for (k0 = 0; k0 < K; k0 += MC_KC) {
         kc = K - k0 < MC_KC ? K - k0 : MC_KC;
-        for (i0 = 0; i0 < M; i0 += 8) {     /* 8 rows of A in L1, B streams past them */
-            m = M - i0 < 8 ? M - i0 : 8;
-            mc_pack_a(A, rsa, csa, i0, m, k0, kc, 8, pa);
-            for (j0 = 0; j0 < N; j0 += 32) {
+        for (i0 = 0; i0 < M; i0 += mr) {     /* mr rows of A in L1, B streams past them */
+            m = M - i0 < mr ? M - i0 : mr;
+            mc_pack_a(A, rsa, csa, i0, m, k0, kc, (int)mr, pa);
+            for (j0 = 0; j0 < N; j0 += nr) {
                 const ptrdiff_t *t = tab + i0 * nseg + j0 / seg;
-                if (m == 8) {
-                    mc_ukr_avx512_ctab(kc, pa, B + k0 * ldb + j0, ldb, c, t, nseg, j0 % seg);
+                if (m == mr) {
+                    kern.ctab(kc, pa, B + k0 * ldb + j0, ldb, c, t, nseg, j0 % seg);
                 } else {
-                    mc_ukr_avx512(kc, pa, B + k0 * ldb + j0, ldb, edge, 32, 0);
+                    kern.ukr(kc, pa, B + k0 * ldb + j0, ldb, edge, nr, 0);
                     for (i = 0; i < m; i++)
-                        for (j = 0; j < 32; j++)
-                            c[t[i * nseg] + j0 % seg + j] += edge[i * 32 + j];
+                        for (j = 0; j < nr; j++)
+                            c[t[i * nseg] + j0 % seg + j] += edge[i * nr + j];
                 }
             }
         }
     }
     free(pa);
     return 0;
-#else
-    (void)M; (void)N; (void)K; (void)A; (void)rsa; (void)csa; (void)B; (void)ldb; (void)c; (void)tab;
-    (void)nseg; (void)seg;
-    return -1;
-#endif
 }
 
 /* The float64 product, for checking (tests and gradient checks run float64):

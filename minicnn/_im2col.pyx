@@ -23,7 +23,22 @@ import numpy as np
 from cython cimport floating
 from libc.stdlib cimport calloc, malloc, free
 from libc.string cimport memcpy, memset
+from minicnn._isa cimport mc_isa_set
+from minicnn import isa
 
+
+def _set_isa(int level):
+    """Cap this module's kernels at instruction-set level ``level`` (minicnn.isa calls it)."""
+    if not mc_isa_set(level):
+        raise ValueError(f"instruction-set level {level} cannot run on this CPU")
+
+
+isa.register(_set_isa)
+
+
+cdef extern from "_im2col_avx2.h" nogil:
+    int mc_im2col_avx2(const float* x, Py_ssize_t N, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                       int kh, int kw, int sh, int sw, int ph, int pw, float* cols, Py_ssize_t ldc)
 
 cdef extern from "_im2col_avx512.h" nogil:
     int mc_im2col_avx512(const float* x, Py_ssize_t N, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
@@ -153,7 +168,8 @@ cdef int _im2col_run(const floating* x, Py_ssize_t N, Py_ssize_t C, const Geomet
     cdef const floating* src
     cdef int i, j
     if floating is float:
-        if simd and mc_im2col_avx512(x, N, C, g.H, g.W, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, cols, L):
+        if simd and (mc_im2col_avx512(x, N, C, g.H, g.W, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, cols, L)
+                     or mc_im2col_avx2(x, N, C, g.H, g.W, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, cols, L)):
             return 0
     phases = <floating*>malloc(_phases_size(g) * sizeof(floating))
     if phases == NULL:
@@ -206,7 +222,8 @@ def im2col(const floating[:, :, :, ::1] x, floating[:, ::1] cols,
     """Shape: x (N, C, H, W) -> cols (C*kh*kw, N*OH*OW).
 
     float32 with row stride 1 or 2 and padded rows up to 32 wide takes the
-    AVX-512 path when the CPU has it (_im2col_avx512.h, the same values);
+    AVX-512 path at the AVX-512 level (_im2col_avx512.h), the AVX2 one at the
+    AVX2 level (_im2col_avx2.h), both the same values;
     ``simd=False`` forces the portable loops (tests)."""
     cdef Geometry g = _geometry(x.shape[2], x.shape[3], kh, kw, sh, sw, ph, pw)
     cdef int status = 0

@@ -8,13 +8,14 @@
  * same permutes backwards and adds, per padded pixel, in the portable loops'
  * order (kernel row i, then column j, onto 0), so it gives their values.
  *
- * Both return 0, doing nothing, when the CPU lacks AVX-512F or the geometry
+ * Both return 0, doing nothing, below the AVX-512 level (mc_isa(), _isa.h) or the geometry
  * is outside that case; the caller then runs the portable loops.  Layout as
  * in _im2col.pyx: cols[(c * kh + i) * kw + j][(n * OH + oh) * OW + ow]. */
 #ifndef MINICNN_IM2COL_AVX512_H
 #define MINICNN_IM2COL_AVX512_H
 
 #include <stddef.h>
+#include "_isa.h"
 #include <string.h>
 
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
@@ -22,10 +23,10 @@
 
 #define MC_IM2COL_MAX_KW 8
 
-/* Whether the geometry is one these loops handle, on a CPU with AVX-512F. */
+/* Whether the geometry is one these loops handle, at the AVX-512 level. */
 static int mc_im2col_avx512_fits(ptrdiff_t W, int kw, int sw, int pw, ptrdiff_t OW)
 {
-    return __builtin_cpu_supports("avx512f") && (sw == 1 || sw == 2) && W + pw <= 32
+    return mc_isa() >= MC_ISA_AVX512 && (sw == 1 || sw == 2) && W + pw <= 32
         && (OW - 1) * sw + kw <= 32 && OW >= 1 && OW <= 16 && kw <= MC_IM2COL_MAX_KW;
 }
 

@@ -32,6 +32,17 @@ from cython cimport floating
 import numpy as np
 from libc.stdint cimport int32_t, uint8_t
 from libc.string cimport memset
+from minicnn._isa cimport mc_isa_set
+from minicnn import isa
+
+
+def _set_isa(int level):
+    """Cap this module's kernels at instruction-set level ``level`` (minicnn.isa calls it)."""
+    if not mc_isa_set(level):
+        raise ValueError(f"instruction-set level {level} cannot run on this CPU")
+
+
+isa.register(_set_isa)
 
 
 cdef extern from "_pool_simd.h" nogil:

@@ -10,12 +10,13 @@
  * first; an element replaces the best so far when it is greater (less, for
  * min) or NaN; the position is counted from the unclipped window's top-left.
  *
- * mc_extreme_s2_avx512 (P planes at once) returns 0, doing nothing, when the CPU lacks AVX-512F
+ * mc_extreme_s2_avx512 (P planes at once) returns 0, doing nothing, below the AVX-512 level (mc_isa(), _isa.h)
  * or the geometry is outside that case; the caller then runs the SSE2 loops. */
 #ifndef MINICNN_POOL_AVX512_H
 #define MINICNN_POOL_AVX512_H
 
 #include <stddef.h>
+#include "_isa.h"
 #include <stdint.h>
 
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
@@ -97,10 +98,10 @@ static void mc_extreme_s2_avx512_run(const float *x, float *y, uint8_t *argmax, 
                               kh, kw, ph, pw, minimum, lo, hi, outs, column, inside);
 }
 
-/* Whether the geometry is one these loops handle, on a CPU with AVX-512F. */
+/* Whether the geometry is one these loops handle, at the AVX-512 level. */
 static int mc_extreme_s2_avx512_fits(ptrdiff_t W, ptrdiff_t OW, int kw, int pw)
 {
-    return __builtin_cpu_supports("avx512f") && W >= 1 && W + pw <= 32 && OW >= 1 && OW <= 16
+    return mc_isa() >= MC_ISA_AVX512 && W >= 1 && W + pw <= 32 && OW >= 1 && OW <= 16
         && kw >= 1 && kw <= MC_POOL_MAX_KW && 2 * (OW - 1) + kw <= 32;
 }
 

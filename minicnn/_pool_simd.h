@@ -5,7 +5,9 @@
  * global poolings.
  *
  * SSE2 is part of every x86-64 CPU, so these need no runtime dispatch; other
- * targets compile the plain C loops under #else.  Each function computes
+ * targets compile the plain C loops under #else.  At the AVX2 level and up
+ * (mc_isa(), _isa.h) the stride-2 max/min loop takes eight windows at a time
+ * (rows wider than _pool_avx512.h takes, or every row below the AVX-512 level).  Each function computes
  * exactly what the generic Cython loop computes for the same input (same
  * comparison rule, same order of additions), bit for bit.
  *
@@ -24,11 +26,20 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "_isa.h"
+
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #define MINICNN_SSE2 1
 #else
 #define MINICNN_SSE2 0
+#endif
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define MINICNN_AVX2 1   /* built with a target attribute, run at the AVX2 level and up (mc_isa) */
+#else
+#define MINICNN_AVX2 0
 #endif
 
 /* v replaces best: PyTorch's CPU rule (v > best) || isnan(v), or < for min. */
@@ -124,6 +135,39 @@ static inline void mc_extreme_clipped(const float *x, float *y, uint8_t *a,
  * window's top-left element, as in the generic loop. Windows inside the plane
  * go four at a time while the eight floats loaded from each of their rows stay
  * inside the row, else one at a time; windows cut by the padding are clipped. */
+#if MINICNN_AVX2
+/* Columns 0, 2, ..., 14 of the 16 floats at p. */
+__attribute__((target("avx2"), always_inline))
+static inline __m256 mc_even8(const float *p)
+{
+    __m256 t = _mm256_shuffle_ps(_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8), _MM_SHUFFLE(2, 0, 2, 0));
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(t), _MM_SHUFFLE(3, 1, 2, 0)));
+}
+
+/* Eight stride-2 windows (kh x kw, row stride W) whose first starts at base, all
+ * inside the plane: the four-wide SSE2 loop of mc_extreme_s2_f32, eight at a time
+ * (the same compares and selections, so the same bits). */
+__attribute__((target("avx2")))
+static void mc_extreme_s2_8_avx2(const float *base, ptrdiff_t W, int kh, int kw, int minimum,
+                                 float *y, uint8_t *argmax)
+{
+    __m256 best = mc_even8(base);
+    __m256i pos = _mm256_setzero_si256();
+    for (int i = 0; i < kh; i++)
+        for (int j = (i == 0); j < kw; j++) {
+            __m256 v = mc_even8(base + i * W + j);
+            __m256 c = minimum ? _mm256_cmp_ps(v, best, _CMP_LT_OQ) : _mm256_cmp_ps(v, best, _CMP_GT_OQ);
+            c = _mm256_or_ps(c, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+            best = _mm256_blendv_ps(best, v, c);
+            pos = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(pos),
+                                                       _mm256_castsi256_ps(_mm256_set1_epi32(i * kw + j)), c));
+        }
+    _mm256_storeu_ps(y, best);
+    __m128i p16 = _mm_packs_epi32(_mm256_castsi256_si128(pos), _mm256_extracti128_si256(pos, 1));
+    _mm_storel_epi64((__m128i *)argmax, _mm_packus_epi16(p16, p16));
+}
+#endif
+
 static inline void mc_extreme_s2_f32(const float *x, float *y, uint8_t *argmax,
                                      ptrdiff_t H, ptrdiff_t W, ptrdiff_t OH, ptrdiff_t OW,
                                      int kh, int kw, int ph, int pw, int minimum)
@@ -145,6 +189,11 @@ static inline void mc_extreme_s2_f32(const float *x, float *y, uint8_t *argmax,
         ptrdiff_t ow = 0;
         for (; ow < ow_in; ow++)
             mc_extreme_clipped(x, yr + ow, ar + ow, H, W, h0, 2 * ow - pw, kh, kw, minimum);
+#if MINICNN_AVX2
+        if (mc_isa() >= MC_ISA_AVX2)
+            for (; ow + 8 <= ow_out && 2 * ow - pw + kw + 15 <= W; ow += 8)
+                mc_extreme_s2_8_avx2(row + 2 * ow - pw, W, kh, kw, minimum, yr + ow, ar + ow);
+#endif
 #if MINICNN_SSE2
         for (; ow + 4 <= ow_out && 2 * ow - pw + kw + 7 <= W; ow += 4) {
             const float *base = row + 2 * ow - pw;

@@ -17,6 +17,7 @@
 #define MINICNN_WINOGRAD_H
 
 #include <stddef.h>
+#include "_isa.h"
 #include <string.h>
 
 
@@ -32,17 +33,31 @@ static ptrdiff_t mc_wino_scratch(ptrdiff_t H, ptrdiff_t W, int ph, int pw)
 }
 
 /* The portable input transform and output-transform adjoint are also built
- * for AVX-512 and AVX2, picked at load time from what the CPU reports (the
- * module itself is compiled for baseline x86-64): 15-20% faster on 14x14
- * planes, measured; the other two transforms ran no faster or slower that way.
- * They serve CPUs without AVX-512 and planes wider than the hand-written
- * AVX-512 paths of _winograd_avx512.h take.  Only
+ * for AVX-512 and AVX2, picked at run time by the instruction-set level
+ * (mc_isa(), _isa.h; the module itself is compiled for baseline x86-64):
+ * 15-20% faster on 14x14 planes, measured; the other two transforms ran no
+ * faster or slower that way.  They serve levels below AVX-512 and planes
+ * wider than the hand-written AVX-512 paths of _winograd_avx512.h take.  Only
  * adds, subtractions, products by 0 or 1 and copies, in the same order in
- * every clone (and no FMA contraction, -ffp-contract=off): the same bits. */
+ * every build (and no FMA contraction, -ffp-contract=off): the same bits.
+ *
+ * MC_VECTOR_CLONES(f, params, args) defines MC_NAME(f) from the body
+ * MC_NAME(f##_any): one wrapper per target into which the body is inlined
+ * (compiled for that target), and the dispatch. */
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(__clang__)
-#define MC_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#define MC_VECTOR_BODY inline __attribute__((always_inline))
+#define MC_VECTOR_CLONES(f, params, args) \
+    __attribute__((target("avx512f"))) static void MC_NAME(f##_avx512f) params { MC_NAME(f##_any) args; } \
+    __attribute__((target("avx2"))) static void MC_NAME(f##_avx2) params { MC_NAME(f##_any) args; } \
+    static void MC_NAME(f) params \
+    { \
+        if (mc_isa() >= MC_ISA_AVX512) MC_NAME(f##_avx512f) args; \
+        else if (mc_isa() >= MC_ISA_AVX2) MC_NAME(f##_avx2) args; \
+        else MC_NAME(f##_any) args; \
+    }
 #else
-#define MC_VECTOR_CLONES
+#define MC_VECTOR_BODY inline
+#define MC_VECTOR_CLONES(f, params, args) static void MC_NAME(f) params { MC_NAME(f##_any) args; }
 #endif
 
 /* 16 restrict pointers name0..name15 = base + k * stride. */

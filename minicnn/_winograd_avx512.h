@@ -6,12 +6,13 @@
  * deinterleave, and each row of tiles is one masked store per transformed
  * element instead of TW scalar ones: 4x fewer instructions per plane.
  *
- * mc_wino_input_avx512 returns 0, doing nothing, when the CPU lacks AVX-512F
+ * mc_wino_input_avx512 returns 0, doing nothing, below the AVX-512 level (mc_isa(), _isa.h)
  * or the plane is too wide; the caller then runs the portable loops. */
 #ifndef MINICNN_WINOGRAD_AVX512_H
 #define MINICNN_WINOGRAD_AVX512_H
 
 #include <stddef.h>
+#include "_isa.h"
 
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
@@ -83,7 +84,7 @@ static int mc_wino_input_avx512(const float *x, ptrdiff_t N, ptrdiff_t C, ptrdif
 {
     ptrdiff_t TW = (W + 2 * pw - 1) / 2;
     float *u = (float *)(((size_t)scratch + 63) & ~(size_t)63);
-    if (!__builtin_cpu_supports("avx512f") || W + pw > 32 || 2 * TW + 2 > 32 || TW < 1)
+    if (mc_isa() < MC_ISA_AVX512 || W + pw > 32 || 2 * TW + 2 > 32 || TW < 1)
         return 0;
     mc_wino_input_avx512_planes(x, N, C, H, W, ph, pw, X, xs, T, u);
     return 1;
@@ -177,7 +178,7 @@ static int mc_wino_output_adjoint_avx512(const float *dy, const float *yr, ptrdi
                                          ptrdiff_t OH, ptrdiff_t OW, float *X, ptrdiff_t xs, ptrdiff_t T,
                                          double *db)
 {
-    if (!__builtin_cpu_supports("avx512f") || OW > 32 || OW < 1 || OH < 1)
+    if (mc_isa() < MC_ISA_AVX512 || OW > 32 || OW < 1 || OH < 1)
         return 0;
     mc_wino_output_adjoint_avx512_planes(dy, yr, N, O, OH, OW, X, xs, T, db);
     return 1;
@@ -262,7 +263,7 @@ static int mc_wino_input_adjoint_avx512(const float *X, ptrdiff_t xs, ptrdiff_t 
                                         ptrdiff_t N, ptrdiff_t C, ptrdiff_t H, ptrdiff_t W, int ph, int pw)
 {
     ptrdiff_t TW = (W + 2 * pw - 1) / 2;
-    if (!__builtin_cpu_supports("avx512f") || W + pw > 32 || 2 * TW + 2 > 32 || TW < 1)
+    if (mc_isa() < MC_ISA_AVX512 || W + pw > 32 || 2 * TW + 2 > 32 || TW < 1)
         return 0;
     mc_wino_input_adjoint_avx512_planes(X, xs, T, dx, N, C, H, W, ph, pw);
     return 1;
@@ -329,7 +330,7 @@ static void mc_wino_output_avx512_planes(const float *X, ptrdiff_t xs, ptrdiff_t
 static int mc_wino_output_avx512(const float *X, ptrdiff_t xs, ptrdiff_t T, const float *bias, float *y,
                                  ptrdiff_t N, ptrdiff_t O, ptrdiff_t OH, ptrdiff_t OW, int relu)
 {
-    if (!__builtin_cpu_supports("avx512f") || OW > 32 || OW < 1 || OH < 1)
+    if (mc_isa() < MC_ISA_AVX512 || OW > 32 || OW < 1 || OH < 1)
         return 0;
     mc_wino_output_avx512_planes(X, xs, T, bias, y, N, O, OH, OW, relu);
     return 1;

@@ -27,8 +27,8 @@ static void MC_NAME(mc_deinterleave)(const MC_T *restrict row, ptrdiff_t W, int 
 }
 
 /* x (N, C, H, W) -> X: V = B^T d B of every 4x4 patch. */
-MC_VECTOR_CLONES
-static void MC_NAME(mc_wino_input)(const MC_T *x, ptrdiff_t N, ptrdiff_t C, ptrdiff_t H, ptrdiff_t W,
+MC_VECTOR_BODY
+static void MC_NAME(mc_wino_input_any)(const MC_T *x, ptrdiff_t N, ptrdiff_t C, ptrdiff_t H, ptrdiff_t W,
                                 int ph, int pw, MC_T *X, ptrdiff_t xs, ptrdiff_t T, MC_T *scratch)
 {
     ptrdiff_t TH = (H + 2 * ph - 1) / 2, TW = (W + 2 * pw - 1) / 2, P = TH * TW;
@@ -146,8 +146,8 @@ static void MC_NAME(mc_relu_mask)(const MC_T *restrict d, const MC_T *restrict r
  * db[o] += the sum of dY over the plane (in double).  With yr (the forward's
  * rectified output, same shape as dy; NULL for none), dY = dy * (yr > 0):
  * the gradient through that ReLU, as relu_backward in _activations.pyx. */
-MC_VECTOR_CLONES
-static void MC_NAME(mc_wino_output_adjoint)(const MC_T *dy, const MC_T *yr, ptrdiff_t N, ptrdiff_t O,
+MC_VECTOR_BODY
+static void MC_NAME(mc_wino_output_adjoint_any)(const MC_T *dy, const MC_T *yr, ptrdiff_t N, ptrdiff_t O,
                                          ptrdiff_t OH, ptrdiff_t OW, MC_T *X, ptrdiff_t xs, ptrdiff_t T,
                                          double *db, MC_T *scratch)
 {
@@ -206,6 +206,15 @@ static void MC_NAME(mc_wino_output_adjoint)(const MC_T *dy, const MC_T *yr, ptrd
             }
         }
 }
+
+MC_VECTOR_CLONES(mc_wino_input,
+                 (const MC_T *x, ptrdiff_t N, ptrdiff_t C, ptrdiff_t H, ptrdiff_t W, int ph, int pw,
+                  MC_T *X, ptrdiff_t xs, ptrdiff_t T, MC_T *scratch),
+                 (x, N, C, H, W, ph, pw, X, xs, T, scratch))
+MC_VECTOR_CLONES(mc_wino_output_adjoint,
+                 (const MC_T *dy, const MC_T *yr, ptrdiff_t N, ptrdiff_t O, ptrdiff_t OH, ptrdiff_t OW,
+                  MC_T *X, ptrdiff_t xs, ptrdiff_t T, double *db, MC_T *scratch),
+                 (dy, yr, N, O, OH, OW, X, xs, T, db, scratch))
 
 /* X (dV) -> dx (N, C, H, W) = sum over patches of B dV B^T (overwritten). */
 static void MC_NAME(mc_wino_input_adjoint)(const MC_T *X, ptrdiff_t xs, ptrdiff_t T, MC_T *dx,

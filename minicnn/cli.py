@@ -179,6 +179,7 @@ def main(argv=None) -> int:
     for s in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, _stop)
     args = _parser().parse_args(argv)
+    from minicnn import isa
     from minicnn.errors import UserError  # ConfigError and DataError included
 
     try:
@@ -186,6 +187,7 @@ def main(argv=None) -> int:
             warnings.simplefilter("ignore")
             from minicnn.threads import check_environment
         check_environment()
+        isa.level()  # MINICNN_ISA: an unknown level, or one this CPU cannot run, stops every command here
         COMMANDS[args.command](args)
     except UserError as e:
         print(f"minicnn: error: {e}", file=sys.stderr)

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from minicnn import blas, confusion, probes, schedules, threads
+from minicnn import blas, confusion, isa, probes, schedules, threads
 from minicnn import data as datasets
 from minicnn.config import Config, build_model, check_memory, dump_yaml
 from minicnn.data.dataset import from_grey
@@ -267,6 +267,7 @@ def _summary(config: Config, model: Sequential, dataset: datasets.Dataset, split
         "data_sha256": dataset.sha256,
         "blas": blas.describe(blas_info),
         "blas_info": blas_info,
+        "isa": isa.level(),  # the instruction set minicnn's kernels ran at (MINICNN_ISA)
         **confusion.summary_fields(confusion.confusion_matrix(splits.y_test, predicted, len(dataset.classes)),
                                    dataset.classes),
     }

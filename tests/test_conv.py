@@ -317,7 +317,7 @@ def test_layer_float32_within_stated_bound(n, c, o, h, w, kernel, stride, paddin
 
 
 # float32 im2col-path gradients.  The first six take the channels-last
-# backward (_channels_last.h; kw * C a multiple of 32 and C of 8, with AVX-512):
+# backward (_channels_last.h; kw * C a multiple of 32 and C of 8 with AVX-512, of 16 with AVX2):
 # strides 1 to 3, rows and columns of the input no window reads, a rectangular
 # kernel, output channels that leave a partial block of 8, positions that leave
 # one, rows narrower than 8, and a batch of several chunks.

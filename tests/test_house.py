@@ -13,7 +13,7 @@ PACKAGE = ROOT / "minicnn"
 
 # bottom to top; a module name matches its longest listed prefix ("minicnn._" is every kernel)
 FLOORS = [
-    ("kernels", ["minicnn._", "minicnn.errors", "minicnn.files", "minicnn.threads", "minicnn.blas", "minicnn.memory"]),
+    ("kernels", ["minicnn._", "minicnn.errors", "minicnn.files", "minicnn.threads", "minicnn.blas", "minicnn.memory", "minicnn.isa"]),
     ("data", ["minicnn.data"]),
     ("losses/optim", ["minicnn.losses", "minicnn.optim", "minicnn.schedules"]),
     ("layers", ["minicnn.layers"]),

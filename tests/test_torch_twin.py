@@ -76,6 +76,14 @@ def test_bench_train_runs_and_prints_ratios():
         assert "PyTorch:" in out and "| strided_conv |" in out
 
 
+def test_bench_train_caps_both_sides_and_takes_larger_inputs():
+    out = _run("bench_train.py", "--input", "3x36x36", "--isa", "portable", "--steps", "1", "--repeats", "1",
+               "--threads", "1")
+    assert "minicnn isa portable, GEMM plain" in out and "## max_pool (max_pool.yaml), input 3x36x36" in out
+    if importlib.util.find_spec("torch") is not None:
+        assert "(DEFAULT, oneDNN max SSE41, MKL max SSE4_2)" in out and "| max_pool |" in out
+
+
 def test_bench_pool_runs_and_prints_every_layer():
     out = _run("bench_pool.py", "--rounds", "1", "--no-torch")
     for layer in ("max 2x2/2", "max 3x3/2", "avg 2x2/2", "min 2x2/2", "global avg", "global max"):

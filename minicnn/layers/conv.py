@@ -12,8 +12,8 @@ MINICNN_KERNEL_THREADS > 1 (minicnn.threads).  Backward works chunk by chunk
 too, from the cached input, instead of keeping the whole batch's columns (a
 (C*kh*kw, N*OH*OW) matrix, 14 MB for the reference network's second
 convolution at batch 64): recomputing in cache costs less than writing and
-re-reading them through memory.  In float32 with AVX-512, when kw * C is a
-multiple of 32 and C of 8 (the stride-2 layers of configs/), backward builds no columns at
+re-reading them through memory.  In float32 with AVX-512 (AVX2: minicnn.isa),
+when kw * C is a multiple of 32 (16) and C of 8 (the stride-2 layers of configs/), backward builds no columns at
 all: both gradients' products read and write each window's runs of a
 channels-last copy of the chunk (minicnn/_channels_last.h).
 """

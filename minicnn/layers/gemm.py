@@ -1,7 +1,7 @@
 """Matrix products for Conv2D and Dense: minicnn's own float32 kernel, else NumPy's BLAS.
 
 Float32 products run on minicnn._conv.sgemm (register-blocked FMA micro-kernels
-picked from what the CPU reports), so their speed does not depend on which
+picked by the instruction-set level, minicnn.isa), so their speed does not depend on which
 kernel OpenBLAS chose (OPENBLAS_CORETYPE); float64 ones, used for checking,
 go through NumPy.
 """
