@@ -217,15 +217,20 @@ def test_fractional_nan_and_inf_follow_pytorchs_rule():
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_fractional_evaluation_is_deterministic_with_samples_one_half(dtype):
-    x = np.random.default_rng(0).standard_normal((3, 2, 17, 13)).astype(dtype)
+def test_fractional_evaluation_uses_fixed_samples_per_channel(dtype):
+    """default_rng(0).random((C, 2)) for every image: deterministic, independent of the batch."""
+    x = np.random.default_rng(0).standard_normal((3, 4, 17, 13)).astype(dtype)
     layer = L.FractionalMaxPool2D((3, 2), output_ratio=(0.55, 0.6), rng=np.random.default_rng(0))
     state = layer.rng.bit_generator.state
     y1, y2 = layer.forward(x, training=False), layer.forward(x, training=False)
     np.testing.assert_array_equal(y1, y2)
     assert layer.rng.bit_generator.state == state        # nothing drawn
-    ref, _ = fractional_reference(x, np.full((3, 2, 2), 0.5), layer.kernel_size, y1.shape[2:])
+    samples = np.broadcast_to(np.random.default_rng(0).random((4, 2)).astype(dtype), (3, 4, 2))
+    ref, _ = fractional_reference(x, samples, layer.kernel_size, y1.shape[2:])
     assert_close(y1, ref, dtype)
+    np.testing.assert_array_equal(layer.forward(x[1:2], training=False), y1[1:2])     # alone or in a batch
+    same = np.broadcast_to(x[:1, :1], (1, 4, 17, 13)).copy()                          # one map on every channel
+    assert len({layer.forward(same, training=False)[0, k].tobytes() for k in range(4)}) > 1
 
 
 def test_fractional_output_shape_follows_the_input_with_a_ratio():
