@@ -9,7 +9,7 @@ several threads.  The random numbers are drawn by the caller
 so the kernels are deterministic functions of their arguments.  The callers
 validate everything first; the loops trust their inputs.
 
-The plane loops are C, in ``_random_pool_impl.h`` (see there why).  Both
+The plane loops are C, in ``_random_pool_impl.h`` (``_random_pool.h`` says why).  Both
 layers store, per output element, the flat position ``i * W + j`` in its
 plane of the element that produced it (int32; -1: none, for a stochastic
 window without a positive element), and share one backward, ``scatter_backward``.
