@@ -47,6 +47,7 @@ from numpy.lib.stride_tricks import sliding_window_view  # noqa: E402
 
 import minicnn.layers as L  # noqa: E402
 from minicnn import threads as minicnn_threads  # noqa: E402
+from torch_twin import torch_stochastic_pool  # noqa: E402
 
 SHAPES = [(128, 32, 28, 28), (128, 64, 14, 14)]
 # name -> (minicnn layer factory, kind, kernel, stride)
@@ -171,20 +172,8 @@ def torch_pool(torch, kind, k, s):
     if kind == "fmp":
         return lambda t: F.fractional_max_pool2d(t, k, output_ratio=(s, s))
     if kind == "stoch":
-        return lambda t: torch_stochastic_pool(torch, t, k, s)
+        return lambda t: torch_stochastic_pool(torch, t, (k, k), (s, s))
     return lambda t: F.adaptive_max_pool2d(t, 1).flatten(1)
-
-
-def torch_stochastic_pool(torch, t, k, s):
-    """Stochastic pooling from unfold: each window's running sums of its positive parts against one
-    uniform draw, the first one above it gathered (autograd's backward goes through gather and fold)."""
-    n, c, h, w = t.shape
-    oh, ow = (h - k) // s + 1, (w - k) // s + 1
-    cols = torch.nn.functional.unfold(t, k, stride=s).view(n, c, k * k, oh * ow).transpose(2, 3)
-    cs = cols.detach().clamp(min=0).cumsum(-1)
-    total = cs[..., -1:]
-    pick = (cs <= torch.rand(n, c, oh * ow, 1, dtype=t.dtype) * total).sum(-1, keepdim=True).clamp(max=k * k - 1)
-    return (cols.gather(-1, pick) * (total > 0)).view(n, c, oh, ow)
 
 
 # --------------------------------------------------------------- the floor --
