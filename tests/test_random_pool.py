@@ -531,6 +531,31 @@ def test_fractional_region_arithmetic_runs_in_float32_as_pytorchs(size, kernel, 
     np.testing.assert_array_equal(index, ti.numpy()[0])
 
 
+def test_the_benchmarks_pytorch_stochastic_pooling_is_the_layers():
+    """benchmarks/torch_twin.py's composition: the same output and gradient where the pick is
+    forced (one positive element per window, or none), the same evaluation everywhere."""
+    torch = pytest.importorskip("torch")
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from torch_twin import torch_stochastic_pool, torch_stochastic_pool_eval
+
+    rng = np.random.default_rng(0)
+    x = np.zeros((2, 3, 12, 12))
+    x[:, :, ::2, 1::2] = rng.random((2, 3, 6, 6)) + 0.1
+    x[0, 0, :2, :2] = 0                                         # no positive element
+    layer = L.StochasticPool2D(2)
+    y = layer.forward(x)
+    dy = rng.standard_normal(y.shape)
+    tx = torch.from_numpy(x).requires_grad_(True)
+    ty = torch_stochastic_pool(torch, tx, (2, 2), (2, 2))
+    ty.backward(torch.from_numpy(dy))
+    np.testing.assert_array_equal(ty.detach().numpy(), y)
+    np.testing.assert_array_equal(tx.grad.numpy(), layer.backward(dy))
+    x = relu_input((2, 3, 9, 8), np.float64)
+    layer = L.StochasticPool2D((3, 2), (2, 1))
+    np.testing.assert_allclose(torch_stochastic_pool_eval(torch, torch.from_numpy(x), (3, 2), (2, 1)).numpy(),
+                               layer.forward(x, training=False), rtol=1e-12)
+
+
 # ------------------------------------------------------------------ YAML --
 
 CONFIGS = ["fractional_max_pool", "stochastic_pool"]
