@@ -442,6 +442,23 @@ def test_evaluation_draws_nothing_and_repeats(name):
     assert layer.rng.bit_generator.state == state
 
 
+@pytest.mark.parametrize("name", RANDOM_LAYERS)
+def test_two_threads_give_one_threads_result(name, monkeypatch):
+    """Above PARALLEL_MIN_WORK the planes are split between threads: the same bits."""
+    from minicnn import threads
+
+    x = relu_input((4, 8, 180, 190), np.float32, seed=3)        # 1,094,400 elements
+    results = []
+    for n in (1, 2):
+        monkeypatch.setattr(threads, "KERNEL_THREADS", n)
+        assert len(threads.row_ranges(32, x.size)) == n
+        layer = RANDOM_LAYERS[name](np.random.default_rng(0))
+        y = layer.forward(x)
+        results.append((y, layer.backward(np.ones_like(y)), layer.forward(x, training=False)))
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
 GRAD_CASES = {
     "fractional ratio": (lambda: L.FractionalMaxPool2D((3, 2), output_ratio=(0.6, 0.7)), (2, 2, 9, 8)),
     "fractional size, overlap": (lambda: L.FractionalMaxPool2D(3, output_size=(5, 4)), (1, 3, 8, 7)),
