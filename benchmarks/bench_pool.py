@@ -1,14 +1,18 @@
 """Pooling forward + backward: minicnn against NumPy, PyTorch and the memory floor.
 
 Every pooling layer of the reference study (max 2x2/2, max 3x3/2, average
-2x2/2, min 2x2/2, global average, global max) runs forward and backward on
+2x2/2, min 2x2/2, global average, global max) and the random poolings
+(fractional max 3x3 to half the size, stochastic 2x2/2 and 3x3/2) run forward and backward on
 float32 inputs shaped like the reference network's feature maps at batch 128,
 (128, 32, 28, 28) and (128, 64, 14, 14), against
 
 - a plain NumPy implementation (CS231n's reshape trick where it applies,
   sliding windows otherwise);
 - PyTorch's CPU kernels (F.max_pool2d etc. with autograd backward; min pooling
-  as -max_pool2d(-x), the usual way to get it in PyTorch);
+  as -max_pool2d(-x), the usual way to get it in PyTorch; fractional max pooling
+  as F.fractional_max_pool2d, drawing its samples as minicnn does; stochastic
+  pooling, which PyTorch lacks, as the fastest composition a user would write:
+  unfold, cumsum of the positive parts, one torch.rand per window, gather);
 - the memory floor: the bytes the operation must move (read x, write y and a
   1-byte argmax per window; read dy and argmax, write dx) divided by the copy
   bandwidth measured in the same run with a large np.copyto (reads + writes).
@@ -43,6 +47,7 @@ from numpy.lib.stride_tricks import sliding_window_view  # noqa: E402
 
 import minicnn.layers as L  # noqa: E402
 from minicnn import threads as minicnn_threads  # noqa: E402
+from torch_twin import torch_stochastic_pool  # noqa: E402
 
 SHAPES = [(128, 32, 28, 28), (128, 64, 14, 14)]
 # name -> (minicnn layer factory, kind, kernel, stride)
@@ -53,6 +58,10 @@ LAYERS = {
     "min 2x2/2": (lambda: L.MinPool2D(2), "min", 2, 2),
     "global avg": (L.GlobalAvgPool2D, "gavg", None, None),
     "global max": (L.GlobalMaxPool2D, "gmax", None, None),
+    # random pooling; for fractional max pooling the last field is the output ratio
+    "frac max 3x3 r0.5": (lambda: L.FractionalMaxPool2D(3, output_ratio=0.5), "fmp", 3, 0.5),
+    "stochastic 2x2/2": (lambda: L.StochasticPool2D(2), "stoch", 2, 2),
+    "stochastic 3x3/2": (lambda: L.StochasticPool2D(3, 2), "stoch", 3, 2),
 }
 
 
@@ -61,6 +70,8 @@ LAYERS = {
 def numpy_pool(kind, k, s, x, dy_of):
     """Plain NumPy forward and backward; returns dx (dy_of(y) gives the upstream gradient)."""
     n, c, h, w = x.shape
+    if kind in ("fmp", "stoch"):
+        return numpy_random_pool(kind, k, s, x, dy_of)
     if kind in ("gavg", "gmax"):
         flat = x.reshape(n, c, h * w)
         if kind == "gavg":
@@ -103,6 +114,49 @@ def numpy_pool(kind, k, s, x, dy_of):
     return dx
 
 
+def numpy_random_pool(kind, k, s, x, dy_of):
+    """Fractional max pooling (s: the output ratio) and stochastic pooling: NumPy gathers,
+    the gradient scattered with one bincount."""
+    n, c, h, w = x.shape
+    p = n * c
+    planes = x.reshape(p, h * w)
+    rng = np.random.default_rng()
+    if kind == "fmp":
+        oh, ow = int(h * s), int(w * s)
+        u = rng.random((p, 2)).astype(x.dtype)
+
+        def starts(u, size, out):
+            alpha = x.dtype.type(size - k) / x.dtype.type(out - 1)
+            o = np.arange(out - 1, dtype=x.dtype)
+            first = ((o + u[:, None]) * alpha).astype(np.int64) - (u[:, None] * alpha).astype(np.int64)
+            return np.concatenate([first, np.full((len(u), 1), size - k)], axis=1)
+
+        rows, cols = starts(u[:, 1], h, oh), starts(u[:, 0], w, ow)
+        corner = rows[:, :, None] * w + cols[:, None, :]                      # (p, oh, ow)
+        offsets = (np.arange(k)[:, None] * w + np.arange(k)).ravel()
+        at = corner[..., None] + offsets                                      # (p, oh, ow, k*k)
+        win = np.take_along_axis(planes, at.reshape(p, -1), axis=1).reshape(at.shape)
+    else:
+        oh, ow = (h - k) // s + 1, (w - k) // s + 1
+        win = sliding_window_view(planes.reshape(p, h, w), (k, k), axis=(1, 2))[:, ::s, ::s].reshape(p, oh, ow, k * k)
+        corner = (np.arange(oh)[:, None] * s * w + np.arange(ow) * s)[None]
+        at = corner[..., None] + (np.arange(k)[:, None] * w + np.arange(k)).ravel()
+    if kind == "fmp":
+        pick = win.argmax(axis=3)
+        picked = 1
+        y = np.take_along_axis(win, pick[..., None], axis=3)[..., 0]
+    else:
+        cs = np.cumsum(np.maximum(win, 0), axis=3, dtype=np.float64)
+        t = rng.random((p, oh, ow)) * cs[..., -1]
+        pick = np.minimum((cs <= t[..., None]).sum(axis=3), k * k - 1)
+        picked = cs[..., -1] > 0          # a window without a positive element: 0, no gradient
+        y = np.take_along_axis(win, pick[..., None], axis=3)[..., 0] * picked
+    dy = dy_of(y.reshape(n, c, oh, ow)).reshape(p, oh, ow) * picked
+    flat = np.take_along_axis(np.broadcast_to(at, (p, oh, ow, k * k)), pick[..., None], axis=3)[..., 0]
+    flat = flat + (np.arange(p) * h * w)[:, None, None]
+    return np.bincount(flat.ravel(), dy.ravel(), minlength=p * h * w).astype(x.dtype).reshape(x.shape)
+
+
 # ------------------------------------------------------------------ PyTorch --
 
 def torch_pool(torch, kind, k, s):
@@ -115,6 +169,10 @@ def torch_pool(torch, kind, k, s):
         return lambda t: F.avg_pool2d(t, k, s)
     if kind == "gavg":
         return lambda t: F.adaptive_avg_pool2d(t, 1).flatten(1)
+    if kind == "fmp":
+        return lambda t: F.fractional_max_pool2d(t, k, output_ratio=(s, s))
+    if kind == "stoch":
+        return lambda t: torch_stochastic_pool(torch, t, (k, k), (s, s))
     return lambda t: F.adaptive_max_pool2d(t, 1).flatten(1)
 
 
@@ -135,6 +193,10 @@ def copy_bandwidth(rounds=7, nbytes=256 << 20):
 def bytes_moved(kind, k, s, shape):
     n, c, h, w = shape
     x = n * c * h * w * 4
+    if kind in ("fmp", "stoch"):   # an int32 position per output; stochastic reads a float64 draw too
+        oh, ow = (int(h * s), int(w * s)) if kind == "fmp" else ((h - k) // s + 1, (w - k) // s + 1)
+        out = n * c * oh * ow * 4
+        return (x + out + out + (2 * out if kind == "stoch" else 0)) + (out + out + x)
     if kind in ("gavg", "gmax"):
         out, idx = n * c * 4, (n * c * 4 if kind == "gmax" else 0)
     else:

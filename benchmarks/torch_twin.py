@@ -19,6 +19,16 @@ def torch_network(model, torch):
         def forward(self, x):
             return -self.pool(-x)
 
+    class StochasticPool(nn.Module):   # PyTorch has none: training and evaluation from unfold
+        def __init__(self, layer):
+            super().__init__()
+            self.kernel_size, self.stride = layer.kernel_size, layer.stride
+
+        def forward(self, x):
+            if self.training:
+                return torch_stochastic_pool(torch, x, self.kernel_size, self.stride)
+            return torch_stochastic_pool_eval(torch, x, self.kernel_size, self.stride)
+
     modules = []
     for layer in model.layers:
         if isinstance(layer, L.Conv2D):
@@ -47,6 +57,11 @@ def torch_network(model, torch):
             m = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
         elif isinstance(layer, L.GlobalMaxPool2D):
             m = nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten())
+        elif isinstance(layer, L.FractionalMaxPool2D):   # draws its own samples: a twin for speed
+            m = nn.FractionalMaxPool2d(layer.kernel_size, output_size=layer.output_size,
+                                       output_ratio=layer.output_ratio)
+        elif isinstance(layer, L.StochasticPool2D):
+            m = StochasticPool(layer)
         elif isinstance(layer, L.Flatten):
             m = nn.Flatten()
         elif isinstance(layer, L.Softmax):
@@ -55,6 +70,36 @@ def torch_network(model, torch):
             raise TypeError(f"no PyTorch equivalent for {layer!r}")
         modules.append(m)
     return nn.Sequential(*modules)
+
+
+def _windows(torch, t, kernel_size, stride):
+    """(N, C, H_out * W_out, kh * kw) windows of t (no padding), and (H_out, W_out)."""
+    (kh, kw), (sh, sw) = kernel_size, stride
+    n, c, h, w = t.shape
+    oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
+    cols = torch.nn.functional.unfold(t, (kh, kw), stride=(sh, sw)).view(n, c, kh * kw, oh * ow)
+    return cols.transpose(2, 3), (oh, ow)
+
+
+def torch_stochastic_pool(torch, t, kernel_size, stride):
+    """Stochastic pooling in training, the fastest composition we found: each window's running sums
+    of its positive parts against one uniform draw, the first one above it gathered (autograd's
+    backward goes through gather and fold); 0 for a window without a positive element."""
+    cols, (oh, ow) = _windows(torch, t, kernel_size, stride)
+    cs = cols.detach().clamp(min=0).cumsum(-1)
+    total = cs[..., -1:]
+    draw = torch.rand(*cols.shape[:3], 1, dtype=t.dtype) * total
+    pick = (cs <= draw).sum(-1, keepdim=True).clamp(max=cols.shape[-1] - 1)
+    return (cols.gather(-1, pick) * (total > 0)).view(t.shape[0], t.shape[1], oh, ow)
+
+
+def torch_stochastic_pool_eval(torch, t, kernel_size, stride):
+    """Stochastic pooling in evaluation: sum(w^2) / sum(w), w = max(a, 0); 0 when sum(w) = 0."""
+    cols, (oh, ow) = _windows(torch, t, kernel_size, stride)
+    w = cols.clamp(min=0)
+    total = w.sum(-1)
+    return ((w * w).sum(-1) / torch.where(total > 0, total, torch.ones_like(total))).view(
+        t.shape[0], t.shape[1], oh, ow)
 
 
 def torch_optimizer(config, params, torch):

@@ -23,8 +23,8 @@ from minicnn.errors import ConfigError, UserError
 from minicnn.layers.base import pair
 from minicnn.model import Sequential, training_memory
 from minicnn.schema import (MAX_EPOCHS, MAX_SEED, MAX_SHIFT, REQUIRED, Bool, Choice, Grid, Int, IntList, ListOf,
-                            Nested, Number, NumberList, Records, Shape, Size, Text, TextList, Variant, as_plain, clip,
-                            key, parse, show)
+                            Nested, Number, NumberList, OrNull, Ratio, Records, Shape, Size, Text, TextList, Variant,
+                            as_plain, clip, key, parse, show)
 
 MNIST_TRAIN_IMAGES = 60000   # MNIST and Fashion-MNIST alike
 MNIST_SHAPE, MNIST_CLASSES = (1, 28, 28), 10
@@ -67,10 +67,20 @@ LAYERS = {
     "dense": _layer("dense", in_features=key(Int(1, null=True), None, "inferred from the previous layer"),
                     out_features=key(Int(1), REQUIRED, "outputs")),
     "softmax": _layer("softmax"),
+    # random pooling
+    "fractionalmaxpool2d": _layer("fractionalmaxpool2d",
+                                  kernel_size=key(Size(1), REQUIRED, "region height and width"),
+                                  output_size=key(OrNull(Size(1)), None, "output height and width (or output_ratio)"),
+                                  output_ratio=key(OrNull(Ratio()), None,
+                                                   "output size as a fraction of the input's, int(H * ratio)")),
+    "stochasticpool2d": _layer("stochasticpool2d", kernel_size=key(Size(1), REQUIRED, "window height and width"),
+                               stride=key(Size(1), None, "step between windows (default: kernel_size)")),
 }
 LAYER_CLASSES = {"conv2d": L.Conv2D, "relu": L.ReLU, "maxpool2d": L.MaxPool2D, "minpool2d": L.MinPool2D,
                  "avgpool2d": L.AvgPool2D, "globalavgpool2d": L.GlobalAvgPool2D,
-                 "globalmaxpool2d": L.GlobalMaxPool2D, "flatten": L.Flatten, "dense": L.Dense, "softmax": L.Softmax}
+                 "globalmaxpool2d": L.GlobalMaxPool2D, "flatten": L.Flatten, "dense": L.Dense, "softmax": L.Softmax,
+                 # random pooling
+                 "fractionalmaxpool2d": L.FractionalMaxPool2D, "stochasticpool2d": L.StochasticPool2D}
 
 _UNIT = Number(0.0, 1.0)                   # [0, 1)
 _LR_DOC, _WD_DOC = "learning rate", "L2 penalty added to the gradient"
@@ -533,7 +543,9 @@ def build_model(config: Config, dtype=np.float32, allocate: bool = True) -> Sequ
                 layer = cls(**kwargs, dtype=dtype, rng=rng) if allocate else _hollow(kind, kwargs, dtype)
             else:
                 layer = cls(**kwargs)
-            if kind in ("maxpool2d", "minpool2d", "avgpool2d", "globalavgpool2d", "globalmaxpool2d") \
+            if kind in ("maxpool2d", "minpool2d", "avgpool2d", "globalavgpool2d", "globalmaxpool2d",
+                        # random pooling
+                        "fractionalmaxpool2d", "stochasticpool2d") \
                     and len(shape) != 3:
                 raise ValueError(f"{kind} needs a (C, H, W) feature map, got shape {list(shape)}")
             if kind == "softmax" and len(shape) != 1:

@@ -168,6 +168,34 @@ class Size:
         return tuple(v) if isinstance(v, list) else v
 
 
+# random pooling (FractionalMaxPool2D's output_size / output_ratio)
+@dataclasses.dataclass(frozen=True)
+class OrNull:
+    """``kind``'s value, or null."""
+
+    kind: object
+
+    @property
+    def expected(self) -> str:
+        return f"{self.kind.expected}, or null"
+
+    def check(self, v):
+        return None if v is None else self.kind.check(v)
+
+
+@dataclasses.dataclass(frozen=True)
+class Ratio:
+    """A number in (0, 1) or an [h, w] pair of them; pairs come back as tuples."""
+
+    expected = "a number in (0, 1) or a [h, w] pair of them"
+
+    def check(self, v):
+        items = v if isinstance(v, list) and len(v) == 2 else [v]
+        if not all((_is_int(i) or isinstance(i, float)) and 0 < i < 1 for i in items):
+            raise Bad(self.expected)
+        return tuple(float(i) for i in v) if isinstance(v, list) else float(v)
+
+
 @dataclasses.dataclass(frozen=True)
 class IntList:
     """A list of bounded integers (eval.shifts, seeds); comes back as a tuple."""

@@ -217,3 +217,10 @@ def test_the_plan_has_the_built_models_shapes_and_counts():
     assert [{k: p.shape for k, p in layer.params.items()} for layer in plan.layers] == \
         [{k: p.shape for k, p in layer.params.items()} for layer in built.layers]
     assert all(p.strides == (0,) * p.ndim for layer in plan.layers for p in layer.params.values())
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_config_builds(path):
+    """Every file in configs/, found by glob, so a new config is checked without being listed."""
+    model = build_model(load_config(path))
+    assert model.output_shape == (10,)

@@ -66,7 +66,17 @@ GRAD_CASES = {
     "AvgPool2D 2": (lambda: L.AvgPool2D(2), lambda: smooth((1, 2, 6, 6))),
     "GlobalAvgPool2D": (L.GlobalAvgPool2D, lambda: smooth((2, 2, 3, 4))),
     "GlobalMaxPool2D": (L.GlobalMaxPool2D, lambda: distinct((2, 2, 3, 4))),
+    # random pooling (their rng reset before every forward: hold_random)
+    "FractionalMaxPool2D ratio": (lambda: L.FractionalMaxPool2D((3, 2), output_ratio=(0.6, 0.7)),
+                                  lambda: distinct((2, 2, 9, 8))),
+    "StochasticPool2D 3/2": (lambda: L.StochasticPool2D(3, 2), lambda: distinct((1, 2, 7, 8))),
 }
+
+
+def hold_random(layer):
+    """A layer that draws random numbers draws the same ones at every forward."""
+    if getattr(layer, "draws_random", False):
+        layer.rng = np.random.default_rng(0)
 
 
 def numerical_gradient(loss, a):
@@ -94,10 +104,12 @@ def test_numerical_gradient(name):
     make_layer, make_x = GRAD_CASES[name]
     layer = randomize_params(make_layer())
     x = make_x()
+    hold_random(layer)
     y = layer.forward(x)
     r = np.random.default_rng(1).standard_normal(y.shape)
 
     def loss():
+        hold_random(layer)
         return float(np.sum(layer.forward(x) * r))
 
     dx = layer.backward(r)
@@ -229,6 +241,10 @@ LAYERS = {
     "AvgPool2D": (lambda: L.AvgPool2D(3, 2, 1, count_include_pad=False), (2, 2, 7, 6)),
     "GlobalAvgPool2D": (L.GlobalAvgPool2D, (2, 3, 4, 5)),
     "GlobalMaxPool2D": (L.GlobalMaxPool2D, (2, 3, 4, 5)),
+    # random pooling: a seeded rng, so that every fresh layer draws the same
+    "FractionalMaxPool2D": (lambda: L.FractionalMaxPool2D(3, output_ratio=0.6, rng=np.random.default_rng(0)),
+                            (2, 2, 7, 6)),
+    "StochasticPool2D": (lambda: L.StochasticPool2D((2, 3), (2, 1), rng=np.random.default_rng(0)), (2, 2, 7, 6)),
 }
 NAMES = list(LAYERS)
 
@@ -272,6 +288,9 @@ WRONG_NDIM = {
     "AvgPool2D": [(7, 6), (1, 2, 2, 7, 6)],
     "GlobalAvgPool2D": [(3, 4, 5), (1, 2, 3, 4, 5)],
     "GlobalMaxPool2D": [(4, 5), (1, 2, 3, 4, 5)],
+    # random pooling
+    "FractionalMaxPool2D": [(2, 7, 6), (1, 2, 2, 7, 6)],
+    "StochasticPool2D": [(2, 7, 6), (1, 2, 2, 7, 6)],
 }
 
 

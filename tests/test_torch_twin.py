@@ -88,3 +88,5 @@ def test_bench_pool_runs_and_prints_every_layer():
     out = _run("bench_pool.py", "--rounds", "1", "--no-torch")
     for layer in ("max 2x2/2", "max 3x3/2", "avg 2x2/2", "min 2x2/2", "global avg", "global max"):
         assert out.count(f"| {layer} |") == 2, layer
+    for layer in ("frac max 3x3 r0.5", "stochastic 2x2/2", "stochastic 3x3/2"):   # random pooling
+        assert out.count(f"| {layer} |") == 2, layer

@@ -15,8 +15,12 @@ from minicnn.layers.pooling import (
     MinPool2D,
 )
 from minicnn.layers.reshape import Flatten
+# random pooling
+from minicnn.layers.random_pool import FractionalMaxPool2D, StochasticPool2D
 
 __all__ = [
     "Layer", "Conv2D", "Dense", "ReLU", "Softmax", "Flatten",
     "MaxPool2D", "AvgPool2D", "MinPool2D", "GlobalAvgPool2D", "GlobalMaxPool2D",
+    # random pooling
+    "FractionalMaxPool2D", "StochasticPool2D",
 ]
