@@ -15,8 +15,14 @@ from minicnn.layers.pooling import (
     MinPool2D,
 )
 from minicnn.layers.reshape import Flatten
+# normalisation, regularisation, activations
+from minicnn.layers.activations import GELU, LeakyReLU, Sigmoid, Tanh
+from minicnn.layers.normalization import BatchNorm1D, BatchNorm2D
+from minicnn.layers.regularization import Dropout, Dropout2D
 
 __all__ = [
     "Layer", "Conv2D", "Dense", "ReLU", "Softmax", "Flatten",
     "MaxPool2D", "AvgPool2D", "MinPool2D", "GlobalAvgPool2D", "GlobalMaxPool2D",
+    # normalisation, regularisation, activations
+    "BatchNorm2D", "BatchNorm1D", "Dropout", "Dropout2D", "LeakyReLU", "Tanh", "Sigmoid", "GELU",
 ]
