@@ -62,7 +62,7 @@ BROKEN = [
     ("not a mapping", "- 1\n- 2\n", [], "", "mapping"),
     ("unknown top key", mutate(["optimiser"], 1) | {}, [], "optimiser", "unknown key"),
     ("unknown layer key", mutate(["model", "layers", 2, "size"], 2), [], "model.layers[2].size", "unknown key"),
-    ("unknown layer type", mutate(["model", "layers", 1, "type"], "tanh"), [], "model.layers[1].type", "expected one of"),
+    ("unknown layer type", mutate(["model", "layers", 1, "type"], "swish"), [], "model.layers[1].type", "expected one of"),
     ("missing kernel_size", mutate(["model", "layers", 2, "kernel_size"], KeyError), [],
      "model.layers[2].kernel_size", "missing"),
     ("kernel_size string", mutate(["model", "layers", 2, "kernel_size"], "2"), [],

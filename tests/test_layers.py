@@ -66,6 +66,19 @@ GRAD_CASES = {
     "AvgPool2D 2": (lambda: L.AvgPool2D(2), lambda: smooth((1, 2, 6, 6))),
     "GlobalAvgPool2D": (L.GlobalAvgPool2D, lambda: smooth((2, 2, 3, 4))),
     "GlobalMaxPool2D": (L.GlobalMaxPool2D, lambda: distinct((2, 2, 3, 4))),
+    # normalisation, regularisation, activations
+    "BatchNorm2D": (lambda: L.BatchNorm2D(3), lambda: smooth((3, 3, 2, 3)) * 2 + 1),
+    "BatchNorm2D no affine": (lambda: L.BatchNorm2D(2, affine=False), lambda: smooth((2, 2, 3, 2))),
+    "BatchNorm1D": (lambda: L.BatchNorm1D(4, momentum=0.3, eps=1e-3), lambda: smooth((5, 4))),
+    "BatchNorm1D (N, C, L)": (lambda: L.BatchNorm1D(2), lambda: smooth((3, 2, 4))),
+    "Dropout": (lambda: L.Dropout(0.4), lambda: smooth((3, 2, 4, 5))),
+    "Dropout2D": (lambda: L.Dropout2D(0.5), lambda: smooth((3, 4, 3, 2))),
+    "LeakyReLU": (lambda: L.LeakyReLU(0.2), lambda: away_from_zero((2, 3, 4, 5))),
+    "LeakyReLU negative slope": (lambda: L.LeakyReLU(-0.5), lambda: away_from_zero((3, 7))),
+    "Tanh": (L.Tanh, lambda: smooth((2, 3, 4, 5))),
+    "Sigmoid": (L.Sigmoid, lambda: smooth((4, 6)) * 3),
+    "GELU": (L.GELU, lambda: smooth((2, 3, 4, 5)) * 2),
+    "GELU tanh": (lambda: L.GELU("tanh"), lambda: smooth((3, 7)) * 2),
 }
 
 
@@ -83,6 +96,12 @@ def numerical_gradient(loss, a):
     return grad
 
 
+def hold_draws(layer, seed=5):
+    """A random layer draws the same mask at every forward from here (dropout's mask held fixed)."""
+    if layer.draws_random:
+        layer.rng = np.random.default_rng(seed)
+
+
 def relative_error(analytic, numeric):
     scale = max(np.abs(analytic).max(), np.abs(numeric).max())
     assert scale > 1e-3, "the gradient is (nearly) zero: this check would prove nothing"
@@ -98,8 +117,11 @@ def test_numerical_gradient(name):
     r = np.random.default_rng(1).standard_normal(y.shape)
 
     def loss():
+        hold_draws(layer)
         return float(np.sum(layer.forward(x) * r))
 
+    hold_draws(layer)
+    y = layer.forward(x)
     dx = layer.backward(r)
     grads = {k: g.copy() for k, g in layer.grads.items()}
     assert dx.shape == x.shape and dx.dtype == np.float64
@@ -229,6 +251,15 @@ LAYERS = {
     "AvgPool2D": (lambda: L.AvgPool2D(3, 2, 1, count_include_pad=False), (2, 2, 7, 6)),
     "GlobalAvgPool2D": (L.GlobalAvgPool2D, (2, 3, 4, 5)),
     "GlobalMaxPool2D": (L.GlobalMaxPool2D, (2, 3, 4, 5)),
+    # normalisation, regularisation, activations (random layers with a fixed generator)
+    "BatchNorm2D": (lambda: L.BatchNorm2D(2), (3, 2, 4, 5)),
+    "BatchNorm1D": (lambda: L.BatchNorm1D(6), (3, 6)),
+    "Dropout": (lambda: L.Dropout(0.3, rng=np.random.default_rng(3)), (2, 3, 4, 5)),
+    "Dropout2D": (lambda: L.Dropout2D(0.5, rng=np.random.default_rng(3)), (2, 6, 4, 5)),
+    "LeakyReLU": (L.LeakyReLU, (2, 3, 4, 5)),
+    "Tanh": (L.Tanh, (2, 3, 4, 5)),
+    "Sigmoid": (L.Sigmoid, (3, 5)),
+    "GELU": (L.GELU, (2, 3, 4, 5)),
 }
 NAMES = list(LAYERS)
 
@@ -272,6 +303,15 @@ WRONG_NDIM = {
     "AvgPool2D": [(7, 6), (1, 2, 2, 7, 6)],
     "GlobalAvgPool2D": [(3, 4, 5), (1, 2, 3, 4, 5)],
     "GlobalMaxPool2D": [(4, 5), (1, 2, 3, 4, 5)],
+    # normalisation, regularisation, activations
+    "BatchNorm2D": [(3, 2, 4), (1, 3, 2, 4, 5)],
+    "BatchNorm1D": [(6,), (3, 6, 1, 1)],
+    "Dropout": [()],
+    "Dropout2D": [(2, 6, 4), (1, 2, 6, 4, 5)],
+    "LeakyReLU": [()],
+    "Tanh": [()],
+    "Sigmoid": [()],
+    "GELU": [()],
 }
 
 
