@@ -30,6 +30,7 @@ from cython cimport floating
 from minicnn._team cimport team_run
 
 DEF LANES = 8
+DEF BLOCK = 512     # values masked at a time into a stack buffer (a multiple of LANES)
 
 
 cdef struct Job:
@@ -57,11 +58,13 @@ cdef inline floating _z(floating x, floating m, floating a, floating b) noexcept
     return (x - m) * a + b
 
 
-cdef inline floating _dz(floating x, floating g, floating m, floating a, floating b, bint relu) noexcept nogil:
-    """dy, masked by z > 0 as _activations.relu_backward masks it."""
-    if relu:
-        return g * (<floating>1 if _z(x, m, a, b) > 0 else <floating>0)
-    return g
+cdef inline void _masked(const floating* x, const floating* dy, floating* dz, Py_ssize_t n,
+                         floating m, floating a, floating b) noexcept nogil:
+    """dz = dy * (1 if (x - m) * a + b > 0 else 0), as _activations.relu_backward masks dy
+    (a loop of its own: so it compiles to vector compares and blends, not branches)."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        dz[i] = dy[i] * (<floating>1 if _z(x[i], m, a, b) > 0 else <floating>0)
 
 
 cdef void _stats(const floating* x, double* sum1, double* sum2, Py_ssize_t N, Py_ssize_t C, Py_ssize_t S,
@@ -117,32 +120,40 @@ cdef void _normalize(const floating* x, floating* y, const floating* a, const fl
 cdef void _sums(const floating* x, const floating* dy, const floating* a, const floating* b, const floating* m,
                 double* sum1, double* sum2, Py_ssize_t N, Py_ssize_t C, Py_ssize_t S,
                 Py_ssize_t lo, Py_ssize_t hi, bint relu) noexcept nogil:
-    """sum1[c] = sum(dz), sum2[c] = sum(dz * (x - m[c])) (m in double)."""
-    cdef Py_ssize_t n, c, i, l, o, full = S - S % LANES
+    """sum1[c] = sum(dz), sum2[c] = sum(dz * (x - m[c])) (m in double); dz = dy, or with relu
+    dy masked, BLOCK values at a time into a buffer."""
+    cdef Py_ssize_t n, c, i, k, l, o, start, count, full
     cdef double s[LANES]
     cdef double q[LANES]
-    cdef double g, md
-    cdef floating ac, bc, mc
+    cdef floating buf[BLOCK]
+    cdef const floating* g
+    cdef const floating* xs
+    cdef double md
     for c in range(lo, hi):
         sum1[c] = 0
         sum2[c] = 0
     for n in range(N):
         for c in range(lo, hi):
-            ac, bc, mc = a[c], b[c], m[c]
-            md = mc
+            md = m[c]
             o = (n * C + c) * S
             for l in range(LANES):
                 s[l] = 0
                 q[l] = 0
-            for i in range(0, full, LANES):
-                for l in range(LANES):
-                    g = _dz(x[o + i + l], dy[o + i + l], mc, ac, bc, relu)
-                    s[l] = s[l] + g
-                    q[l] = q[l] + g * (x[o + i + l] - md)
-            for i in range(full, S):
-                g = _dz(x[o + i], dy[o + i], mc, ac, bc, relu)
-                s[0] = s[0] + g
-                q[0] = q[0] + g * (x[o + i] - md)
+            for start in range(o, o + S, BLOCK):
+                count = min(BLOCK, o + S - start)
+                xs = x + start
+                g = dy + start
+                if relu:
+                    _masked(xs, g, buf, count, m[c], a[c], b[c])
+                    g = buf
+                full = count - count % LANES
+                for i in range(0, full, LANES):
+                    for l in range(LANES):
+                        s[l] = s[l] + g[i + l]
+                        q[l] = q[l] + g[i + l] * (xs[i + l] - md)
+                for i in range(full, count):
+                    s[0] = s[0] + g[i]
+                    q[0] = q[0] + g[i] * (xs[i] - md)
             for l in range(LANES):
                 sum1[c] = sum1[c] + s[l]
                 sum2[c] = sum2[c] + q[l]
@@ -151,14 +162,20 @@ cdef void _sums(const floating* x, const floating* dy, const floating* a, const 
 cdef void _dx(const floating* x, const floating* dy, floating* dx, const floating* a, const floating* b,
               const floating* m, const floating* p, const floating* q, const floating* r,
               Py_ssize_t N, Py_ssize_t C, Py_ssize_t S, Py_ssize_t lo, Py_ssize_t hi, bint relu) noexcept nogil:
+    """dx = p * dz + q * (x - m) + r per channel; with relu, dz (dy masked) first written into dx."""
     cdef Py_ssize_t n, c, i, o
-    cdef floating ac, bc, mc, pc, qc, rc
+    cdef floating mc, pc, qc, rc
+    cdef const floating* g
     for n in range(N):
         for c in range(lo, hi):
-            ac, bc, mc, pc, qc, rc = a[c], b[c], m[c], p[c], q[c], r[c]
+            mc, pc, qc, rc = m[c], p[c], q[c], r[c]
             o = (n * C + c) * S
-            for i in range(o, o + S):
-                dx[i] = pc * _dz(x[i], dy[i], mc, ac, bc, relu) + qc * (x[i] - mc) + rc
+            g = dy + o
+            if relu:
+                _masked(x + o, dy + o, dx + o, S, mc, a[c], b[c])
+                g = dx + o
+            for i in range(S):
+                dx[o + i] = pc * g[i] + qc * (x[o + i] - mc) + rc
 
 
 cdef void _part(void* ctx, int part, int parts) noexcept nogil:
