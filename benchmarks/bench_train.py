@@ -1,6 +1,7 @@
 """Training throughput and per-layer time, minicnn against PyTorch, in one process.
 
-For every config (default: configs/*.yaml) this runs the training step of
+For every config (default: DEFAULT_CONFIGS, the networks of configs/ but the
+other BatchNorm variants and the 3x32x32 All-CNN-C) this runs the training step of
 ``minicnn.train.train_epoch`` on synthetic MNIST-shaped batches (the speed of a
 step does not depend on the pixel values):
 
@@ -18,7 +19,7 @@ and number of threads) with the ratios.  minicnn and PyTorch repetitions
 alternate, so that load from other processes hits both alike.  PyTorch's
 per-layer times are measured module by module on the module's real input
 (forward, then backward for the input and parameter gradients).  A ReLU
-right after a Conv2D runs inside it in minicnn (Sequential fuses the pair), so
+right after a Conv2D or BatchNorm runs inside it in minicnn (Sequential fuses the pair), so
 its row shows no time of its own and the Conv2D row includes it; compare the
 two rows together, or the sums.
 
@@ -50,7 +51,6 @@ OPENBLAS_L2_SIZE), then prints one table of all of them.
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 import pathlib
@@ -86,6 +86,9 @@ from minicnn.optim import OPTIMIZERS  # noqa: E402
 from torch_twin import torch_network, torch_optimizer  # noqa: E402
 
 POOL_SIZE = 4096  # synthetic training images the batches are drawn from
+# The seven networks of the pooling study, then one with BatchNorm and one with dropout (All-CNN-C).
+DEFAULT_CONFIGS = ["allconv", "avg_pool", "global_pool", "max_pool", "max_pool_overlap", "min_pool", "strided_conv",
+                   "max_pool_bn", "allcnn_c_mnist"]
 clock = time.perf_counter  # --clock cpu: time.thread_time (one thread only)
 PAUSE = 0.1       # seconds between minicnn and PyTorch runs
 
@@ -168,8 +171,8 @@ def minicnn_layer_times(model, run, steps):
     layers = []
     for i, layer in enumerate(model.layers):
         t = timer.times[i]
-        if i in model.fused_relus:   # runs inside the Conv2D before it (Sequential)
-            layers.append((f"{i:2d} {layer!r}, in the Conv2D above", 0.0, 0.0))
+        if i in model.fused_relus:   # runs inside the Conv2D or BatchNorm before it (Sequential)
+            layers.append((f"{i:2d} {layer!r}, in the layer above", 0.0, 0.0))
             continue
         if not t["fwd"]:
             continue  # a final Softmax folded into the loss
@@ -328,7 +331,7 @@ def ms(s):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("configs", nargs="*", help="YAML configs (default: configs/*.yaml)")
+    ap.add_argument("configs", nargs="*", help="YAML configs (default: DEFAULT_CONFIGS of configs/)")
     ap.add_argument("--steps", type=int, default=30, help="training steps per repetition")
     ap.add_argument("--repeats", type=int, default=5, help="repetitions; the median is reported")
     ap.add_argument("--threads", type=int, default=THREADS, help="BLAS and PyTorch threads (default: CPUs)")
@@ -349,7 +352,7 @@ def main(argv=None):
         return run_matrix(sys.argv[1:] if argv is None else list(argv))
     if args.threads != THREADS:
         ap.error("--threads must be given on the command line (it is read before NumPy loads)")
-    paths = args.configs or sorted(glob.glob(str(ROOT / "configs" / "*.yaml")))
+    paths = args.configs or [str(ROOT / "configs" / f"{name}.yaml") for name in DEFAULT_CONFIGS]
 
     torch = None
     if not args.no_torch:
