@@ -78,7 +78,7 @@ class Dropout(_Dropout):
         >>> import numpy as np
         >>> drop = Dropout(0.5, rng=np.random.default_rng(0))
         >>> drop.forward(np.ones((1, 6)))
-        array([[0., 2., 2., 0., 0., 2.]])
+        array([[2., 2., 2., 0., 0., 0.]])
         >>> drop.forward(np.ones((1, 6)), training=False)
         array([[1., 1., 1., 1., 1., 1.]])
     """
@@ -104,7 +104,7 @@ class Dropout2D(_Dropout):
         >>> import numpy as np
         >>> drop = Dropout2D(0.5, rng=np.random.default_rng(0))
         >>> drop.forward(np.ones((1, 4, 1, 2)))[0, :, 0]
-        array([[0., 0.],
+        array([[2., 2.],
                [2., 2.],
                [2., 2.],
                [0., 0.]])
