@@ -13,7 +13,7 @@ import pytest
 import minicnn.layers as L
 import reference as ref
 from minicnn import _batchnorm
-from minicnn.model import Sequential
+from minicnn.model import Sequential, training_memory
 from reference import assert_close
 
 DTYPES = [np.float32, np.float64]
@@ -282,3 +282,6 @@ def test_state_dict_holds_the_running_statistics_and_loads_them_back():
     assert a.n_params == 2 * 9 + 2 + 4 + 18 * 3 + 3 and a.n_state == 4
     assert "state (running statistics, not trained): 4" in a.summary()
     assert "state" not in Sequential([L.Flatten()], (1, 2, 2)).summary()
+    rows = training_memory(a, batch_size=8, eval_batch_size=8, optimizer_slots=1, itemsize=4).rows
+    assert rows[1].weights == (4 * 3 + 4) * 4           # gamma, beta: value, gradient, momentum; the state once
+    assert rows[1].activations == 3 * 8 * 2 * 3 * 3 * 4
