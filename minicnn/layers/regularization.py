@@ -38,8 +38,9 @@ class _Dropout(Layer):
 
     @property
     def _threshold(self) -> int:
-        """Draws below this are dropped: round(p * 2^32) of the 2^32 values."""
-        return round(self.p * 2**32)
+        """Draws below this are dropped: round(p * 2^32) of the 2^32 values (a uint32; for p = 1
+        every draw is kept, with _scale 0)."""
+        return min(round(self.p * 2**32), 2**32 - 1) if self.p < 1 else 0
 
     @property
     def _scale(self) -> float:
