@@ -1,6 +1,7 @@
 """Training throughput and per-layer time, minicnn against PyTorch, in one process.
 
-For every config (default: configs/*.yaml) this runs the training step of
+
+
 ``minicnn.train.train_epoch`` on synthetic MNIST-shaped batches (the speed of a
 step does not depend on the pixel values):
 
@@ -18,7 +19,7 @@ and number of threads) with the ratios.  minicnn and PyTorch repetitions
 alternate, so that load from other processes hits both alike.  PyTorch's
 per-layer times are measured module by module on the module's real input
 (forward, then backward for the input and parameter gradients).  A ReLU
-right after a Conv2D runs inside it in minicnn (Sequential fuses the pair), so
+right after a Conv2D or BatchNorm runs inside it in minicnn (Sequential fuses the pair), so
 its row shows no time of its own and the Conv2D row includes it; compare the
 two rows together, or the sums.
 
@@ -65,7 +66,6 @@ OPENBLAS_L2_SIZE), then prints one table of all of them.
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 import pathlib
@@ -198,8 +198,8 @@ def minicnn_layer_times(model, run, steps):
     layers = []
     for i, layer in enumerate(model.layers):
         t = timer.times[i]
-        if i in model.fused_relus:   # runs inside the Conv2D before it (Sequential)
-            layers.append((f"{i:2d} {layer!r}, in the Conv2D above", 0.0, 0.0))
+        if i in model.fused_relus:   # runs inside the Conv2D or BatchNorm before it (Sequential)
+            layers.append((f"{i:2d} {layer!r}, in the layer above", 0.0, 0.0))
             continue
         if not t["fwd"]:
             continue  # a final Softmax folded into the loss
@@ -376,7 +376,7 @@ def ms(s):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("configs", nargs="*", help="YAML configs (default: configs/*.yaml)")
+    ap.add_argument("configs", nargs="*", help="YAML configs (default: every config in configs/)")
     ap.add_argument("--steps", type=int, default=30, help="training steps per repetition")
     ap.add_argument("--repeats", type=int, default=5, help="repetitions; the median is reported")
     ap.add_argument("--threads", type=int, default=THREADS, help="BLAS and PyTorch threads (default: CPUs)")

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 
 def torch_network(model, torch):
-    """The same layers in torch.nn with minicnn's weights and dtype; a final Softmax is dropped."""
+    """The same layers in torch.nn with minicnn's weights (and running statistics) and dtype; a final
+    Softmax is dropped.  Dropout layers draw their own masks, at the same rate."""
     import minicnn.layers as L
     nn = torch.nn
 
@@ -66,6 +67,30 @@ def torch_network(model, torch):
             m = nn.Flatten()
         elif isinstance(layer, L.Softmax):
             continue  # folded into F.cross_entropy, as minicnn folds it into its loss
+        # normalisation, regularisation, activations
+        elif isinstance(layer, (L.BatchNorm2D, L.BatchNorm1D)):
+            running = torch.from_numpy(layer.state["running_mean"])
+            kind = nn.BatchNorm2d if isinstance(layer, L.BatchNorm2D) else nn.BatchNorm1d
+            m = kind(layer.num_features, eps=layer.eps, momentum=layer.momentum, affine=layer.affine,
+                     dtype=running.dtype)
+            with torch.no_grad():
+                m.running_mean.copy_(running)
+                m.running_var.copy_(torch.from_numpy(layer.state["running_var"]))
+                if layer.affine:
+                    m.weight.copy_(torch.from_numpy(layer.params["gamma"]))
+                    m.bias.copy_(torch.from_numpy(layer.params["beta"]))
+        elif isinstance(layer, L.Dropout):
+            m = nn.Dropout(layer.p)       # its own masks: same rate, not the same draws
+        elif isinstance(layer, L.Dropout2D):
+            m = nn.Dropout2d(layer.p)
+        elif isinstance(layer, L.LeakyReLU):
+            m = nn.LeakyReLU(layer.negative_slope)
+        elif isinstance(layer, L.Tanh):
+            m = nn.Tanh()
+        elif isinstance(layer, L.Sigmoid):
+            m = nn.Sigmoid()
+        elif isinstance(layer, L.GELU):
+            m = nn.GELU(approximate=layer.approximate)
         else:
             raise TypeError(f"no PyTorch equivalent for {layer!r}")
         modules.append(m)

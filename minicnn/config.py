@@ -75,12 +75,30 @@ LAYERS = {
                                                    "output size as a fraction of the input's, int(H * ratio)")),
     "stochasticpool2d": _layer("stochasticpool2d", kernel_size=key(Size(1), REQUIRED, "window height and width"),
                                stride=key(Size(1), None, "step between windows (default: kernel_size)")),
+    # normalisation, regularisation, activations
+    **{kind: _layer(kind, num_features=key(Int(1, null=True), None, "inferred from the previous layer"),
+                    momentum=key(Number(0.0, 1.0, open_high=False), 0.1, "weight of each batch in the running "
+                                 "statistics"),
+                    eps=key(Number(0.0, open_low=True), 1e-5, "added to the variance"),
+                    affine=key(Bool(), True, "learn a scale gamma and a shift beta per channel"))
+       for kind in ("batchnorm2d", "batchnorm1d")},
+    **{kind: _layer(kind, p=key(Number(0.0, 1.0, open_high=False), 0.5, f"probability of zeroing {what}"))
+       for kind, what in (("dropout", "an element"), ("dropout2d", "a whole channel"))},
+    "leakyrelu": _layer("leakyrelu", negative_slope=key(Number(0.0), 0.01, "slope for x <= 0")),
+    "tanh": _layer("tanh"),
+    "sigmoid": _layer("sigmoid"),
+    "gelu": _layer("gelu", approximate=key(Choice(("none", "tanh")), "none",
+                                           "none: exact, with erf; tanh: PyTorch's tanh approximation")),
 }
 LAYER_CLASSES = {"conv2d": L.Conv2D, "relu": L.ReLU, "maxpool2d": L.MaxPool2D, "minpool2d": L.MinPool2D,
                  "avgpool2d": L.AvgPool2D, "globalavgpool2d": L.GlobalAvgPool2D,
                  "globalmaxpool2d": L.GlobalMaxPool2D, "flatten": L.Flatten, "dense": L.Dense, "softmax": L.Softmax,
                  # random pooling
-                 "fractionalmaxpool2d": L.FractionalMaxPool2D, "stochasticpool2d": L.StochasticPool2D}
+                 "fractionalmaxpool2d": L.FractionalMaxPool2D, "stochasticpool2d": L.StochasticPool2D,
+                 # normalisation, regularisation, activations
+                 "batchnorm2d": L.BatchNorm2D, "batchnorm1d": L.BatchNorm1D, "dropout": L.Dropout,
+                 "dropout2d": L.Dropout2D, "leakyrelu": L.LeakyReLU, "tanh": L.Tanh, "sigmoid": L.Sigmoid,
+                 "gelu": L.GELU}
 
 _UNIT = Number(0.0, 1.0)                   # [0, 1)
 _LR_DOC, _WD_DOC = "learning rate", "L2 penalty added to the gradient"
@@ -454,7 +472,7 @@ def validate(raw: dict, file: str) -> Config:
             raise ConfigError(file, "model.input_shape", f"expected {list(MNIST_SHAPE)} for {data.dataset}, "
                               f"got {list(model.input_shape)}")
     layers = [(kind, {k: v for k, v in dataclasses.asdict(keys).items()
-                      if not (k in ("in_channels", "in_features") and v is None)})
+                      if not (k in INFERRED and v is None)})
               for kind, keys in model.layers]
     optimizer = OptimizerConfig(train.optimizer[0], dataclasses.asdict(train.optimizer[1]))
     schedule = ScheduleConfig(train.schedule[0], dataclasses.asdict(train.schedule[1]))
@@ -539,13 +557,19 @@ def build_model(config: Config, dtype=np.float32, allocate: bool = True) -> Sequ
                     raise ValueError(f"dense needs a flat (features,) input, got shape {list(shape)}; "
                                      "add {type: flatten} before it")
                 _infer(kwargs, "in_features", shape[0], file=config.file, path=path)
-            if kind in PARAM_SHAPES:
+            elif kind in ("batchnorm2d", "batchnorm1d"):
+                _infer(kwargs, "num_features", shape[0], file=config.file, path=path)
+            if kind in STATE_SHAPES:    # normalisation: no random draws, running state besides params
+                layer = cls(**kwargs, dtype=dtype) if allocate else _hollow(kind, kwargs, dtype)
+            elif kind in PARAM_SHAPES:
                 layer = cls(**kwargs, dtype=dtype, rng=rng) if allocate else _hollow(kind, kwargs, dtype)
             else:
                 layer = cls(**kwargs)
             if kind in ("maxpool2d", "minpool2d", "avgpool2d", "globalavgpool2d", "globalmaxpool2d",
                         # random pooling
-                        "fractionalmaxpool2d", "stochasticpool2d") \
+                        "fractionalmaxpool2d", "stochasticpool2d",
+                        # normalisation, regularisation
+                        "batchnorm2d", "dropout2d") \
                     and len(shape) != 3:
                 raise ValueError(f"{kind} needs a (C, H, W) feature map, got shape {list(shape)}")
             if kind == "softmax" and len(shape) != 1:
@@ -562,8 +586,20 @@ PARAM_SHAPES = {
     "conv2d": lambda k: {"W": (k["out_channels"], k["in_channels"], *pair(k["kernel_size"], "", "")),
                          "b": (k["out_channels"],)},
     "dense": lambda k: {"W": (k["in_features"], k["out_features"]), "b": (k["out_features"],)},
+    # normalisation
+    **{kind: lambda k: {"gamma": (k["num_features"],), "beta": (k["num_features"],)} if k["affine"] else {}
+       for kind in ("batchnorm2d", "batchnorm1d")},
 }
+# Shapes of the running state of the layers that keep one, for _hollow.
+STATE_SHAPES = {
+    # normalisation
+    **{kind: lambda k: {"running_mean": (k["num_features"],), "running_var": (k["num_features"],)}
+       for kind in ("batchnorm2d", "batchnorm1d")},
+}
+# Keys inferred from the previous layer's output when left out (or null).
+INFERRED = ("in_channels", "in_features", "num_features")
 _GEOMETRY = ("kernel_size", "stride", "padding")
+_SIZES = ("in_channels", "out_channels", "in_features", "out_features", "num_features", *_GEOMETRY)
 
 
 def _hollow(kind: str, kwargs: dict, dtype):
@@ -572,13 +608,15 @@ def _hollow(kind: str, kwargs: dict, dtype):
     Built with sizes of 1 (a few bytes), then given the real sizes; its params
     are read-only zero-stride views, so .size and .shape are right.
     """
-    small = {k: 1 if k not in ("padding",) else 0 for k in kwargs}
+    small = {**kwargs, **{k: 1 if k not in ("padding",) else 0 for k in kwargs if k in _SIZES}}
     layer = LAYER_CLASSES[kind](**small, dtype=dtype)
     for k, v in kwargs.items():
         setattr(layer, k, pair(v, k, kind) if k in _GEOMETRY else v)
     zero = np.zeros((), dtype=dtype)
     layer.params = {name: np.broadcast_to(zero, shape) for name, shape in PARAM_SHAPES[kind](kwargs).items()}
     layer.grads = {}
+    layer.state = {name: np.broadcast_to(zero, shape)
+                   for name, shape in STATE_SHAPES.get(kind, lambda k: {})(kwargs).items()}
     return layer
 
 

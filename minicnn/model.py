@@ -6,7 +6,10 @@ import math
 
 import numpy as np
 
-from minicnn.layers import Conv2D, Layer, ReLU, Softmax
+from minicnn.layers import BatchNorm1D, BatchNorm2D, Conv2D, Layer, ReLU, Softmax
+
+# Layers whose forward takes relu=True: a ReLU right after one runs inside it.
+RELU_FUSING = (Conv2D, BatchNorm2D, BatchNorm1D)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -18,6 +21,7 @@ class LayerRow:
     params: int
     macs: int
     receptive_field: tuple[int, int] | None  # None once the spatial map is gone
+    state: int = 0     # elements of running state (BatchNorm's statistics), not trained
 
 
 class Sequential:
@@ -26,22 +30,22 @@ class Sequential:
     ``input_shape`` is per example, e.g. (1, 28, 28); building checks that every
     layer accepts the shape the previous one produces (ValueError otherwise).
 
-    A Conv2D directly followed by a ReLU runs as one step: the convolution
-    rectifies its output chunk by chunk while it is in cache, and masks the
-    gradient the same way in backward (Conv2D.forward's ``relu``), instead of
-    two more passes over the whole activation.  Outputs and gradients are bit
-    for bit those of the two layers run apart, but for the bias gradient of a
-    Winograd convolution, summed in another order; the ReLU layer itself is
-    then not called.
+    A Conv2D or BatchNorm directly followed by a ReLU runs as one step: the
+    layer rectifies its output as it writes it (the convolution chunk by chunk
+    while it is in cache), and masks the gradient the same way in backward
+    (their forward's ``relu``), instead of two more passes over the whole
+    activation.  Outputs and gradients are bit for bit those of the two layers
+    run apart, but for the bias gradient of a Winograd convolution, summed in
+    another order; the ReLU layer itself is then not called.
     """
 
     def __init__(self, layers: list[Layer], input_shape: tuple[int, ...]) -> None:
         self.layers = list(layers)
         self.input_shape = tuple(input_shape)
         self.rows = self._propagate()
-        # indices of the ReLUs folded into the Conv2D before them
+        # indices of the ReLUs folded into the Conv2D or BatchNorm before them
         self.fused_relus = {i + 1 for i in range(len(self.layers) - 1)
-                            if type(self.layers[i]) is Conv2D and type(self.layers[i + 1]) is ReLU}
+                            if type(self.layers[i]) in RELU_FUSING and type(self.layers[i + 1]) is ReLU}
 
     def _propagate(self) -> list[LayerRow]:
         rows = []
@@ -60,7 +64,7 @@ class Sequential:
                 jump = (jump[0] * sh, jump[1] * sw)
             params = sum(p.size for p in layer.params.values())
             rows.append(LayerRow(type(layer).__name__, tuple(out), params, macs,
-                                 rf if len(out) == 3 else None))
+                                 rf if len(out) == 3 else None, sum(a.size for a in layer.state.values())))
             shape = out
         return rows
 
@@ -94,6 +98,11 @@ class Sequential:
     @property
     def n_params(self) -> int:
         return sum(r.params for r in self.rows)
+
+    @property
+    def n_state(self) -> int:
+        """Elements of running state (not parameters: the optimizer never sees them)."""
+        return sum(r.state for r in self.rows)
 
     @property
     def macs(self) -> int:
@@ -136,7 +145,7 @@ class Sequential:
         first = 0 if input_grad else next((i for i, layer in enumerate(layers) if layer.params), len(layers))
         for i in range(len(layers) - 1, first - 1, -1):
             if i in self.fused_relus:
-                continue      # the Conv2D below masks dy itself
+                continue      # the Conv2D or BatchNorm below masks dy itself
             if i == first and not input_grad:
                 layers[i].backward(dy, input_grad=False)
                 return None
@@ -147,14 +156,24 @@ class Sequential:
         """(params, grads, key) for every parameter, in a fixed order."""
         return [(layer.params, layer.grads, key) for layer in self.layers for key in layer.params]
 
+    def seed_batch(self, seed: int, epoch: int, batch: int) -> None:
+        """Give every layer that draws_random a fresh ``rng``, default_rng([seed, 1, epoch, batch, i])
+        for layer i: what a training batch draws (dropout masks, ...) follows from its place in the
+        run alone, so a resumed run draws what an uninterrupted one does.  Other layers are untouched."""
+        for i, layer in enumerate(self.layers):
+            if layer.draws_random:
+                layer.rng = np.random.default_rng([seed, 1, epoch, batch, i])
+
     def state_dict(self) -> dict[str, np.ndarray]:
-        return {f"{i}.{key}": layer.params[key] for i, layer in enumerate(self.layers)
-                for key in layer.params}
+        """Every layer's params and state (running statistics), keyed "i.name" (layer index, array
+        name, e.g. "0.W", "1.gamma", "1.running_mean"); the arrays themselves, not copies."""
+        return {f"{i}.{key}": array for i, layer in enumerate(self.layers)
+                for key, array in (*layer.params.items(), *layer.state.items())}
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         for name, target in self.state_dict().items():
             if name not in state or state[name].shape != target.shape:
-                raise ValueError(f"checkpoint does not match the model at parameter {name}")
+                raise ValueError(f"checkpoint does not match the model at array {name}")
             target[...] = state[name]
 
     def summary(self) -> str:
@@ -171,6 +190,7 @@ class Sequential:
         rf = self.receptive_field
         out = [fmt(head), rule, *map(fmt, lines), rule,
                f"total params: {self.n_params:,}",
+               *([f"state (running statistics, not trained): {self.n_state:,}"] if self.n_state else []),
                f"MACs per image: {self.macs:,}",
                f"receptive field of the last spatial layer: {rf[0]}x{rf[1]}" if rf else "receptive field: -"]
         return "\n".join(out)
@@ -209,7 +229,7 @@ def training_memory(model: Sequential, batch_size: int, eval_batch_size: int, op
     """Estimate the bytes training ``model`` needs, from shapes alone (nothing is allocated).
 
     Per layer: its parameters times (1 + 1 gradient + ``optimizer_slots``, e.g.
-    1 for SGD momentum, 2 for Adam), plus three arrays of its output per
+    1 for SGD momentum, 2 for Adam) and its state once, plus three arrays of its output per
     training batch (the output, the cache a layer keeps for backward, and the
     gradient coming back).  Evaluation runs without caches, one batch of
     ``eval_batch_size`` at a time; it counts when its largest layer input plus
@@ -219,7 +239,8 @@ def training_memory(model: Sequential, batch_size: int, eval_batch_size: int, op
     rows, eval_peak, shape = [], 0, model.input_shape
     for row in model.rows:
         out = math.prod(row.output_shape)
-        rows.append(MemoryRow(row.params * itemsize * (2 + optimizer_slots), 3 * batch_size * out * itemsize))
+        rows.append(MemoryRow((row.params * (2 + optimizer_slots) + row.state) * itemsize,
+                              3 * batch_size * out * itemsize))
         eval_peak = max(eval_peak, eval_batch_size * (math.prod(shape) + out) * itemsize)
         shape = row.output_shape
     return MemoryEstimate(rows, eval_peak)

@@ -2,7 +2,8 @@
 
 Run folder:
     config.yaml     the resolved config (defaults filled in): the run's identity
-    checkpoint.npz  parameters, optimizer state and metric rows after the last finished epoch
+    checkpoint.npz  parameters, layer state (running statistics: model.state_dict), optimizer
+                    state and metric rows after the last finished epoch
     metrics.csv     one row per finished epoch (derived from the checkpoint), METRIC_FIELDS
     summary.json    written once the run is finished; strict JSON (null, never NaN)
     .lock           exists while a process holds the run (``FolderLock``)

@@ -2,9 +2,11 @@
 
 Resuming reads the checkpoint only, and nothing else carries over between epochs:
 every epoch shuffles with its own generator ``default_rng([seed, epoch])``, draws
-its augmentation shifts from ``minicnn.data.augment_rng(seed, epoch)``, and sets the
+its augmentation shifts from ``minicnn.data.augment_rng(seed, epoch)``, reseeds the
+random layers (dropout) before every batch (``Sequential.seed_batch``), and sets the
 learning rate of every batch from its global index (minicnn.schedules), so an
-interrupted and resumed run gives exactly the numbers of an uninterrupted one.
+interrupted and resumed run gives exactly the numbers of an uninterrupted one; the
+layers' running statistics (BatchNorm) are in the checkpoint.
 """
 from __future__ import annotations
 
@@ -127,12 +129,14 @@ def predict(model: Sequential, x: np.ndarray, y: np.ndarray, batch_size: int = 1
 
 
 def train_epoch(model, optimizer, x, y, batch_size, rng, bar=None, rates=None,
-                augment=None) -> tuple[float, float, bool]:
+                augment=None, *, seed=None, epoch=0) -> tuple[float, float, bool]:
     """One pass over (x, y) in shuffled mini-batches.
 
     x: (N, C, H, W) uint8 0..255 or float in [0, 1], y: (N,) int64; rng shuffles. ``rates``: the learning rate of
     each batch, in order (None: optimizer.lr as it is); ``augment``: called with each
     batch's images (B, C, H, W), in batch order, returns the images to train on.
+    ``seed``: before batch b, ``model.seed_batch(seed, epoch, b)`` reseeds the layers that draw
+    random numbers (dropout); None leaves their generators as they are.
     Returns (mean loss, accuracy, diverged); stops at the first batch whose loss
     is not finite or above DIVERGED_LOSS, returning that loss.
     """
@@ -147,6 +151,8 @@ def train_epoch(model, optimizer, x, y, batch_size, rng, bar=None, rates=None,
             xb = datasets.to_float32(xb)
             if rates is not None:
                 optimizer.lr = rates[batch]
+            if seed is not None:
+                model.seed_batch(seed, epoch, batch)
             logits = model.forward(xb, training=True, logits=True)
             loss, dlogits = softmax_cross_entropy(logits, yb)
             if not loss <= DIVERGED_LOSS:  # also true for nan
@@ -216,7 +222,8 @@ def _train(config: Config, dataset: datasets.Dataset, splits: Splits, run: RunFo
                 augment = lambda xb, rng=rng: datasets.shift_batch(xb, config.augment_shift, rng)  # noqa: E731
             start = time.perf_counter()
             loss, acc, diverged = train_epoch(model, optimizer, splits.x_train, splits.y_train, config.batch_size,
-                                              np.random.default_rng([config.seed, epoch]), bar, rates, augment)
+                                              np.random.default_rng([config.seed, epoch]), bar, rates, augment,
+                                              seed=config.seed, epoch=epoch)
             seconds = time.perf_counter() - start
             bar.close()
             val_loss, val_acc = evaluate(model, splits.x_val, splits.y_val, config.eval_batch_size)

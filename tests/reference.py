@@ -250,3 +250,41 @@ def assert_close(actual, expected, dtype=None):
     assert actual.shape == expected.shape, f"shape {actual.shape}, expected {expected.shape}"
     np.testing.assert_allclose(actual.astype(np.float64), expected, equal_nan=True,
                                **TOLERANCE[dtype])
+
+
+# ------------------------------------------------------- batch norm --
+
+def batchnorm_forward(x, gamma, beta, eps, mean=None, var=None):
+    """Per channel c (axis 1): (x - mean) / sqrt(var + eps) * gamma + beta.
+
+    mean and var default to the batch's (biased variance) over every axis but 1.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    axes = tuple(a for a in range(x.ndim) if a != 1)
+    shape = [1] * x.ndim
+    shape[1] = x.shape[1]
+    mean = x.mean(axis=axes) if mean is None else np.asarray(mean, dtype=np.float64)
+    var = ((x - mean.reshape(shape)) ** 2).mean(axis=axes) if var is None else np.asarray(var, dtype=np.float64)
+    xhat = (x - mean.reshape(shape)) / np.sqrt(var.reshape(shape) + eps)
+    return xhat * np.reshape(gamma, shape) + np.reshape(beta, shape)
+
+
+def batchnorm_backward(x, dy, gamma, eps):
+    """Training-mode gradients (dx, dgamma, dbeta) by the chain rule through the batch mean
+    and variance, term by term (the textbook derivation, not the folded formula)."""
+    x = np.asarray(x, dtype=np.float64)
+    dy = np.asarray(dy, dtype=np.float64)
+    axes = tuple(a for a in range(x.ndim) if a != 1)
+    shape = [1] * x.ndim
+    shape[1] = x.shape[1]
+    m = x.size // x.shape[1]
+    mu = x.mean(axis=axes, keepdims=True)
+    var = ((x - mu) ** 2).mean(axis=axes, keepdims=True)
+    std = np.sqrt(var + eps)
+    xhat = (x - mu) / std
+    g = np.reshape(gamma, shape).astype(np.float64)
+    dxhat = dy * g
+    dvar = np.sum(dxhat * (x - mu) * -0.5 * std ** -3, axis=axes, keepdims=True)
+    dmu = np.sum(-dxhat / std, axis=axes, keepdims=True) + dvar * np.sum(-2 * (x - mu), axis=axes, keepdims=True) / m
+    dx = dxhat / std + dvar * 2 * (x - mu) / m + dmu / m
+    return dx, np.sum(dy * xhat, axis=axes), np.sum(dy, axis=axes)

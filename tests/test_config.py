@@ -62,7 +62,7 @@ BROKEN = [
     ("not a mapping", "- 1\n- 2\n", [], "", "mapping"),
     ("unknown top key", mutate(["optimiser"], 1) | {}, [], "optimiser", "unknown key"),
     ("unknown layer key", mutate(["model", "layers", 2, "size"], 2), [], "model.layers[2].size", "unknown key"),
-    ("unknown layer type", mutate(["model", "layers", 1, "type"], "tanh"), [], "model.layers[1].type", "expected one of"),
+    ("unknown layer type", mutate(["model", "layers", 1, "type"], "swish"), [], "model.layers[1].type", "expected one of"),
     ("missing kernel_size", mutate(["model", "layers", 2, "kernel_size"], KeyError), [],
      "model.layers[2].kernel_size", "missing"),
     ("kernel_size string", mutate(["model", "layers", 2, "kernel_size"], "2"), [],
@@ -110,6 +110,25 @@ BROKEN = [
     ("override bad key", BASE, ["train..epochs=1"], "train..epochs", "dotted path"),
     ("override wrong type", BASE, ["train.epochs=abc"], "train.epochs", "positive integer"),
     ("override through a scalar", BASE, ["seed.x=1"], "seed.x", "not a mapping"),
+    # normalisation, regularisation, activations
+    ("batchnorm momentum", BASE, ["model.layers[1]={type: batchnorm2d, momentum: 2}"], "model.layers[1].momentum",
+     "a number in [0, 1]"),
+    ("batchnorm eps zero", BASE, ["model.layers[1]={type: batchnorm2d, eps: 0}"], "model.layers[1].eps", "> 0"),
+    ("batchnorm affine", BASE, ["model.layers[1]={type: batchnorm2d, affine: 1}"], "model.layers[1].affine",
+     "true or false"),
+    ("batchnorm channels", BASE, ["model.layers[1]={type: batchnorm2d, num_features: 5}"],
+     "model.layers[1].num_features", "expected 32 (inferred"),
+    ("batchnorm2d on features", BASE, ["model.layers[7]={type: batchnorm2d}"], "model.layers[7]",
+     "needs a (C, H, W) feature map"),
+    ("batchnorm1d on a map", BASE, ["model.layers[1]={type: batchnorm1d}"], "model.layers[1]", "BatchNorm1D: expects"),
+    ("batchnorm unknown key", BASE, ["model.layers[1]={type: batchnorm2d, momentum_: 0.1}"],
+     "model.layers[1].momentum_", "unknown key"),
+    ("dropout p", BASE, ["model.layers[1]={type: dropout, p: 1.5}"], "model.layers[1].p", "a number in [0, 1]"),
+    ("dropout2d on features", BASE, ["model.layers[7]={type: dropout2d}"], "model.layers[7]", "needs a (C, H, W)"),
+    ("leakyrelu slope", BASE, ["model.layers[1]={type: leakyrelu, negative_slope: x}"],
+     "model.layers[1].negative_slope", "a number >= 0"),
+    ("gelu approximate", BASE, ["model.layers[1]={type: gelu, approximate: erf}"], "model.layers[1].approximate",
+     "one of none, tanh"),
 ]
 
 
@@ -224,3 +243,31 @@ def test_every_shipped_config_builds(path):
     """Every file in configs/, found by glob, so a new config is checked without being listed."""
     model = build_model(load_config(path))
     assert model.output_shape == (10,)
+
+
+def test_new_layer_types_build_with_inferred_sizes(tmp_path):
+    layers = [{"type": "conv2d", "out_channels": 4, "kernel_size": 3}, {"type": "batchnorm2d", "momentum": 0.2},
+              {"type": "leakyrelu", "negative_slope": 0.1}, {"type": "dropout2d", "p": 0.25},
+              {"type": "flatten"}, {"type": "dense", "out_features": 8}, {"type": "batchnorm1d", "affine": False},
+              {"type": "gelu", "approximate": "tanh"}, {"type": "dropout"}, {"type": "tanh"}, {"type": "sigmoid"},
+              {"type": "dense", "out_features": 10}, {"type": "softmax"}]
+    config = load_config(write(tmp_path, BASE | {"model": {"input_shape": [1, 28, 28], "layers": layers}}))
+    model = build_model(config)
+    names = [repr(layer) for layer in model.layers]
+    assert names[1] == "BatchNorm2D(4, momentum=0.2, eps=1e-05, affine=True)"
+    assert names[6] == "BatchNorm1D(8, momentum=0.1, eps=1e-05, affine=False)"
+    assert names[2:4] == ["LeakyReLU(negative_slope=0.1)", "Dropout2D(p=0.25)"]
+    assert names[7:11] == ["GELU(approximate='tanh')", "Dropout(p=0.5)", "Tanh()", "Sigmoid()"]
+    assert config.resolved["model"]["layers"][1] == {"type": "batchnorm2d", "momentum": 0.2, "eps": 1e-05,
+                                                     "affine": True}
+    hollow = build_model(config, allocate=False)      # the summary's model: same counts, no memory
+    assert (hollow.n_params, hollow.n_state) == (model.n_params, model.n_state) == (4 * 9 + 4 + 2 * 4
+                                                                                     + 2704 * 8 + 8 + 8 * 10 + 10,
+                                                                                     4 * 2 + 8 * 2)
+    assert all(a.strides == (0,) for a in hollow.layers[1].state.values())
+
+
+def test_a_bad_normalisation_key_exits_2_naming_the_path(tmp_path, run_cli):
+    path = write(tmp_path, BASE)
+    status, out, err = run_cli("summary", path, "--set", "model.layers[1]={type: batchnorm2d, eps: -1}")
+    assert status == 2 and f"{path}: model.layers[1].eps: expected a number > 0" in err

