@@ -20,6 +20,7 @@ DEPENDS = {
     "_im2col": ["minicnn/_isa.h", "minicnn/_isa.pxd", "minicnn/_im2col_avx2.h", "minicnn/_im2col_avx512.h", "minicnn/_channels_last.h", "minicnn/_gemm.h", "minicnn/_gemm.pxd", "minicnn/_team.pxd"],
     "_team": ["minicnn/_team.h", "minicnn/_team.pxd"],
     "_optim": ["minicnn/_team.pxd"],
+    "_batchnorm": ["minicnn/_team.pxd"],
     "_conv": ["minicnn/_isa.h", "minicnn/_isa.pxd", "minicnn/_gemm.h", "minicnn/_gemm.pxd", "minicnn/_team.pxd", "minicnn/_winograd.h", "minicnn/_winograd_impl.h", "minicnn/_winograd_avx512.h"],
     "_random_pool": ["minicnn/_random_pool.h", "minicnn/_random_pool_impl.h"],
 }
@@ -29,11 +30,7 @@ extensions = [
         f"minicnn.{name}",
         [f"minicnn/{name}.pyx"],
         include_dirs=[np.get_include(), "minicnn"],
-<<<<<<< HEAD
         depends=DEPENDS.get(name, []),
-=======
-        depends={"_pool": ["minicnn/_pool_simd.h", "minicnn/_pool_avx512.h"], "_im2col": ["minicnn/_im2col_avx512.h", "minicnn/_channels_last.h", "minicnn/_gemm.h", "minicnn/_gemm.pxd", "minicnn/_team.pxd"], "_team": ["minicnn/_team.h", "minicnn/_team.pxd"], "_optim": ["minicnn/_team.pxd"], "_batchnorm": ["minicnn/_team.pxd"], "_conv": ["minicnn/_gemm.h", "minicnn/_gemm.pxd", "minicnn/_team.pxd", "minicnn/_winograd.h", "minicnn/_winograd_impl.h", "minicnn/_winograd_avx512.h"]}.get(name, []),
->>>>>>> norm
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
         extra_compile_args=compile_args,
     )
@@ -45,12 +42,9 @@ extensions = [
         "_activations",
         "_conv",
         "_optim",
-<<<<<<< HEAD
         "_random_pool",
-=======
         "_batchnorm",
         "_dropout",
->>>>>>> norm
     )
 ]
 

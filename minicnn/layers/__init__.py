@@ -15,24 +15,18 @@ from minicnn.layers.pooling import (
     MinPool2D,
 )
 from minicnn.layers.reshape import Flatten
-<<<<<<< HEAD
 # random pooling
 from minicnn.layers.random_pool import FractionalMaxPool2D, StochasticPool2D
-=======
 # normalisation, regularisation, activations
 from minicnn.layers.activations import GELU, LeakyReLU, Sigmoid, Tanh
 from minicnn.layers.normalization import BatchNorm1D, BatchNorm2D
 from minicnn.layers.regularization import Dropout, Dropout2D
->>>>>>> norm
 
 __all__ = [
     "Layer", "Conv2D", "Dense", "ReLU", "Softmax", "Flatten",
     "MaxPool2D", "AvgPool2D", "MinPool2D", "GlobalAvgPool2D", "GlobalMaxPool2D",
-<<<<<<< HEAD
     # random pooling
     "FractionalMaxPool2D", "StochasticPool2D",
-=======
     # normalisation, regularisation, activations
     "BatchNorm2D", "BatchNorm1D", "Dropout", "Dropout2D", "LeakyReLU", "Tanh", "Sigmoid", "GELU",
->>>>>>> norm
 ]
