@@ -64,10 +64,21 @@ LAYERS = {
     "dense": _layer("dense", in_features=key(Int(1, null=True), None, "inferred from the previous layer"),
                     out_features=key(Int(1), REQUIRED, "outputs")),
     "softmax": _layer("softmax"),
+    # pooling family: LP, adaptive and spatial pyramid pooling
+    "lppool2d": _layer("lppool2d", norm_type=key(Number(0.0, open_low=True), REQUIRED, "p of (sum |x|^p)^(1/p)"),
+                       kernel_size=key(Size(1), REQUIRED, "window height and width"),
+                       stride=key(Size(1), None, "step between windows (default: kernel_size)")),
+    "adaptiveavgpool2d": _layer("adaptiveavgpool2d", output_size=key(Size(1), REQUIRED, "output height and width")),
+    "adaptivemaxpool2d": _layer("adaptivemaxpool2d", output_size=key(Size(1), REQUIRED, "output height and width")),
+    "spp2d": _layer("spp2d", levels=key(IntList(Int(1), nonempty=True), (1, 2, 4), "l x l grids, in order"),
+                    mode=key(Choice(("max", "avg")), "max", "max or avg pooling in each bin")),
 }
 LAYER_CLASSES = {"conv2d": L.Conv2D, "relu": L.ReLU, "maxpool2d": L.MaxPool2D, "minpool2d": L.MinPool2D,
                  "avgpool2d": L.AvgPool2D, "globalavgpool2d": L.GlobalAvgPool2D,
-                 "globalmaxpool2d": L.GlobalMaxPool2D, "flatten": L.Flatten, "dense": L.Dense, "softmax": L.Softmax}
+                 "globalmaxpool2d": L.GlobalMaxPool2D, "flatten": L.Flatten, "dense": L.Dense, "softmax": L.Softmax,
+                 # pooling family: LP, adaptive and spatial pyramid pooling
+                 "lppool2d": L.LPPool2D, "adaptiveavgpool2d": L.AdaptiveAvgPool2D,
+                 "adaptivemaxpool2d": L.AdaptiveMaxPool2D, "spp2d": L.SpatialPyramidPool2D}
 
 _UNIT = Number(0.0, 1.0)                   # [0, 1)
 _LR_DOC, _WD_DOC = "learning rate", "L2 penalty added to the gradient"
@@ -447,7 +458,9 @@ def build_model(config: Config, dtype=np.float32, allocate: bool = True) -> Sequ
                 layer = cls(**kwargs, dtype=dtype, rng=rng) if allocate else _hollow(kind, kwargs, dtype)
             else:
                 layer = cls(**kwargs)
-            if kind in ("maxpool2d", "minpool2d", "avgpool2d", "globalavgpool2d", "globalmaxpool2d") \
+            if kind in ("maxpool2d", "minpool2d", "avgpool2d", "globalavgpool2d", "globalmaxpool2d",
+                        # pooling family: LP, adaptive and spatial pyramid pooling
+                        "lppool2d", "adaptiveavgpool2d", "adaptivemaxpool2d", "spp2d") \
                     and len(shape) != 3:
                 raise ValueError(f"{kind} needs a (C, H, W) feature map, got shape {list(shape)}")
             if kind == "softmax" and len(shape) != 1:

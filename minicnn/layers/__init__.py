@@ -15,8 +15,13 @@ from minicnn.layers.pooling import (
     MinPool2D,
 )
 from minicnn.layers.reshape import Flatten
+# pooling family: LP, adaptive and spatial pyramid pooling
+from minicnn.layers.adaptive_pool import AdaptiveAvgPool2D, AdaptiveMaxPool2D, SpatialPyramidPool2D
+from minicnn.layers.lp_pool import LPPool2D
 
 __all__ = [
     "Layer", "Conv2D", "Dense", "ReLU", "Softmax", "Flatten",
     "MaxPool2D", "AvgPool2D", "MinPool2D", "GlobalAvgPool2D", "GlobalMaxPool2D",
+    # pooling family: LP, adaptive and spatial pyramid pooling
+    "LPPool2D", "AdaptiveAvgPool2D", "AdaptiveMaxPool2D", "SpatialPyramidPool2D",
 ]
