@@ -89,7 +89,7 @@ cdef inline double _scaled_window(
     """The LP norm (p != 1) of the window whose top-left corner is (h0, w0), rescaled by its largest |x|."""
     cdef Py_ssize_t i, j
     cdef const floating* row
-    cdef double a, m = 0.0, inv, total = 0.0
+    cdef double a, m = 0.0, total = 0.0
     cdef bint nan = False
     for i in range(h0, h0 + kh):
         row = x + i * W
@@ -105,11 +105,10 @@ cdef inline double _scaled_window(
         return 0.0
     if m == INFINITY:
         return INFINITY
-    inv = 1.0 / m
-    for i in range(h0, h0 + kh):
+    for i in range(h0, h0 + kh):      # divide, not multiply by 1 / m: the largest term must be 1 exactly
         row = x + i * W
         for j in range(w0, w0 + kw):
-            total = total + _power(fabs(row[j]) * inv, p, ip)
+            total = total + _power(fabs(row[j]) / m, p, ip)
     return m * _root(total, p, ip)
 
 

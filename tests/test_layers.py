@@ -66,6 +66,15 @@ GRAD_CASES = {
     "AvgPool2D 2": (lambda: L.AvgPool2D(2), lambda: smooth((1, 2, 6, 6))),
     "GlobalAvgPool2D": (L.GlobalAvgPool2D, lambda: smooth((2, 2, 3, 4))),
     "GlobalMaxPool2D": (L.GlobalMaxPool2D, lambda: distinct((2, 2, 3, 4))),
+    # pooling family: LP, adaptive and spatial pyramid pooling
+    "LPPool2D p=2": (lambda: L.LPPool2D(2, 2), lambda: smooth((1, 2, 6, 7))),
+    "LPPool2D p=1 overlap": (lambda: L.LPPool2D(1, (3, 2), (1, 2)), lambda: away_from_zero((2, 1, 5, 7))),
+    "LPPool2D p=3.5 rect": (lambda: L.LPPool2D(3.5, (2, 3), (2, 1)), lambda: away_from_zero((1, 2, 6, 7))),
+    "LPPool2D p=0.7": (lambda: L.LPPool2D(0.7, 2), lambda: away_from_zero((1, 2, 4, 4))),
+    "AdaptiveAvgPool2D non-dividing": (lambda: L.AdaptiveAvgPool2D((3, 4)), lambda: smooth((2, 2, 7, 6))),
+    "AdaptiveMaxPool2D non-dividing": (lambda: L.AdaptiveMaxPool2D((4, 3)), lambda: distinct((2, 2, 9, 5))),
+    "SpatialPyramidPool2D max": (lambda: L.SpatialPyramidPool2D((1, 2, 4)), lambda: distinct((2, 2, 7, 9))),
+    "SpatialPyramidPool2D avg": (lambda: L.SpatialPyramidPool2D((3, 1), "avg"), lambda: smooth((1, 3, 5, 7))),
 }
 
 
@@ -229,6 +238,11 @@ LAYERS = {
     "AvgPool2D": (lambda: L.AvgPool2D(3, 2, 1, count_include_pad=False), (2, 2, 7, 6)),
     "GlobalAvgPool2D": (L.GlobalAvgPool2D, (2, 3, 4, 5)),
     "GlobalMaxPool2D": (L.GlobalMaxPool2D, (2, 3, 4, 5)),
+    # pooling family: LP, adaptive and spatial pyramid pooling
+    "LPPool2D": (lambda: L.LPPool2D(3, (3, 2), (2, 1)), (2, 2, 7, 6)),
+    "AdaptiveAvgPool2D": (lambda: L.AdaptiveAvgPool2D((3, 4)), (2, 2, 7, 6)),
+    "AdaptiveMaxPool2D": (lambda: L.AdaptiveMaxPool2D((4, 3)), (2, 2, 7, 6)),
+    "SpatialPyramidPool2D": (lambda: L.SpatialPyramidPool2D((1, 2, 4), "avg"), (2, 2, 7, 6)),
 }
 NAMES = list(LAYERS)
 
@@ -272,6 +286,11 @@ WRONG_NDIM = {
     "AvgPool2D": [(7, 6), (1, 2, 2, 7, 6)],
     "GlobalAvgPool2D": [(3, 4, 5), (1, 2, 3, 4, 5)],
     "GlobalMaxPool2D": [(4, 5), (1, 2, 3, 4, 5)],
+    # pooling family: LP, adaptive and spatial pyramid pooling
+    "LPPool2D": [(2, 7, 6), (1, 2, 2, 7, 6)],
+    "AdaptiveAvgPool2D": [(7, 6), (1, 2, 2, 7, 6)],
+    "AdaptiveMaxPool2D": [(2, 7, 6), (2, 2, 1, 7, 6)],
+    "SpatialPyramidPool2D": [(2, 7, 6), (1, 2, 2, 7, 6)],
 }
 
 
