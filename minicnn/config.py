@@ -65,7 +65,8 @@ LAYERS = {
                     out_features=key(Int(1), REQUIRED, "outputs")),
     "softmax": _layer("softmax"),
     # pooling family: LP, adaptive and spatial pyramid pooling
-    "lppool2d": _layer("lppool2d", norm_type=key(Number(0.0, open_low=True), REQUIRED, "p of (sum |x|^p)^(1/p)"),
+    "lppool2d": _layer("lppool2d",
+                       norm_type=key(Number(0.0, open_low=True), REQUIRED, "p: (sum of abs(x)^p)^(1/p) per window"),
                        kernel_size=key(Size(1), REQUIRED, "window height and width"),
                        stride=key(Size(1), None, "step between windows (default: kernel_size)")),
     "adaptiveavgpool2d": _layer("adaptiveavgpool2d", output_size=key(Size(1), REQUIRED, "output height and width")),
