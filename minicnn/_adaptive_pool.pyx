@@ -34,10 +34,8 @@ from libc.string cimport memset
 cdef extern from "_adaptive_pool.h" nogil:
     void mc_column_max_f32(const float* row, float* cm, int32_t* cr, Py_ssize_t W, int32_t i)
     void mc_column_max_f64(const double* row, double* cm, int32_t* cr, Py_ssize_t W, int32_t i)
-    Py_ssize_t mc_pick_f32(const float* cm, const int32_t* cr, Py_ssize_t ws, Py_ssize_t we, Py_ssize_t W,
-                           float* out)
-    Py_ssize_t mc_pick_f64(const double* cm, const int32_t* cr, Py_ssize_t ws, Py_ssize_t we, Py_ssize_t W,
-                           double* out)
+    Py_ssize_t mc_pick_f32(const float* cm, const int32_t* cr, Py_ssize_t ws, Py_ssize_t we, Py_ssize_t W)
+    Py_ssize_t mc_pick_f64(const double* cm, const int32_t* cr, Py_ssize_t ws, Py_ssize_t we, Py_ssize_t W)
 
 ctypedef fused index_t:
     int32_t
@@ -193,7 +191,7 @@ cdef inline void _max_plane(
 ) noexcept nogil:
     """One grid.  Per row of bins, the column maxima and their rows, then per bin the column
     the row-major scan would pick (_adaptive_pool.h)."""
-    cdef Py_ssize_t oh, ow, i, j, hs, he
+    cdef Py_ssize_t oh, ow, i, j, hs, he, pos
     for oh in range(OH):
         hs, he = rows[2 * oh], rows[2 * oh + 1]
         for j in range(W):
@@ -206,11 +204,11 @@ cdef inline void _max_plane(
                 mc_column_max_f64(x + i * W, cm, cr, W, <int32_t>i)
         for ow in range(OW):
             if floating is float:
-                argmax[oh * OW + ow] = <index_t>mc_pick_f32(cm, cr, cols[2 * ow], cols[2 * ow + 1], W,
-                                                            &y[oh * OW + ow])
+                pos = mc_pick_f32(cm, cr, cols[2 * ow], cols[2 * ow + 1], W)
             else:
-                argmax[oh * OW + ow] = <index_t>mc_pick_f64(cm, cr, cols[2 * ow], cols[2 * ow + 1], W,
-                                                            &y[oh * OW + ow])
+                pos = mc_pick_f64(cm, cr, cols[2 * ow], cols[2 * ow + 1], W)
+            y[oh * OW + ow] = x[pos]
+            argmax[oh * OW + ow] = <index_t>pos
 
 
 def max_forward(const floating[:, :, ::1] x, floating[:, ::1] y, index_t[:, ::1] argmax,
