@@ -395,6 +395,25 @@ def test_adaptive_pools_match_torch(shape, out, kind, dtype):
     np.testing.assert_array_equal(dx, at_indices.reshape(shape))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape, k", [((2, 3, 28, 28), 2), ((2, 3, 14, 14), 2), ((1, 2, 12, 9), 3), ((2, 2, 8, 8), 4)])
+def test_dividing_sizes_equal_plain_pooling(shape, k, dtype):
+    """Sizes that divide give bins of k x k with stride k: max pooling exactly (the same tie and
+    NaN rule), average pooling to rounding; configs/adaptive_max_pool.yaml trains as max_pool.yaml."""
+    x = random_input(shape, dtype, seed=9, kind="ties")
+    x[0, 0, 0, :2] = np.nan
+    out = (shape[2] // k, shape[3] // k)
+    y, dy, dx = run(L.AdaptiveMaxPool2D(out), x)
+    plain = L.MaxPool2D(k)
+    np.testing.assert_array_equal(y, plain.forward(x))
+    np.testing.assert_array_equal(dx, plain.backward(dy))
+    x = random_input(shape, dtype, seed=9)
+    y, dy, dx = run(L.AdaptiveAvgPool2D(out), x)
+    plain = L.AvgPool2D(k)
+    assert_close(y, plain.forward(x).astype(np.float64), dtype)
+    assert_close(dx, plain.backward(dy).astype(np.float64), dtype)
+
+
 def test_one_layer_takes_any_input_size():
     # the model's input_shape does not bind these layers: probes evaluate on larger canvases
     for layer in [L.AdaptiveMaxPool2D(7), L.AdaptiveAvgPool2D((7, 5)), L.SpatialPyramidPool2D((1, 2, 4), "avg")]:
