@@ -22,6 +22,7 @@ DEPENDS = {
     "_optim": ["minicnn/_team.pxd"],
     "_batchnorm": ["minicnn/_team.pxd"],
     "_conv": ["minicnn/_isa.h", "minicnn/_isa.pxd", "minicnn/_gemm.h", "minicnn/_gemm.pxd", "minicnn/_team.pxd", "minicnn/_winograd.h", "minicnn/_winograd_impl.h", "minicnn/_winograd_avx512.h"],
+    "_adaptive_pool": ["minicnn/_adaptive_pool.h"],
     "_random_pool": ["minicnn/_random_pool.h", "minicnn/_random_pool_impl.h"],
 }
 
@@ -45,6 +46,8 @@ extensions = [
         "_random_pool",
         "_batchnorm",
         "_dropout",
+        "_lp_pool",
+        "_adaptive_pool",
     )
 ]
 

@@ -1,8 +1,10 @@
 """Pooling forward + backward: minicnn against NumPy, PyTorch and the memory floor.
 
 Every pooling layer of the reference study (max 2x2/2, max 3x3/2, average
-2x2/2, min 2x2/2, global average, global max) and the random poolings
-(fractional max 3x3 to half the size, stochastic 2x2/2 and 3x3/2) run forward and backward on
+2x2/2, min 2x2/2, global average, global max), the random poolings (fractional max 3x3 to
+half the size, stochastic 2x2/2 and 3x3/2) and the rest of the pooling family
+(LP pooling p = 2 and 3, adaptive average and max onto 7x7 and onto 5x5, whose
+bins overlap, spatial pyramid pooling 1, 2, 4) runs forward and backward on
 float32 inputs shaped like the reference network's feature maps at batch 128,
 (128, 32, 28, 28) and (128, 64, 14, 14), against
 
@@ -12,7 +14,8 @@ float32 inputs shaped like the reference network's feature maps at batch 128,
   as -max_pool2d(-x), the usual way to get it in PyTorch; fractional max pooling
   as F.fractional_max_pool2d, drawing its samples as minicnn does; stochastic
   pooling, which PyTorch lacks, as the fastest composition a user would write:
-  unfold, cumsum of the positive parts, one torch.rand per window, gather);
+  unfold, cumsum of the positive parts, one torch.rand per window, gather;
+  spatial pyramid pooling as torch.cat of F.adaptive_*_pool2d(x, l).flatten(1));
 - the memory floor: the bytes the operation must move (read x, write y and a
   1-byte argmax per window; read dy and argmax, write dx) divided by the copy
   bandwidth measured in the same run with a large np.copyto (reads + writes).
@@ -50,7 +53,8 @@ from minicnn import threads as minicnn_threads  # noqa: E402
 from torch_twin import torch_stochastic_pool  # noqa: E402
 
 SHAPES = [(128, 32, 28, 28), (128, 64, 14, 14)]
-# name -> (minicnn layer factory, kind, kernel, stride)
+# name -> (minicnn layer factory, kind, kernel, stride); for the adaptive kinds "kernel" is the
+# output size, for spp the levels
 LAYERS = {
     "max 2x2/2": (lambda: L.MaxPool2D(2), "max", 2, 2),
     "max 3x3/2": (lambda: L.MaxPool2D(3, 2), "max", 3, 2),
@@ -62,16 +66,80 @@ LAYERS = {
     "frac max 3x3 r0.5": (lambda: L.FractionalMaxPool2D(3, output_ratio=0.5), "fmp", 3, 0.5),
     "stochastic 2x2/2": (lambda: L.StochasticPool2D(2), "stoch", 2, 2),
     "stochastic 3x3/2": (lambda: L.StochasticPool2D(3, 2), "stoch", 3, 2),
+    # pooling family: LP, adaptive and spatial pyramid pooling
+    "lp p=2 2x2/2": (lambda: L.LPPool2D(2, 2), "lp2", 2, 2),
+    "lp p=3 2x2/2": (lambda: L.LPPool2D(3, 2), "lp3", 2, 2),
+    "adaptive avg ->7": (lambda: L.AdaptiveAvgPool2D(7), "aavg", 7, None),
+    "adaptive max ->7": (lambda: L.AdaptiveMaxPool2D(7), "amax", 7, None),
+    "adaptive avg ->5": (lambda: L.AdaptiveAvgPool2D(5), "aavg", 5, None),
+    "adaptive max ->5": (lambda: L.AdaptiveMaxPool2D(5), "amax", 5, None),
+    "spp max 1,2,4": (lambda: L.SpatialPyramidPool2D((1, 2, 4), "max"), "sppmax", (1, 2, 4), None),
+    "spp avg 1,2,4": (lambda: L.SpatialPyramidPool2D((1, 2, 4), "avg"), "sppavg", (1, 2, 4), None),
 }
+ADAPTIVE = ("aavg", "amax", "sppmax", "sppavg")
 
 
 # -------------------------------------------------------------------- NumPy --
+
+def numpy_adaptive(kind, size, x, dy_of):
+    """Adaptive (or spatial pyramid) pooling: one vectorised step per bin, PyTorch's bins."""
+    n, c, h, w = x.shape
+    levels = size if kind.startswith("spp") else (size,)
+    maximum = kind in ("amax", "sppmax")
+    ys, picks = [], []
+    for level in levels:
+        rows = [((i * h) // level, -(-(i + 1) * h // level)) for i in range(level)]
+        cols = [((j * w) // level, -(-(j + 1) * w // level)) for j in range(level)]
+        y = np.empty((n, c, level, level), dtype=x.dtype)
+        for i, (hs, he) in enumerate(rows):
+            for j, (ws, we) in enumerate(cols):
+                cell = x[:, :, hs:he, ws:we].reshape(n, c, -1)
+                if maximum:
+                    arg = cell.argmax(axis=2)
+                    picks.append((hs, he, ws, we, arg))
+                    y[:, :, i, j] = np.take_along_axis(cell, arg[..., None], axis=2)[..., 0]
+                else:
+                    picks.append((hs, he, ws, we, None))
+                    y[:, :, i, j] = cell.mean(axis=2)
+        ys.append(y.reshape(n, -1) if kind.startswith("spp") else y)
+    dy = dy_of(np.concatenate(ys, axis=1) if kind.startswith("spp") else ys[0])
+    if kind.startswith("spp"):
+        grads, start = [], 0
+        for level in levels:
+            grads.append(dy[:, start:start + c * level * level].reshape(n, c, level * level))
+            start += c * level * level
+        dy = np.concatenate(grads, axis=2)
+    dy = dy.reshape(n, c, -1)
+    dx = np.zeros_like(x)
+    for o, (hs, he, ws, we, arg) in enumerate(picks):
+        g = dy[:, :, o]
+        if arg is None:
+            dx[:, :, hs:he, ws:we] += (g / ((he - hs) * (we - ws)))[:, :, None, None]
+        else:
+            cell = np.zeros((n, c, (he - hs) * (we - ws)), dtype=x.dtype)
+            np.put_along_axis(cell, arg[..., None], g[..., None], axis=2)
+            dx[:, :, hs:he, ws:we] += cell.reshape(n, c, he - hs, we - ws)
+    return dx
+
 
 def numpy_pool(kind, k, s, x, dy_of):
     """Plain NumPy forward and backward; returns dx (dy_of(y) gives the upstream gradient)."""
     n, c, h, w = x.shape
     if kind in ("fmp", "stoch"):
         return numpy_random_pool(kind, k, s, x, dy_of)
+    if kind in ADAPTIVE:
+        return numpy_adaptive(kind, k, x, dy_of)
+    if kind in ("lp2", "lp3"):                       # the reshape trick: these windows tile the map
+        p = int(kind[2])
+        oh, ow = h // k, w // k
+        a = np.abs(x[:, :, :oh * k, :ow * k]).reshape(n, c, oh, k, ow, k)
+        y = ((a ** p).sum(axis=(3, 5))) ** (1 / p)
+        dy = dy_of(y)
+        ratio = a / np.where(y == 0, 1, y)[:, :, :, None, :, None]
+        dx = np.zeros_like(x)
+        dx[:, :, :oh * k, :ow * k] = (np.sign(x[:, :, :oh * k, :ow * k]).reshape(a.shape) * ratio ** (p - 1)
+                                      * dy[:, :, :, None, :, None]).reshape(n, c, oh * k, ow * k)
+        return dx
     if kind in ("gavg", "gmax"):
         flat = x.reshape(n, c, h * w)
         if kind == "gavg":
@@ -173,6 +241,15 @@ def torch_pool(torch, kind, k, s):
         return lambda t: F.fractional_max_pool2d(t, k, output_ratio=(s, s))
     if kind == "stoch":
         return lambda t: torch_stochastic_pool(torch, t, (k, k), (s, s))
+    if kind in ("lp2", "lp3"):
+        return lambda t: F.lp_pool2d(t, int(kind[2]), k, s)
+    if kind == "aavg":
+        return lambda t: F.adaptive_avg_pool2d(t, k)
+    if kind == "amax":
+        return lambda t: F.adaptive_max_pool2d(t, k)
+    if kind in ("sppmax", "sppavg"):          # SPP as a user writes it: adaptive pools, concatenated
+        pool = F.adaptive_max_pool2d if kind == "sppmax" else F.adaptive_avg_pool2d
+        return lambda t: torch.cat([pool(t, level).flatten(1) for level in k], dim=1)
     return lambda t: F.adaptive_max_pool2d(t, 1).flatten(1)
 
 
@@ -199,6 +276,12 @@ def bytes_moved(kind, k, s, shape):
         return (x + out + out + (2 * out if kind == "stoch" else 0)) + (out + out + x)
     if kind in ("gavg", "gmax"):
         out, idx = n * c * 4, (n * c * 4 if kind == "gmax" else 0)
+    elif kind in ADAPTIVE:                  # 4-byte switches for max
+        out = n * c * 4 * sum(level * level for level in (k if kind.startswith("spp") else (k,)))
+        idx = out if kind in ("amax", "sppmax") else 0
+    elif kind in ("lp2", "lp3"):            # backward reads x, y and dy
+        out = n * c * (h // k) * (w // k) * 4
+        return (x + out) + (x + 2 * out + x)
     else:
         oh, ow = (h - k) // s + 1, (w - k) // s + 1
         out, idx = n * c * oh * ow * 4, (n * c * oh * ow if kind in ("max", "min") else 0)

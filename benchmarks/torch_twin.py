@@ -29,6 +29,16 @@ def torch_network(model, torch):
             if self.training:
                 return torch_stochastic_pool(torch, x, self.kernel_size, self.stride)
             return torch_stochastic_pool_eval(torch, x, self.kernel_size, self.stride)
+    class SpatialPyramidPool(nn.Module):
+        """SPP as one writes it in PyTorch: adaptive pools onto l x l grids, flattened, concatenated."""
+
+        def __init__(self, layer):
+            super().__init__()
+            make = nn.AdaptiveMaxPool2d if layer.mode == "max" else nn.AdaptiveAvgPool2d
+            self.pools = nn.ModuleList(make(level) for level in layer.levels)
+
+        def forward(self, x):
+            return torch.cat([pool(x).flatten(1) for pool in self.pools], dim=1)
 
     modules = []
     for layer in model.layers:
@@ -63,6 +73,16 @@ def torch_network(model, torch):
                                        output_ratio=layer.output_ratio)
         elif isinstance(layer, L.StochasticPool2D):
             m = StochasticPool(layer)
+        # pooling family: LP, adaptive and spatial pyramid pooling (LPPool2d equals LPPool2D on the
+        # non-negative inputs a ReLU gives)
+        elif isinstance(layer, L.LPPool2D):
+            m = nn.LPPool2d(layer.norm_type, layer.kernel_size, layer.stride)
+        elif isinstance(layer, L.AdaptiveAvgPool2D):
+            m = nn.AdaptiveAvgPool2d(layer.output_size)
+        elif isinstance(layer, L.AdaptiveMaxPool2D):
+            m = nn.AdaptiveMaxPool2d(layer.output_size)
+        elif isinstance(layer, L.SpatialPyramidPool2D):
+            m = SpatialPyramidPool(layer)
         elif isinstance(layer, L.Flatten):
             m = nn.Flatten()
         elif isinstance(layer, L.Softmax):

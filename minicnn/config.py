@@ -89,6 +89,15 @@ LAYERS = {
     "sigmoid": _layer("sigmoid"),
     "gelu": _layer("gelu", approximate=key(Choice(("none", "tanh")), "none",
                                            "none: exact, with erf; tanh: PyTorch's tanh approximation")),
+    # pooling family: LP, adaptive and spatial pyramid pooling
+    "lppool2d": _layer("lppool2d",
+                       norm_type=key(Number(0.0, open_low=True), REQUIRED, "p: (sum of abs(x)^p)^(1/p) per window"),
+                       kernel_size=key(Size(1), REQUIRED, "window height and width"),
+                       stride=key(Size(1), None, "step between windows (default: kernel_size)")),
+    "adaptiveavgpool2d": _layer("adaptiveavgpool2d", output_size=key(Size(1), REQUIRED, "output height and width")),
+    "adaptivemaxpool2d": _layer("adaptivemaxpool2d", output_size=key(Size(1), REQUIRED, "output height and width")),
+    "spp2d": _layer("spp2d", levels=key(IntList(Int(1), nonempty=True), (1, 2, 4), "l x l grids, in order"),
+                    mode=key(Choice(("max", "avg")), "max", "max or avg pooling in each bin")),
 }
 LAYER_CLASSES = {"conv2d": L.Conv2D, "relu": L.ReLU, "maxpool2d": L.MaxPool2D, "minpool2d": L.MinPool2D,
                  "avgpool2d": L.AvgPool2D, "globalavgpool2d": L.GlobalAvgPool2D,
@@ -98,7 +107,10 @@ LAYER_CLASSES = {"conv2d": L.Conv2D, "relu": L.ReLU, "maxpool2d": L.MaxPool2D, "
                  # normalisation, regularisation, activations
                  "batchnorm2d": L.BatchNorm2D, "batchnorm1d": L.BatchNorm1D, "dropout": L.Dropout,
                  "dropout2d": L.Dropout2D, "leakyrelu": L.LeakyReLU, "tanh": L.Tanh, "sigmoid": L.Sigmoid,
-                 "gelu": L.GELU}
+                 "gelu": L.GELU,
+                 # pooling family: LP, adaptive and spatial pyramid pooling
+                 "lppool2d": L.LPPool2D, "adaptiveavgpool2d": L.AdaptiveAvgPool2D,
+                 "adaptivemaxpool2d": L.AdaptiveMaxPool2D, "spp2d": L.SpatialPyramidPool2D}
 
 _UNIT = Number(0.0, 1.0)                   # [0, 1)
 _LR_DOC, _WD_DOC = "learning rate", "L2 penalty added to the gradient"
@@ -569,7 +581,9 @@ def build_model(config: Config, dtype=np.float32, allocate: bool = True) -> Sequ
                         # random pooling
                         "fractionalmaxpool2d", "stochasticpool2d",
                         # normalisation, regularisation
-                        "batchnorm2d", "dropout2d") \
+                        "batchnorm2d", "dropout2d",
+                        # pooling family: LP, adaptive and spatial pyramid pooling
+                        "lppool2d", "adaptiveavgpool2d", "adaptivemaxpool2d", "spp2d") \
                     and len(shape) != 3:
                 raise ValueError(f"{kind} needs a (C, H, W) feature map, got shape {list(shape)}")
             if kind == "softmax" and len(shape) != 1:

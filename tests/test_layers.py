@@ -83,6 +83,15 @@ GRAD_CASES = {
     "Sigmoid": (L.Sigmoid, lambda: smooth((4, 6)) * 3),
     "GELU": (L.GELU, lambda: smooth((2, 3, 4, 5)) * 2),
     "GELU tanh": (lambda: L.GELU("tanh"), lambda: smooth((3, 7)) * 2),
+    # pooling family: LP, adaptive and spatial pyramid pooling
+    "LPPool2D p=2": (lambda: L.LPPool2D(2, 2), lambda: smooth((1, 2, 6, 7))),
+    "LPPool2D p=1 overlap": (lambda: L.LPPool2D(1, (3, 2), (1, 2)), lambda: away_from_zero((2, 1, 5, 7))),
+    "LPPool2D p=3.5 rect": (lambda: L.LPPool2D(3.5, (2, 3), (2, 1)), lambda: away_from_zero((1, 2, 6, 7))),
+    "LPPool2D p=0.7": (lambda: L.LPPool2D(0.7, 2), lambda: away_from_zero((1, 2, 4, 4))),
+    "AdaptiveAvgPool2D non-dividing": (lambda: L.AdaptiveAvgPool2D((3, 4)), lambda: smooth((2, 2, 7, 6))),
+    "AdaptiveMaxPool2D non-dividing": (lambda: L.AdaptiveMaxPool2D((4, 3)), lambda: distinct((2, 2, 9, 5))),
+    "SpatialPyramidPool2D max": (lambda: L.SpatialPyramidPool2D((1, 2, 4)), lambda: distinct((2, 2, 7, 9))),
+    "SpatialPyramidPool2D avg": (lambda: L.SpatialPyramidPool2D((3, 1), "avg"), lambda: smooth((1, 3, 5, 7))),
 }
 
 
@@ -269,6 +278,11 @@ LAYERS = {
     "Tanh": (L.Tanh, (2, 3, 4, 5)),
     "Sigmoid": (L.Sigmoid, (3, 5)),
     "GELU": (L.GELU, (2, 3, 4, 5)),
+    # pooling family: LP, adaptive and spatial pyramid pooling
+    "LPPool2D": (lambda: L.LPPool2D(3, (3, 2), (2, 1)), (2, 2, 7, 6)),
+    "AdaptiveAvgPool2D": (lambda: L.AdaptiveAvgPool2D((3, 4)), (2, 2, 7, 6)),
+    "AdaptiveMaxPool2D": (lambda: L.AdaptiveMaxPool2D((4, 3)), (2, 2, 7, 6)),
+    "SpatialPyramidPool2D": (lambda: L.SpatialPyramidPool2D((1, 2, 4), "avg"), (2, 2, 7, 6)),
 }
 NAMES = list(LAYERS)
 
@@ -324,6 +338,11 @@ WRONG_NDIM = {
     "Tanh": [()],
     "Sigmoid": [()],
     "GELU": [()],
+    # pooling family: LP, adaptive and spatial pyramid pooling
+    "LPPool2D": [(2, 7, 6), (1, 2, 2, 7, 6)],
+    "AdaptiveAvgPool2D": [(7, 6), (1, 2, 2, 7, 6)],
+    "AdaptiveMaxPool2D": [(2, 7, 6), (2, 2, 1, 7, 6)],
+    "SpatialPyramidPool2D": [(2, 7, 6), (1, 2, 2, 7, 6)],
 }
 
 

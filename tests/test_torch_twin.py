@@ -24,7 +24,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from torch_twin import torch_network, torch_optimizer  # noqa: E402
 
 CONFIGS = ["max_pool", "avg_pool", "min_pool", "max_pool_overlap", "global_pool", "strided_conv", "allconv",
-           "max_pool_bn", "global_pool_bn"]
+           "max_pool_bn", "global_pool_bn",
+           # pooling family: LP, adaptive and spatial pyramid pooling
+           "lp_pool", "adaptive_max_pool", "adaptive_avg_pool", "spp"]
 OPTIMIZER_OVERRIDES = {
     "sgd": ["train.optimizer.weight_decay=0.001"],
     "adam": ["train.optimizer={name: adam, lr: 0.001, weight_decay: 0.001}"],

@@ -21,6 +21,9 @@ from minicnn.layers.random_pool import FractionalMaxPool2D, StochasticPool2D
 from minicnn.layers.activations import GELU, LeakyReLU, Sigmoid, Tanh
 from minicnn.layers.normalization import BatchNorm1D, BatchNorm2D
 from minicnn.layers.regularization import Dropout, Dropout2D
+# pooling family: LP, adaptive and spatial pyramid pooling
+from minicnn.layers.adaptive_pool import AdaptiveAvgPool2D, AdaptiveMaxPool2D, SpatialPyramidPool2D
+from minicnn.layers.lp_pool import LPPool2D
 
 __all__ = [
     "Layer", "Conv2D", "Dense", "ReLU", "Softmax", "Flatten",
@@ -29,4 +32,6 @@ __all__ = [
     "FractionalMaxPool2D", "StochasticPool2D",
     # normalisation, regularisation, activations
     "BatchNorm2D", "BatchNorm1D", "Dropout", "Dropout2D", "LeakyReLU", "Tanh", "Sigmoid", "GELU",
+    # pooling family: LP, adaptive and spatial pyramid pooling
+    "LPPool2D", "AdaptiveAvgPool2D", "AdaptiveMaxPool2D", "SpatialPyramidPool2D",
 ]
