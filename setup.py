@@ -29,6 +29,8 @@ extensions = [
         "_activations",
         "_conv",
         "_optim",
+        "_blurpool",
+        "_mixpool",
     )
 ]
 

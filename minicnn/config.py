@@ -10,6 +10,7 @@ expanded, so a hostile file fails in milliseconds with one line.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import pathlib
 import re
@@ -64,10 +65,23 @@ LAYERS = {
     "dense": _layer("dense", in_features=key(Int(1, null=True), None, "inferred from the previous layer"),
                     out_features=key(Int(1), REQUIRED, "outputs")),
     "softmax": _layer("softmax"),
+    # pool-b: anti-aliased and learned max/average pooling
+    "blurpool2d": _layer("blurpool2d", filter_size=key(Int(1, 7), 3, "taps of the binomial low-pass row"),
+                         stride=key(Size(1), 2, "subsampling step")),
+    "maxblurpool2d": _layer("maxblurpool2d", kernel_size=key(Size(1), 2, "stride-1 max window height and width"),
+                            filter_size=key(Int(1, 7), 3, "taps of the binomial low-pass row"),
+                            stride=key(Size(1), 2, "subsampling step")),
+    "mixedpool2d": _layer("mixedpool2d", kernel_size=key(Size(1), REQUIRED, "window height and width"),
+                          stride=key(Size(1), None, "step between windows (default: kernel_size)")),
+    "gatedpool2d": _layer("gatedpool2d", kernel_size=key(Size(1), REQUIRED, "window height and width"),
+                          stride=key(Size(1), None, "step between windows (default: kernel_size)")),
 }
 LAYER_CLASSES = {"conv2d": L.Conv2D, "relu": L.ReLU, "maxpool2d": L.MaxPool2D, "minpool2d": L.MinPool2D,
                  "avgpool2d": L.AvgPool2D, "globalavgpool2d": L.GlobalAvgPool2D,
-                 "globalmaxpool2d": L.GlobalMaxPool2D, "flatten": L.Flatten, "dense": L.Dense, "softmax": L.Softmax}
+                 "globalmaxpool2d": L.GlobalMaxPool2D, "flatten": L.Flatten, "dense": L.Dense, "softmax": L.Softmax,
+                 # pool-b: anti-aliased and learned max/average pooling
+                 "blurpool2d": L.BlurPool2D, "maxblurpool2d": L.MaxBlurPool2D, "mixedpool2d": L.MixedPool2D,
+                 "gatedpool2d": L.GatedPool2D}
 
 _UNIT = Number(0.0, 1.0)                   # [0, 1)
 _LR_DOC, _WD_DOC = "learning rate", "L2 penalty added to the gradient"
@@ -447,8 +461,9 @@ def build_model(config: Config, dtype=np.float32, allocate: bool = True) -> Sequ
                 layer = cls(**kwargs, dtype=dtype, rng=rng) if allocate else _hollow(kind, kwargs, dtype)
             else:
                 layer = cls(**kwargs)
-            if kind in ("maxpool2d", "minpool2d", "avgpool2d", "globalavgpool2d", "globalmaxpool2d") \
-                    and len(shape) != 3:
+            if kind in ("maxpool2d", "minpool2d", "avgpool2d", "globalavgpool2d", "globalmaxpool2d",
+                        "blurpool2d", "maxblurpool2d", "mixedpool2d", "gatedpool2d") \
+                    and len(shape) != 3:  # (its second line: pool-b's layers)
                 raise ValueError(f"{kind} needs a (C, H, W) feature map, got shape {list(shape)}")
             if kind == "softmax" and len(shape) != 1:
                 raise ValueError(f"softmax needs a flat (classes,) input, got shape {list(shape)}")
@@ -464,6 +479,9 @@ PARAM_SHAPES = {
     "conv2d": lambda k: {"W": (k["out_channels"], k["in_channels"], *pair(k["kernel_size"], "", "")),
                          "b": (k["out_channels"],)},
     "dense": lambda k: {"W": (k["in_features"], k["out_features"]), "b": (k["out_features"],)},
+    # pool-b: learned max/average pooling
+    "mixedpool2d": lambda k: {"theta": (1,)},
+    "gatedpool2d": lambda k: {"w": (math.prod(pair(k["kernel_size"], "", "")),)},
 }
 _GEOMETRY = ("kernel_size", "stride", "padding")
 
@@ -477,6 +495,8 @@ def _hollow(kind: str, kwargs: dict, dtype):
     small = {k: 1 if k not in ("padding",) else 0 for k in kwargs}
     layer = LAYER_CLASSES[kind](**small, dtype=dtype)
     for k, v in kwargs.items():
+        if k == "stride" and v is None:   # a pooling stride defaults to its kernel_size
+            v = kwargs["kernel_size"]
         setattr(layer, k, pair(v, k, kind) if k in _GEOMETRY else v)
     zero = np.zeros((), dtype=dtype)
     layer.params = {name: np.broadcast_to(zero, shape) for name, shape in PARAM_SHAPES[kind](kwargs).items()}

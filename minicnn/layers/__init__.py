@@ -15,8 +15,13 @@ from minicnn.layers.pooling import (
     MinPool2D,
 )
 from minicnn.layers.reshape import Flatten
+# pool-b: anti-aliased and learned max/average pooling
+from minicnn.layers.blurpool import BlurPool2D, MaxBlurPool2D
+from minicnn.layers.mixpool import GatedPool2D, MixedPool2D
 
 __all__ = [
     "Layer", "Conv2D", "Dense", "ReLU", "Softmax", "Flatten",
     "MaxPool2D", "AvgPool2D", "MinPool2D", "GlobalAvgPool2D", "GlobalMaxPool2D",
+    # pool-b: anti-aliased and learned max/average pooling
+    "BlurPool2D", "MaxBlurPool2D", "MixedPool2D", "GatedPool2D",
 ]
