@@ -18,7 +18,7 @@ extensions = [
         f"minicnn.{name}",
         [f"minicnn/{name}.pyx"],
         include_dirs=[np.get_include(), "minicnn"],
-        depends={"_pool": ["minicnn/_pool_simd.h", "minicnn/_pool_avx512.h"], "_im2col": ["minicnn/_im2col_avx512.h", "minicnn/_channels_last.h", "minicnn/_gemm.h", "minicnn/_gemm.pxd", "minicnn/_team.pxd"], "_team": ["minicnn/_team.h", "minicnn/_team.pxd"], "_optim": ["minicnn/_team.pxd"], "_conv": ["minicnn/_gemm.h", "minicnn/_gemm.pxd", "minicnn/_team.pxd", "minicnn/_winograd.h", "minicnn/_winograd_impl.h", "minicnn/_winograd_avx512.h"]}.get(name, []),
+        depends={"_pool": ["minicnn/_pool_simd.h", "minicnn/_pool_avx512.h"], "_im2col": ["minicnn/_im2col_avx512.h", "minicnn/_channels_last.h", "minicnn/_gemm.h", "minicnn/_gemm.pxd", "minicnn/_team.pxd"], "_team": ["minicnn/_team.h", "minicnn/_team.pxd"], "_optim": ["minicnn/_team.pxd"], "_conv": ["minicnn/_gemm.h", "minicnn/_gemm.pxd", "minicnn/_team.pxd", "minicnn/_winograd.h", "minicnn/_winograd_impl.h", "minicnn/_winograd_avx512.h"], "_blurpool": ["minicnn/_poolrows.h", "minicnn/_poolrows.pxd"], "_mixpool": ["minicnn/_poolrows.h", "minicnn/_poolrows.pxd"]}.get(name, []),
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
         extra_compile_args=compile_args,
     )

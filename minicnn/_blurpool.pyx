@@ -16,8 +16,9 @@ filtered horizontally at the stride.  Padding is reflection (no edge repeat),
 reflection reaches every padded index.
 
 MaxBlur: per plane, the stride-1 max map ``M`` (``H - kh + 1`` by
-``W - kw + 1``) is written into a scratch buffer of one plane, blurred from
-there, and overwritten by the next plane: the batch's max map never exists.
+``W - kw + 1``, rows ``W`` apart) is written into a scratch buffer of one
+plane, blurred from there, and overwritten by the next plane: the batch's max
+map never exists.
 Its switches (position in the window, ``i * kw + j``; first maximum in
 row-major order, a NaN wins as in max pooling) are kept for backward, which
 blurs ``dy`` back into the plane buffer and scatters it through them.
@@ -26,6 +27,8 @@ from cython cimport floating
 from libc.stdint cimport int32_t, uint8_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
+
+from minicnn._poolrows cimport max_step
 
 ctypedef fused index_t:
     uint8_t
@@ -42,10 +45,10 @@ cdef inline Py_ssize_t _reflect(Py_ssize_t i, Py_ssize_t n) noexcept nogil:
 
 
 cdef inline void _blur_plane(
-    const floating* x, floating* y, floating* row, const floating* t, int f,
+    const floating* x, Py_ssize_t ld, floating* y, floating* row, const floating* t, int f,
     Py_ssize_t H, Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW, int sh, int sw,
 ) noexcept nogil:
-    """One plane (H, W) -> y (OH, OW); ``row`` holds W + f - 1 elements of scratch."""
+    """One plane (H, W), rows ``ld`` apart -> y (OH, OW); ``row`` holds W + f - 1 elements of scratch."""
     cdef Py_ssize_t oh, ow, j, q
     cdef int i, top = (f - 1) // 2, bottom = f // 2
     cdef const floating* src
@@ -53,12 +56,12 @@ cdef inline void _blur_plane(
     cdef floating* out
     cdef floating acc, ti
     for oh in range(OH):
-        src = x + _reflect(oh * sh - top, H) * W
+        src = x + _reflect(oh * sh - top, H) * ld
         ti = t[0]
         for j in range(W):
             mid[j] = ti * src[j]
         for i in range(1, f):
-            src = x + _reflect(oh * sh - top + i, H) * W
+            src = x + _reflect(oh * sh - top + i, H) * ld
             ti = t[i]
             for j in range(W):
                 mid[j] = mid[j] + ti * src[j]
@@ -108,64 +111,27 @@ cdef inline void _blur_plane_backward(
                 dst[j] = dst[j] + ti * mid[j]
 
 
-cdef inline bint _wins(floating v, floating best) noexcept nogil:
-    """Max pooling's rule (PyTorch's): a larger value or a NaN replaces ``best``."""
-    return v > best or v != v
-
-
 cdef inline void _max_plane_s1(
-    const floating* x, floating* m, index_t* argmax,
+    const floating* x, floating* m, index_t* argmax, int32_t* at,
     Py_ssize_t W, Py_ssize_t MH, Py_ssize_t MW, int kh, int kw,
 ) noexcept nogil:
-    """Stride-1 max pooling of one plane: m, argmax (MH, MW)."""
-    cdef Py_ssize_t a, b, i, j
-    cdef const floating* corner
-    cdef floating best, v
-    cdef index_t pos
+    """Stride-1 max pooling of one plane: m (MH rows of stride W, MW used), argmax (MH, MW).
+
+    ``at`` is scratch of (MH - 1) * W + MW ints.  Window offset by window offset,
+    over the whole plane at once as one run of n = (MH - 1) * W + MW elements
+    (max_step: branch-free, vectorised); the runs' last W - MW columns of each
+    row are computed and ignored."""
+    cdef Py_ssize_t a, b, n = (MH - 1) * W + MW
+    cdef int i, j
+    for b in range(n):
+        m[b] = x[b]
+        at[b] = 0
+    for i in range(kh):
+        for j in range(kw):
+            max_step(x + i * W + j, 1, m, at, <floating*>NULL, n, i * kw + j)
     for a in range(MH):
         for b in range(MW):
-            corner = x + a * W + b
-            best = corner[0]
-            pos = 0
-            for i in range(kh):
-                for j in range(kw):
-                    v = corner[i * W + j]
-                    if _wins(v, best):
-                        best = v
-                        pos = <index_t>(i * kw + j)
-            m[a * MW + b] = best
-            argmax[a * MW + b] = pos
-
-
-cdef inline void _max_plane_2x2_s1(
-    const floating* x, floating* m, uint8_t* argmax, Py_ssize_t W, Py_ssize_t MH, Py_ssize_t MW,
-) noexcept nogil:
-    """_max_plane_s1 for 2x2 windows, unrolled (same comparisons in the same order)."""
-    cdef Py_ssize_t a, b
-    cdef const floating* r0
-    cdef const floating* r1
-    cdef floating best, v
-    cdef uint8_t pos
-    for a in range(MH):
-        r0 = x + a * W
-        r1 = r0 + W
-        for b in range(MW):
-            best = r0[b]
-            pos = 0
-            v = r0[b + 1]
-            if _wins(v, best):
-                best = v
-                pos = 1
-            v = r1[b]
-            if _wins(v, best):
-                best = v
-                pos = 2
-            v = r1[b + 1]
-            if _wins(v, best):
-                best = v
-                pos = 3
-            m[a * MW + b] = best
-            argmax[a * MW + b] = pos
+            argmax[a * MW + b] = <index_t>at[a * W + b]
 
 
 cdef floating* _scratch(Py_ssize_t n, floating* like) except NULL:
@@ -186,7 +152,7 @@ def blur_forward(const floating[:, :, ::1] x, floating[:, :, ::1] y, const float
     cdef floating* row = _scratch(W + f - 1, &y[0, 0, 0])
     with nogil:
         for p in range(P):
-            _blur_plane(&x[p, 0, 0], &y[p, 0, 0], row, &taps[0], f, H, W, OH, OW, sh, sw)
+            _blur_plane(&x[p, 0, 0], W, &y[p, 0, 0], row, &taps[0], f, H, W, OH, OW, sh, sw)
     free(row)
 
 
@@ -219,16 +185,17 @@ def maxblur_forward(
     cdef int f = taps.shape[0]
     if P == 0 or OH == 0 or OW == 0:
         return
-    cdef floating* m = _scratch(MH * MW + MW + f - 1, &y[0, 0, 0])
-    cdef bint two = kh == 2 and kw == 2 and index_t is uint8_t
+    cdef floating* m = _scratch(MH * W + MW + f - 1, &y[0, 0, 0])
+    cdef int32_t* at = <int32_t*>malloc(MH * W * sizeof(int32_t))
+    if at == NULL:
+        free(m)
+        raise MemoryError()
     with nogil:
         for p in range(P):
-            if two:
-                _max_plane_2x2_s1(&x[p, 0, 0], m, <uint8_t*>&argmax[p, 0, 0], W, MH, MW)
-            else:
-                _max_plane_s1(&x[p, 0, 0], m, &argmax[p, 0, 0], W, MH, MW, kh, kw)
-            _blur_plane(m, &y[p, 0, 0], m + MH * MW, &taps[0], f, MH, MW, OH, OW, sh, sw)
+            _max_plane_s1(&x[p, 0, 0], m, &argmax[p, 0, 0], at, W, MH, MW, kh, kw)
+            _blur_plane(m, W, &y[p, 0, 0], m + MH * W, &taps[0], f, MH, MW, OH, OW, sh, sw)
     free(m)
+    free(at)
 
 
 def maxblur_backward(

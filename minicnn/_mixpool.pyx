@@ -21,41 +21,78 @@ double (``da[p]``, ``dw[p, k]``); the caller adds the planes up, so the sum
 does not depend on how planes were shared among threads.
 """
 from cython cimport floating
-from libc.math cimport exp, expf
+from libc.math cimport exp, expf, fabs, fabsf
 from libc.stdint cimport int32_t, uint8_t
+from libc.stdlib cimport free, malloc
 from libc.string cimport memset
+
+from minicnn._poolrows cimport axpy_step, gate_step, max_step, spread_step
 
 ctypedef fused index_t:
     uint8_t
     int32_t
 
 
-cdef inline floating _max_sum(const floating* corner, Py_ssize_t W, int kh, int kw,
-                              index_t* pos, floating* total) noexcept nogil:
-    """The window at ``corner``: returns its max, sets its switch and its sum."""
-    cdef int i, j
-    cdef floating best = corner[0], v, s = 0
-    cdef index_t at = 0
+cdef inline void _pool_row(
+    const floating* base, Py_ssize_t W, Py_ssize_t OW, int kh, int kw, int sw,
+    floating* best, int32_t* at, floating* total, floating* z, const floating* w,
+) noexcept nogil:
+    """One output row's windows (top row at ``base``): their max, switch and sum,
+    and with ``w`` (else NULL) the gate's input ``z = w . window``.
+
+    Window offset by window offset (minicnn/_poolrows.h: branch-free and
+    vectorised); each sum adds in row-major order."""
+    cdef Py_ssize_t ow
+    cdef int i, j, k
+    cdef const floating* src
+    for ow in range(OW):
+        best[ow] = base[ow * sw]
+        at[ow] = 0
+        total[ow] = 0
+        if w != NULL:
+            z[ow] = 0
     for i in range(kh):
         for j in range(kw):
-            v = corner[i * W + j]
-            s = s + v
-            if v > best or v != v:
-                best = v
-                at = <index_t>(i * kw + j)
-    pos[0] = at
-    total[0] = s
-    return best
+            k = i * kw + j
+            src = base + i * W + j
+            max_step(src, sw, best, at, total, OW, k)
+            if w != NULL:
+                axpy_step(src, sw, z, OW, w[k])
 
 
 cdef inline floating _sigmoid(floating z) noexcept nogil:
-    """1 / (1 + exp(-z)), without overflow for either sign."""
-    cdef floating e
+    """1 / (1 + exp(-z)) from e = exp(-|z|) <= 1, so that neither sign overflows."""
+    cdef floating e, r, one = 1     # a literal 1 would make the arithmetic double
     if floating is float:
-        e = expf(-z if z >= 0 else z)
+        e = expf(-fabsf(z))
     else:
-        e = exp(-z if z >= 0 else z)
-    return 1 / (1 + e) if z >= 0 else e / (1 + e)
+        e = exp(-fabs(z))
+    r = one / (one + e)
+    return r if z >= 0 else e * r
+
+
+cdef void* _scratch(Py_ssize_t nbytes) except NULL:
+    cdef void* buf = malloc(nbytes if nbytes > 0 else 1)
+    if buf == NULL:
+        raise MemoryError()
+    return buf
+
+
+cdef Py_ssize_t* _offsets(int kh, int kw, Py_ssize_t W) except NULL:
+    """offset[k] = (k // kw) * W + k % kw: window offset k as a distance in the plane."""
+    cdef Py_ssize_t* offset = <Py_ssize_t*>_scratch(kh * kw * sizeof(Py_ssize_t))
+    cdef int k
+    for k in range(kh * kw):
+        offset[k] = (k // kw) * W + k % kw
+    return offset
+
+
+cdef inline void _hit_switches(floating* row, const floating* hit, const int32_t* at, const Py_ssize_t* offset,
+                               Py_ssize_t OW, int sw) noexcept nogil:
+    """Each window of the output row whose top-left is row + ow * sw: its switch += hit[ow]."""
+    cdef Py_ssize_t ow
+    for ow in range(OW):
+        row[ow * sw + offset[at[ow]]] += hit[ow]
 
 
 def mixed_forward(
@@ -63,50 +100,69 @@ def mixed_forward(
     double a, int kh, int kw, int sh, int sw,
 ):
     """Mixed pooling forward.  Shape: x (P, H, W) -> y, argmax, diff (max - avg) (P, OH, OW)."""
-    cdef Py_ssize_t P = x.shape[0], W = x.shape[2], OH = y.shape[1], OW = y.shape[2], p, oh, ow, o
-    cdef floating mix = <floating>a, inv = <floating>(1.0 / (kh * kw)), best, total, avg
+    cdef Py_ssize_t P = x.shape[0], W = x.shape[2], OH = y.shape[1], OW = y.shape[2], p, oh, ow
+    cdef floating mix = <floating>a, inv = <floating>(1.0 / (kh * kw)), avg, one = 1
     if P == 0 or OH == 0 or OW == 0:
         return
+    cdef floating* best = <floating*>_scratch(2 * OW * sizeof(floating))
+    cdef floating* total = best + OW
+    cdef int32_t* at = <int32_t*>_scratch(OW * sizeof(int32_t))
     with nogil:
         for p in range(P):
             for oh in range(OH):
+                _pool_row(&x[p, oh * sh, 0], W, OW, kh, kw, sw, best, at, total, NULL, NULL)
                 for ow in range(OW):
-                    o = oh * OW + ow
-                    best = _max_sum(&x[p, oh * sh, ow * sw], W, kh, kw, &argmax[p, 0, 0] + o, &total)
-                    avg = total * inv
-                    y[p, oh, ow] = mix * best + (1 - mix) * avg
-                    diff[p, oh, ow] = best - avg
+                    avg = total[ow] * inv
+                    y[p, oh, ow] = mix * best[ow] + (one - mix) * avg
+                    diff[p, oh, ow] = best[ow] - avg
+                    argmax[p, oh, ow] = <index_t>at[ow]
+    free(best)
+    free(at)
 
 
 def mixed_backward(
     const floating[:, :, ::1] dy, const index_t[:, :, ::1] argmax, const floating[:, :, ::1] diff,
     floating[:, :, ::1] dx, double[::1] da, double a, int kh, int kw, int sh, int sw,
 ):
-    """Mixed pooling backward: dx (P, H, W), every element written; da[p] = sum of dy * diff over plane p."""
+    """Mixed pooling backward: dx (P, H, W), every element written; da[p] = sum of dy * diff over plane p.
+
+    Per output row: each window element gets ``(1 - a) dy / K``, plus ``a dy`` at the switch."""
     cdef Py_ssize_t P = dx.shape[0], H = dx.shape[1], W = dx.shape[2]
     cdef Py_ssize_t OH = dy.shape[1], OW = dy.shape[2], p, oh, ow
-    cdef int i, j, pos
-    cdef floating mix = <floating>a, inv = <floating>(1.0 / (kh * kw)), g, share
-    cdef floating* corner
-    cdef double acc
+    cdef int i, j, k
+    cdef floating mix = <floating>a, inv = <floating>((1.0 - a) / (kh * kw)), g
+    cdef floating* dst
     if P == 0 or H == 0 or W == 0:
         return
+    cdef floating* share = <floating*>_scratch(2 * OW * sizeof(floating))
+    cdef floating* hit = share + OW
+    cdef int32_t* at = <int32_t*>_scratch(OW * sizeof(int32_t))
+    cdef double* lane = <double*>_scratch(OW * sizeof(double))
+    cdef Py_ssize_t* offset = _offsets(kh, kw, W)
     with nogil:
         for p in range(P):
             memset(&dx[p, 0, 0], 0, H * W * sizeof(floating))
-            acc = 0
+            for ow in range(OW):
+                lane[ow] = 0
             for oh in range(OH):
                 for ow in range(OW):
                     g = dy[p, oh, ow]
-                    acc = acc + <double>g * diff[p, oh, ow]
-                    share = (1 - mix) * g * inv
-                    corner = &dx[p, oh * sh, ow * sw]
-                    for i in range(kh):
-                        for j in range(kw):
-                            corner[i * W + j] += share
-                    pos = argmax[p, oh, ow]
-                    corner[(pos // kw) * W + pos % kw] += mix * g
-            da[p] = acc
+                    lane[ow] = lane[ow] + <double>g * diff[p, oh, ow]
+                    share[ow] = g * inv
+                    hit[ow] = mix * g
+                    at[ow] = argmax[p, oh, ow]
+                for i in range(kh):
+                    for j in range(kw):
+                        k = i * kw + j
+                        spread_step(&dx[p, oh * sh + i, j], sw, share, OW)
+                _hit_switches(&dx[p, oh * sh, 0], hit, at, offset, OW, sw)
+            da[p] = 0
+            for ow in range(OW):
+                da[p] += lane[ow]
+    free(share)
+    free(at)
+    free(lane)
+    free(offset)
 
 
 def gated_forward(
@@ -114,28 +170,27 @@ def gated_forward(
     floating[:, :, ::1] gate, floating[:, :, ::1] diff, const floating[::1] w, int kh, int kw, int sh, int sw,
 ):
     """Gated pooling forward.  Shape: x (P, H, W), w (kh * kw,) -> y, argmax, gate, diff (P, OH, OW)."""
-    cdef Py_ssize_t P = x.shape[0], W = x.shape[2], OH = y.shape[1], OW = y.shape[2], p, oh, ow, o
-    cdef floating inv = <floating>(1.0 / (kh * kw)), best, total, avg, z, g
-    cdef const floating* corner
-    cdef int i, j
+    cdef Py_ssize_t P = x.shape[0], W = x.shape[2], OH = y.shape[1], OW = y.shape[2], p, oh, ow
+    cdef floating inv = <floating>(1.0 / (kh * kw)), avg, g, one = 1
     if P == 0 or OH == 0 or OW == 0:
         return
+    cdef floating* best = <floating*>_scratch(3 * OW * sizeof(floating))
+    cdef floating* total = best + OW
+    cdef floating* z = best + 2 * OW
+    cdef int32_t* at = <int32_t*>_scratch(OW * sizeof(int32_t))
     with nogil:
         for p in range(P):
             for oh in range(OH):
+                _pool_row(&x[p, oh * sh, 0], W, OW, kh, kw, sw, best, at, total, z, &w[0])
                 for ow in range(OW):
-                    o = oh * OW + ow
-                    corner = &x[p, oh * sh, ow * sw]
-                    best = _max_sum(corner, W, kh, kw, &argmax[p, 0, 0] + o, &total)
-                    z = 0
-                    for i in range(kh):
-                        for j in range(kw):
-                            z = z + w[i * kw + j] * corner[i * W + j]
-                    g = _sigmoid(z)
-                    avg = total * inv
-                    y[p, oh, ow] = g * best + (1 - g) * avg
+                    g = _sigmoid(z[ow])
+                    avg = total[ow] * inv
+                    y[p, oh, ow] = g * best[ow] + (one - g) * avg
                     gate[p, oh, ow] = g
-                    diff[p, oh, ow] = best - avg
+                    diff[p, oh, ow] = best[ow] - avg
+                    argmax[p, oh, ow] = <index_t>at[ow]
+    free(best)
+    free(at)
 
 
 def gated_backward(
@@ -144,34 +199,50 @@ def gated_backward(
     floating[:, :, ::1] dx, double[:, ::1] dw, const floating[::1] w, int kh, int kw, int sh, int sw,
 ):
     """Gated pooling backward: dx (P, H, W), every element written; dw[p, k] = plane p's
-    share of d loss / d w[k] (dz = dy * diff * g * (1 - g), dw[k] += dz * window[k])."""
+    share of d loss / d w[k].
+
+    Per window, ``dz = dy (max - avg) g (1 - g)``; element k gets
+    ``(1 - g) dy / K + dz w[k]``, plus ``g dy`` at the switch, and
+    ``dw[k] += dz window[k]`` (summed per column of windows in double, then per plane)."""
     cdef Py_ssize_t P = dx.shape[0], H = dx.shape[1], W = dx.shape[2]
     cdef Py_ssize_t OH = dy.shape[1], OW = dy.shape[2], p, oh, ow
-    cdef int i, j, k, pos
-    cdef floating inv = <floating>(1.0 / (kh * kw)), d, g, dz, share
-    cdef floating* corner
-    cdef const floating* window
+    cdef int i, j, k, K = kh * kw
+    cdef floating inv = <floating>(1.0 / K), d, g, wk, one = 1
+    cdef floating* dst
+    cdef const floating* src
     cdef double* acc
     if P == 0 or H == 0 or W == 0:
         return
+    cdef floating* share = <floating*>_scratch(3 * OW * sizeof(floating))
+    cdef floating* hit = share + OW
+    cdef floating* dz = share + 2 * OW
+    cdef int32_t* at = <int32_t*>_scratch(OW * sizeof(int32_t))
+    cdef double* lane = <double*>_scratch(K * OW * sizeof(double))
+    cdef Py_ssize_t* offset = _offsets(kh, kw, W)
     with nogil:
         for p in range(P):
             memset(&dx[p, 0, 0], 0, H * W * sizeof(floating))
-            acc = &dw[p, 0]
-            for k in range(kh * kw):
-                acc[k] = 0
+            memset(lane, 0, K * OW * sizeof(double))
             for oh in range(OH):
                 for ow in range(OW):
                     d = dy[p, oh, ow]
                     g = gate[p, oh, ow]
-                    dz = d * diff[p, oh, ow] * g * (1 - g)
-                    share = (1 - g) * d * inv
-                    corner = &dx[p, oh * sh, ow * sw]
-                    window = &x[p, oh * sh, ow * sw]
-                    for i in range(kh):
-                        for j in range(kw):
-                            k = i * kw + j
-                            corner[i * W + j] += share + dz * w[k]
-                            acc[k] = acc[k] + <double>dz * window[i * W + j]
-                    pos = argmax[p, oh, ow]
-                    corner[(pos // kw) * W + pos % kw] += g * d
+                    dz[ow] = d * diff[p, oh, ow] * g * (one - g)
+                    share[ow] = (one - g) * d * inv
+                    hit[ow] = g * d
+                    at[ow] = argmax[p, oh, ow]
+                for i in range(kh):
+                    for j in range(kw):
+                        k = i * kw + j
+                        gate_step(&dx[p, oh * sh + i, j], &x[p, oh * sh + i, j], sw, share, dz,
+                                  lane + k * OW, OW, w[k])
+                _hit_switches(&dx[p, oh * sh, 0], hit, at, offset, OW, sw)
+            for k in range(K):
+                acc = lane + k * OW
+                dw[p, k] = 0
+                for ow in range(OW):
+                    dw[p, k] += acc[ow]
+    free(share)
+    free(at)
+    free(lane)
+    free(offset)
