@@ -66,6 +66,15 @@ GRAD_CASES = {
     "AvgPool2D 2": (lambda: L.AvgPool2D(2), lambda: smooth((1, 2, 6, 6))),
     "GlobalAvgPool2D": (L.GlobalAvgPool2D, lambda: smooth((2, 2, 3, 4))),
     "GlobalMaxPool2D": (L.GlobalMaxPool2D, lambda: distinct((2, 2, 3, 4))),
+    # pool-b: anti-aliased and learned max/average pooling
+    "BlurPool2D 3/2": (lambda: L.BlurPool2D(3, 2), lambda: smooth((2, 2, 5, 6))),
+    "BlurPool2D 4 rect stride": (lambda: L.BlurPool2D(4, (1, 2)), lambda: smooth((1, 2, 4, 5))),
+    "MaxBlurPool2D 2, 3/2": (lambda: L.MaxBlurPool2D(2, 3, 2), lambda: distinct((2, 2, 6, 7))),
+    "MaxBlurPool2D rect": (lambda: L.MaxBlurPool2D((3, 2), 5, (2, 1)), lambda: distinct((1, 2, 7, 6))),
+    "MixedPool2D 2": (lambda: L.MixedPool2D(2), lambda: distinct((2, 2, 6, 7))),
+    "MixedPool2D rect overlap": (lambda: L.MixedPool2D((3, 2), (1, 2)), lambda: distinct((1, 2, 5, 7))),
+    "GatedPool2D 2": (lambda: L.GatedPool2D(2), lambda: distinct((2, 2, 6, 7))),
+    "GatedPool2D rect overlap": (lambda: L.GatedPool2D((2, 3), 1), lambda: distinct((1, 2, 5, 6))),
 }
 
 
@@ -229,6 +238,11 @@ LAYERS = {
     "AvgPool2D": (lambda: L.AvgPool2D(3, 2, 1, count_include_pad=False), (2, 2, 7, 6)),
     "GlobalAvgPool2D": (L.GlobalAvgPool2D, (2, 3, 4, 5)),
     "GlobalMaxPool2D": (L.GlobalMaxPool2D, (2, 3, 4, 5)),
+    # pool-b: anti-aliased and learned max/average pooling
+    "BlurPool2D": (lambda: L.BlurPool2D(3, (2, 1)), (2, 2, 7, 6)),
+    "MaxBlurPool2D": (lambda: L.MaxBlurPool2D((2, 3), 3, 2), (2, 2, 7, 6)),
+    "MixedPool2D": (lambda: L.MixedPool2D(3, 2), (2, 2, 7, 6)),
+    "GatedPool2D": (lambda: L.GatedPool2D((2, 3), 1), (2, 2, 7, 6)),
 }
 NAMES = list(LAYERS)
 
@@ -272,6 +286,11 @@ WRONG_NDIM = {
     "AvgPool2D": [(7, 6), (1, 2, 2, 7, 6)],
     "GlobalAvgPool2D": [(3, 4, 5), (1, 2, 3, 4, 5)],
     "GlobalMaxPool2D": [(4, 5), (1, 2, 3, 4, 5)],
+    # pool-b: anti-aliased and learned max/average pooling
+    "BlurPool2D": [(2, 7, 6), (1, 2, 2, 7, 6)],
+    "MaxBlurPool2D": [(7, 6), (1, 2, 2, 7, 6)],
+    "MixedPool2D": [(2, 7, 6), (1, 2, 2, 7, 6)],
+    "GatedPool2D": [(2, 7, 6), (1, 2, 2, 7, 6)],
 }
 
 
