@@ -78,5 +78,6 @@ def test_bench_train_runs_and_prints_ratios():
 
 def test_bench_pool_runs_and_prints_every_layer():
     out = _run("bench_pool.py", "--rounds", "1", "--no-torch")
-    for layer in ("max 2x2/2", "max 3x3/2", "avg 2x2/2", "min 2x2/2", "global avg", "global max"):
+    for layer in ("max 2x2/2", "max 3x3/2", "avg 2x2/2", "min 2x2/2", "global avg", "global max",
+                  "blur 3/2", "maxblur 2, 3/2", "mixed 2x2/2", "gated 2x2/2"):
         assert out.count(f"| {layer} |") == 2, layer
