@@ -22,7 +22,8 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from torch_twin import torch_network, torch_optimizer  # noqa: E402
 
-CONFIGS = ["max_pool", "avg_pool", "min_pool", "max_pool_overlap", "global_pool", "strided_conv", "allconv"]
+CONFIGS = ["max_pool", "avg_pool", "min_pool", "max_pool_overlap", "global_pool", "strided_conv", "allconv",
+           "maxblur_pool", "mixed_pool", "gated_pool"]
 OPTIMIZER_OVERRIDES = {
     "sgd": ["train.optimizer.weight_decay=0.001"],
     "adam": ["train.optimizer={name: adam, lr: 0.001, weight_decay: 0.001}"],
