@@ -26,7 +26,7 @@ from libc.stdint cimport int32_t, uint8_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 
-from minicnn._poolrows cimport axpy_step, gate_step, max_step, spread_step
+from minicnn._poolrows cimport axpy_step, gate_step, max_step, sigmoid_row, spread_step
 
 ctypedef fused index_t:
     uint8_t
@@ -60,15 +60,11 @@ cdef inline void _pool_row(
                 axpy_step(src, sw, z, OW, w[k])
 
 
-cdef inline floating _sigmoid(floating z) noexcept nogil:
-    """1 / (1 + exp(-z)) from e = exp(-|z|) <= 1, so that neither sign overflows."""
-    cdef floating e, r, one = 1     # a literal 1 would make the arithmetic double
+cdef inline floating _exp_neg_abs(floating z) noexcept nogil:
+    """exp(-|z|), in z's type."""
     if floating is float:
-        e = expf(-fabsf(z))
-    else:
-        e = exp(-fabs(z))
-    r = one / (one + e)
-    return r if z >= 0 else e * r
+        return expf(-fabsf(z))
+    return exp(-fabs(z))
 
 
 cdef void* _scratch(Py_ssize_t nbytes) except NULL:
@@ -174,19 +170,22 @@ def gated_forward(
     cdef floating inv = <floating>(1.0 / (kh * kw)), avg, g, one = 1
     if P == 0 or OH == 0 or OW == 0:
         return
-    cdef floating* best = <floating*>_scratch(3 * OW * sizeof(floating))
+    cdef floating* best = <floating*>_scratch(4 * OW * sizeof(floating))
     cdef floating* total = best + OW
     cdef floating* z = best + 2 * OW
+    cdef floating* e = best + 3 * OW
     cdef int32_t* at = <int32_t*>_scratch(OW * sizeof(int32_t))
     with nogil:
         for p in range(P):
             for oh in range(OH):
                 _pool_row(&x[p, oh * sh, 0], W, OW, kh, kw, sw, best, at, total, z, &w[0])
                 for ow in range(OW):
-                    g = _sigmoid(z[ow])
+                    e[ow] = _exp_neg_abs(z[ow])
+                sigmoid_row(z, e, &gate[p, oh, 0], OW)
+                for ow in range(OW):
+                    g = gate[p, oh, ow]
                     avg = total[ow] * inv
                     y[p, oh, ow] = g * best[ow] + (one - g) * avg
-                    gate[p, oh, ow] = g
                     diff[p, oh, ow] = best[ow] - avg
                     argmax[p, oh, ow] = <index_t>at[ow]
     free(best)

@@ -54,6 +54,15 @@ static inline void mc_gate_step_##S(T* restrict dst, const T* restrict src, ptrd
         dst[i * s] += share[i] + dz[i] * w;                                                        \
     for (i = 0; i < n; i++)                                                                        \
         lane[i] = lane[i] + (double)dz[i] * (double)src[i * s];                                    \
+}                                                                                                  \
+/* g = sigmoid(z) from e = exp(-|z|) <= 1, so that neither sign overflows */                      \
+static inline void mc_sigmoid_row_##S(const T* restrict z, const T* restrict e, T* restrict g,    \
+                                      ptrdiff_t n)                                                 \
+{                                                                                                  \
+    for (ptrdiff_t i = 0; i < n; i++) {                                                            \
+        T r = (T)1 / ((T)1 + e[i]);                                                                \
+        g[i] = z[i] >= 0 ? r : e[i] * r;                                                           \
+    }                                                                                              \
 }
 
 MC_POOLROWS(float, f32)

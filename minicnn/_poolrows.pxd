@@ -17,6 +17,17 @@ cdef extern from "_poolrows.h" nogil:
     void mc_gate_step_f64(double* dst, const double* src, Py_ssize_t s, const double* share, const double* dz,
                           double* lane, Py_ssize_t n, double w)
 
+    void mc_sigmoid_row_f32(const float* z, const float* e, float* g, Py_ssize_t n)
+    void mc_sigmoid_row_f64(const double* z, const double* e, double* g, Py_ssize_t n)
+
+
+cdef inline void sigmoid_row(const floating* z, const floating* e, floating* g, Py_ssize_t n) noexcept nogil:
+    """g = sigmoid(z), given e = exp(-|z|)."""
+    if floating is float:
+        mc_sigmoid_row_f32(z, e, g, n)
+    else:
+        mc_sigmoid_row_f64(z, e, g, n)
+
 
 cdef inline void max_step(const floating* src, Py_ssize_t s, floating* best, int32_t* at, floating* total,
                           Py_ssize_t n, int32_t k) noexcept nogil:
