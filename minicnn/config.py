@@ -462,8 +462,9 @@ def build_model(config: Config, dtype=np.float32, allocate: bool = True) -> Sequ
             else:
                 layer = cls(**kwargs)
             if kind in ("maxpool2d", "minpool2d", "avgpool2d", "globalavgpool2d", "globalmaxpool2d",
+                        # pool-b: anti-aliased and learned max/average pooling
                         "blurpool2d", "maxblurpool2d", "mixedpool2d", "gatedpool2d") \
-                    and len(shape) != 3:  # (its second line: pool-b's layers)
+                    and len(shape) != 3:
                 raise ValueError(f"{kind} needs a (C, H, W) feature map, got shape {list(shape)}")
             if kind == "softmax" and len(shape) != 1:
                 raise ValueError(f"softmax needs a flat (classes,) input, got shape {list(shape)}")
