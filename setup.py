@@ -23,6 +23,8 @@ DEPENDS = {
     "_batchnorm": ["minicnn/_team.pxd"],
     "_conv": ["minicnn/_isa.h", "minicnn/_isa.pxd", "minicnn/_gemm.h", "minicnn/_gemm.pxd", "minicnn/_team.pxd", "minicnn/_winograd.h", "minicnn/_winograd_impl.h", "minicnn/_winograd_avx512.h"],
     "_adaptive_pool": ["minicnn/_adaptive_pool.h"],
+    "_blurpool": ["minicnn/_poolrows.h", "minicnn/_poolrows.pxd"],
+    "_mixpool": ["minicnn/_poolrows.h", "minicnn/_poolrows.pxd"],
     "_random_pool": ["minicnn/_random_pool.h", "minicnn/_random_pool_impl.h"],
 }
 
@@ -48,6 +50,8 @@ extensions = [
         "_dropout",
         "_lp_pool",
         "_adaptive_pool",
+        "_blurpool",
+        "_mixpool",
     )
 ]
 

@@ -4,7 +4,9 @@ Every pooling layer of the reference study (max 2x2/2, max 3x3/2, average
 2x2/2, min 2x2/2, global average, global max), the random poolings (fractional max 3x3 to
 half the size, stochastic 2x2/2 and 3x3/2) and the rest of the pooling family
 (LP pooling p = 2 and 3, adaptive average and max onto 7x7 and onto 5x5, whose
-bins overlap, spatial pyramid pooling 1, 2, 4) runs forward and backward on
+bins overlap, spatial pyramid pooling 1, 2, 4),
+and BlurPool 3/2, MaxBlurPool (max 2x2/1 then blur 3/2), mixed and gated
+2x2/2 pooling run forward and backward on
 float32 inputs shaped like the reference network's feature maps at batch 128,
 (128, 32, 28, 28) and (128, 64, 14, 14), against
 
@@ -15,7 +17,8 @@ float32 inputs shaped like the reference network's feature maps at batch 128,
   as F.fractional_max_pool2d, drawing its samples as minicnn does; stochastic
   pooling, which PyTorch lacks, as the fastest composition a user would write:
   unfold, cumsum of the positive parts, one torch.rand per window, gather;
-  spatial pyramid pooling as torch.cat of F.adaptive_*_pool2d(x, l).flatten(1));
+  spatial pyramid pooling as torch.cat of F.adaptive_*_pool2d(x, l).flatten(1;
+  the blur and mixed poolings as the compositions of ``torch_blur_mix``);
 - the memory floor: the bytes the operation must move (read x, write y and a
   1-byte argmax per window; read dy and argmax, write dx) divided by the copy
   bandwidth measured in the same run with a large np.copyto (reads + writes).
@@ -75,7 +78,14 @@ LAYERS = {
     "adaptive max ->5": (lambda: L.AdaptiveMaxPool2D(5), "amax", 5, None),
     "spp max 1,2,4": (lambda: L.SpatialPyramidPool2D((1, 2, 4), "max"), "sppmax", (1, 2, 4), None),
     "spp avg 1,2,4": (lambda: L.SpatialPyramidPool2D((1, 2, 4), "avg"), "sppavg", (1, 2, 4), None),
+    # anti-aliased and learned max/average pooling; blur's "kernel" is its filter size,
+    # maxblur's the pair (max window, filter size)
+    "blur 3/2": (lambda: L.BlurPool2D(3, 2), "blur", 3, 2),
+    "maxblur 2, 3/2": (lambda: L.MaxBlurPool2D(2, 3, 2), "maxblur", (2, 3), 2),
+    "mixed 2x2/2": (lambda: L.MixedPool2D(2), "mixed", 2, 2),
+    "gated 2x2/2": (lambda: L.GatedPool2D(2), "gated", 2, 2),
 }
+BLUR_KINDS = ("blur", "maxblur", "mixed", "gated")
 ADAPTIVE = ("aavg", "amax", "sppmax", "sppavg")
 
 
@@ -124,6 +134,8 @@ def numpy_adaptive(kind, size, x, dy_of):
 
 def numpy_pool(kind, k, s, x, dy_of):
     """Plain NumPy forward and backward; returns dx (dy_of(y) gives the upstream gradient)."""
+    if kind in BLUR_KINDS:
+        return numpy_blur_mix(kind, k, s, x, dy_of)
     n, c, h, w = x.shape
     if kind in ("fmp", "stoch"):
         return numpy_random_pool(kind, k, s, x, dy_of)
@@ -223,6 +235,71 @@ def numpy_random_pool(kind, k, s, x, dy_of):
     flat = np.take_along_axis(np.broadcast_to(at, (p, oh, ow, k * k)), pick[..., None], axis=3)[..., 0]
     flat = flat + (np.arange(p) * h * w)[:, None, None]
     return np.bincount(flat.ravel(), dy.ravel(), minlength=p * h * w).astype(x.dtype).reshape(x.shape)
+def binomial(f):
+    row = np.array([1.0])
+    for _ in range(f - 1):
+        row = np.convolve(row, [1.0, 1.0])
+    return (row / row.sum()).astype(np.float32)
+
+
+def numpy_blur(m, f, s, dy_of):
+    """Reflect pad, f*f strided multiply-adds; backward adds back and folds the padding onto
+    the pixels it reflects.  Returns dm."""
+    top, bottom = (f - 1) // 2, f // 2
+    t = binomial(f)
+    p = np.pad(m, ((0, 0), (0, 0), (top, bottom), (top, bottom)), mode="reflect")
+    oh, ow = -(-m.shape[2] // s), -(-m.shape[3] // s)
+    y = sum(t[i] * t[j] * p[:, :, i:i + s * (oh - 1) + 1:s, j:j + s * (ow - 1) + 1:s]
+            for i in range(f) for j in range(f))
+    dy = dy_of(y)
+    dp = np.zeros_like(p)
+    for i in range(f):
+        for j in range(f):
+            dp[:, :, i:i + s * (oh - 1) + 1:s, j:j + s * (ow - 1) + 1:s] += t[i] * t[j] * dy
+    h, w = m.shape[2:]
+    for q in range(1, top + 1):                       # rows, then columns: padding q reflects pixel q
+        dp[:, :, top + q] += dp[:, :, top - q]
+    for q in range(1, bottom + 1):
+        dp[:, :, top + h - 1 - q] += dp[:, :, top + h - 1 + q]
+    for q in range(1, top + 1):
+        dp[:, :, :, top + q] += dp[:, :, :, top - q]
+    for q in range(1, bottom + 1):
+        dp[:, :, :, top + w - 1 - q] += dp[:, :, :, top + w - 1 + q]
+    return dp[:, :, top:top + h, top:top + w]
+
+
+def numpy_blur_mix(kind, k, s, x, dy_of):
+    """BlurPool, MaxBlurPool, mixed and gated pooling in NumPy (gates at their start, 1/2); returns dx."""
+    if kind == "blur":
+        return numpy_blur(x, k, s, dy_of)
+    n, c, h, w = x.shape
+    kmax = k[0] if kind == "maxblur" else k
+    stride = 1 if kind == "maxblur" else s
+    oh, ow = (h - kmax) // stride + 1, (w - kmax) // stride + 1
+    win = sliding_window_view(x, (kmax, kmax), axis=(2, 3))[:, :, ::stride, ::stride].reshape(
+        n, c, oh, ow, kmax * kmax)
+    arg = win.argmax(axis=4)
+    best = np.take_along_axis(win, arg[..., None], axis=4)[..., 0]
+    gate_w = np.zeros(kmax * kmax, dtype=x.dtype)      # gated: w at its start; mixed: a = 1/2
+    if kind == "maxblur":
+        dhit = numpy_blur(best, k[1], s, dy_of)
+        davg = dz = None
+    else:
+        avg = win.mean(axis=4)
+        g = 1 / (1 + np.exp(-(win @ gate_w))) if kind == "gated" else 0.5
+        dy = dy_of(g * best + (1 - g) * avg)
+        dhit, davg = g * dy, (1 - g) * dy / (kmax * kmax)
+        dz = dy * (best - avg) * g * (1 - g) if kind == "gated" else None
+    dx = np.zeros_like(x)
+    for i in range(kmax):
+        for j in range(kmax):
+            d = dhit * (arg == i * kmax + j)
+            if davg is not None:
+                d = d + davg
+            if dz is not None:
+                d = d + dz * gate_w[i * kmax + j]
+            dx[:, :, i:i + stride * (oh - 1) + 1:stride, j:j + stride * (ow - 1) + 1:stride] += d
+    return dx
 
 
 # ------------------------------------------------------------------ PyTorch --
@@ -250,7 +327,37 @@ def torch_pool(torch, kind, k, s):
     if kind in ("sppmax", "sppavg"):          # SPP as a user writes it: adaptive pools, concatenated
         pool = F.adaptive_max_pool2d if kind == "sppmax" else F.adaptive_avg_pool2d
         return lambda t: torch.cat([pool(t, level).flatten(1) for level in k], dim=1)
-    return lambda t: F.adaptive_max_pool2d(t, 1).flatten(1)
+    if kind == "gmax":
+        return lambda t: F.adaptive_max_pool2d(t, 1).flatten(1)
+    return torch_blur_mix(torch, kind, k, s)
+
+
+def torch_blur_mix(torch, kind, k, s):
+    """The compositions a PyTorch user writes: BlurPool as reflect pad + depthwise conv (the
+    reference implementation's), MaxBlurPool with max_pool2d(stride 1) before it, mixed and
+    gated from max_pool2d, avg_pool2d and (the gate) unfold.  Their parameters are constants
+    here, so PyTorch computes only dx (minicnn also the parameters' gradients)."""
+    F = torch.nn.functional
+
+    def blur(t, f):
+        row = torch.from_numpy(binomial(f))
+        filt = (row[:, None] * row[None, :])[None, None].repeat(t.shape[1], 1, 1, 1)
+        return F.conv2d(F.pad(t, [(f - 1) // 2, f // 2] * 2, mode="reflect"), filt, stride=s, groups=t.shape[1])
+    if kind == "blur":
+        return lambda t: blur(t, k)
+    if kind == "maxblur":
+        return lambda t: blur(F.max_pool2d(t, k[0], stride=1), k[1])
+    if kind == "mixed":
+        a = torch.sigmoid(torch.zeros(1))
+        return lambda t: a * F.max_pool2d(t, k, s) + (1 - a) * F.avg_pool2d(t, k, s)
+    w = torch.zeros(k * k)
+
+    def gated(t):
+        n, c, h, wd = t.shape
+        windows = F.unfold(t.reshape(n * c, 1, h, wd), k, stride=s)
+        g = torch.sigmoid((w[None, :, None] * windows).sum(1)).reshape(n, c, (h - k) // s + 1, (wd - k) // s + 1)
+        return g * F.max_pool2d(t, k, s) + (1 - g) * F.avg_pool2d(t, k, s)
+    return gated
 
 
 # --------------------------------------------------------------- the floor --
@@ -274,6 +381,8 @@ def bytes_moved(kind, k, s, shape):
         oh, ow = (int(h * s), int(w * s)) if kind == "fmp" else ((h - k) // s + 1, (w - k) // s + 1)
         out = n * c * oh * ow * 4
         return (x + out + out + (2 * out if kind == "stoch" else 0)) + (out + out + x)
+    if kind in BLUR_KINDS:
+        return blur_mix_bytes(kind, k, s, shape)
     if kind in ("gavg", "gmax"):
         out, idx = n * c * 4, (n * c * 4 if kind == "gmax" else 0)
     elif kind in ADAPTIVE:                  # 4-byte switches for max
@@ -286,6 +395,21 @@ def bytes_moved(kind, k, s, shape):
         oh, ow = (h - k) // s + 1, (w - k) // s + 1
         out, idx = n * c * oh * ow * 4, (n * c * oh * ow if kind in ("max", "min") else 0)
     return (x + out + idx) + (out + idx + x)          # forward + backward
+
+
+def blur_mix_bytes(kind, k, s, shape):
+    """Forward + backward: x, y, what forward keeps (switches 1 byte, max - avg and gates 4),
+    dy, dx; gated's backward reads x again."""
+    n, c, h, w = shape
+    x = n * c * h * w * 4
+    if kind in ("blur", "maxblur"):
+        mh, mw = (h - k[0] + 1, w - k[0] + 1) if kind == "maxblur" else (h, w)
+        out = n * c * -(-mh // s) * -(-mw // s) * 4
+        kept = n * c * mh * mw if kind == "maxblur" else 0
+    else:
+        out = n * c * ((h - k) // s + 1) * ((w - k) // s + 1) * 4
+        kept = out // 4 * (5 if kind == "mixed" else 9)
+    return 2 * (x + out + kept) + (x if kind == "gated" else 0)
 
 
 # -------------------------------------------------------------------- main --

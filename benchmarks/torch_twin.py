@@ -39,6 +39,44 @@ def torch_network(model, torch):
 
         def forward(self, x):
             return torch.cat([pool(x).flatten(1) for pool in self.pools], dim=1)
+    class Blur(nn.Module):
+        """BlurPool2D (after a stride-1 max pooling for MaxBlurPool2D): reflect pad, depthwise conv."""
+
+        def __init__(self, layer, max_window=None):
+            super().__init__()
+            self.max_window, self.stride, f = max_window, layer.stride, layer.filter_size
+            self.pads = [(f - 1) // 2, f // 2] * 2
+            self.register_buffer("taps", torch.from_numpy(layer.taps))
+
+        def forward(self, x):
+            F = torch.nn.functional
+            if self.max_window is not None:
+                x = F.max_pool2d(x, self.max_window, stride=1)
+            t = self.taps.to(x.dtype)
+            filt = (t[:, None] * t[None, :])[None, None].repeat(x.shape[1], 1, 1, 1)
+            padded = F.pad(x, self.pads, mode="reflect") if max(self.pads) else x
+            return F.conv2d(padded, filt, stride=self.stride, groups=x.shape[1])
+
+    class Mix(nn.Module):
+        """MixedPool2D (theta) or GatedPool2D (w): sigmoid(...) * max + (1 - sigmoid(...)) * avg."""
+
+        def __init__(self, layer):
+            super().__init__()
+            self.kernel_size, self.stride = layer.kernel_size, layer.stride
+            (key, value), = layer.params.items()
+            self.key = key
+            self.param = nn.Parameter(torch.from_numpy(value.copy()))
+
+        def forward(self, x):
+            F = torch.nn.functional
+            mx, av = F.max_pool2d(x, self.kernel_size, self.stride), F.avg_pool2d(x, self.kernel_size, self.stride)
+            if self.key == "theta":
+                g = torch.sigmoid(self.param)
+            else:
+                n, c, h, w = x.shape
+                windows = F.unfold(x.reshape(n * c, 1, h, w), self.kernel_size, stride=self.stride)
+                g = torch.sigmoid((self.param[None, :, None] * windows).sum(1)).reshape(mx.shape)
+            return g * mx + (1 - g) * av
 
     modules = []
     for layer in model.layers:
@@ -85,6 +123,12 @@ def torch_network(model, torch):
             m = SpatialPyramidPool(layer)
         elif isinstance(layer, L.Flatten):
             m = nn.Flatten()
+        elif isinstance(layer, L.BlurPool2D):
+            m = Blur(layer)
+        elif isinstance(layer, L.MaxBlurPool2D):
+            m = Blur(layer, layer.kernel_size)
+        elif isinstance(layer, (L.MixedPool2D, L.GatedPool2D)):
+            m = Mix(layer)
         elif isinstance(layer, L.Softmax):
             continue  # folded into F.cross_entropy, as minicnn folds it into its loss
         # normalisation, regularisation, activations

@@ -10,6 +10,7 @@ expanded, so a hostile file fails in milliseconds with one line.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import pathlib
 import re
@@ -98,6 +99,16 @@ LAYERS = {
     "adaptivemaxpool2d": _layer("adaptivemaxpool2d", output_size=key(Size(1), REQUIRED, "output height and width")),
     "spp2d": _layer("spp2d", levels=key(IntList(Int(1), nonempty=True), (1, 2, 4), "l x l grids, in order"),
                     mode=key(Choice(("max", "avg")), "max", "max or avg pooling in each bin")),
+    # anti-aliased and learned max/average pooling
+    "blurpool2d": _layer("blurpool2d", filter_size=key(Int(1, 7), 3, "taps of the binomial low-pass row"),
+                         stride=key(Size(1), 2, "subsampling step")),
+    "maxblurpool2d": _layer("maxblurpool2d", kernel_size=key(Size(1), 2, "stride-1 max window height and width"),
+                            filter_size=key(Int(1, 7), 3, "taps of the binomial low-pass row"),
+                            stride=key(Size(1), 2, "subsampling step")),
+    "mixedpool2d": _layer("mixedpool2d", kernel_size=key(Size(1), REQUIRED, "window height and width"),
+                          stride=key(Size(1), None, "step between windows (default: kernel_size)")),
+    "gatedpool2d": _layer("gatedpool2d", kernel_size=key(Size(1), REQUIRED, "window height and width"),
+                          stride=key(Size(1), None, "step between windows (default: kernel_size)")),
 }
 LAYER_CLASSES = {"conv2d": L.Conv2D, "relu": L.ReLU, "maxpool2d": L.MaxPool2D, "minpool2d": L.MinPool2D,
                  "avgpool2d": L.AvgPool2D, "globalavgpool2d": L.GlobalAvgPool2D,
@@ -110,7 +121,10 @@ LAYER_CLASSES = {"conv2d": L.Conv2D, "relu": L.ReLU, "maxpool2d": L.MaxPool2D, "
                  "gelu": L.GELU,
                  # pooling family: LP, adaptive and spatial pyramid pooling
                  "lppool2d": L.LPPool2D, "adaptiveavgpool2d": L.AdaptiveAvgPool2D,
-                 "adaptivemaxpool2d": L.AdaptiveMaxPool2D, "spp2d": L.SpatialPyramidPool2D}
+                 "adaptivemaxpool2d": L.AdaptiveMaxPool2D, "spp2d": L.SpatialPyramidPool2D,
+                 # anti-aliased and learned max/average pooling
+                 "blurpool2d": L.BlurPool2D, "maxblurpool2d": L.MaxBlurPool2D, "mixedpool2d": L.MixedPool2D,
+                 "gatedpool2d": L.GatedPool2D}
 
 _UNIT = Number(0.0, 1.0)                   # [0, 1)
 _LR_DOC, _WD_DOC = "learning rate", "L2 penalty added to the gradient"
@@ -583,7 +597,9 @@ def build_model(config: Config, dtype=np.float32, allocate: bool = True) -> Sequ
                         # normalisation, regularisation
                         "batchnorm2d", "dropout2d",
                         # pooling family: LP, adaptive and spatial pyramid pooling
-                        "lppool2d", "adaptiveavgpool2d", "adaptivemaxpool2d", "spp2d") \
+                        "lppool2d", "adaptiveavgpool2d", "adaptivemaxpool2d", "spp2d",
+                        # anti-aliased and learned max/average pooling
+                        "blurpool2d", "maxblurpool2d", "mixedpool2d", "gatedpool2d") \
                     and len(shape) != 3:
                 raise ValueError(f"{kind} needs a (C, H, W) feature map, got shape {list(shape)}")
             if kind == "softmax" and len(shape) != 1:
@@ -603,6 +619,9 @@ PARAM_SHAPES = {
     # normalisation
     **{kind: lambda k: {"gamma": (k["num_features"],), "beta": (k["num_features"],)} if k["affine"] else {}
        for kind in ("batchnorm2d", "batchnorm1d")},
+    # learned max/average pooling
+    "mixedpool2d": lambda k: {"theta": (1,)},
+    "gatedpool2d": lambda k: {"w": (math.prod(pair(k["kernel_size"], "", "")),)},
 }
 # Shapes of the running state of the layers that keep one, for _hollow.
 STATE_SHAPES = {
@@ -625,6 +644,8 @@ def _hollow(kind: str, kwargs: dict, dtype):
     small = {**kwargs, **{k: 1 if k not in ("padding",) else 0 for k in kwargs if k in _SIZES}}
     layer = LAYER_CLASSES[kind](**small, dtype=dtype)
     for k, v in kwargs.items():
+        if k == "stride" and v is None:   # a pooling stride defaults to its kernel_size
+            v = kwargs["kernel_size"]
         setattr(layer, k, pair(v, k, kind) if k in _GEOMETRY else v)
     zero = np.zeros((), dtype=dtype)
     layer.params = {name: np.broadcast_to(zero, shape) for name, shape in PARAM_SHAPES[kind](kwargs).items()}

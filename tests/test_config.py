@@ -29,6 +29,13 @@ def test_reference_config_builds_the_design_network():
     assert model.output_shape == (10,)
 
 
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_builds(path):
+    model = build_model(load_config(path))
+    assert model.output_shape == (10,)
+    assert build_model(load_config(path), allocate=False).n_params == model.n_params
+
+
 def test_overrides_set_nested_keys_and_list_items():
     config = load_config(CONFIGS / "max_pool.yaml",
                          ["train.epochs=2", "model.layers[2].kernel_size=[2, 1]",

@@ -92,6 +92,15 @@ GRAD_CASES = {
     "AdaptiveMaxPool2D non-dividing": (lambda: L.AdaptiveMaxPool2D((4, 3)), lambda: distinct((2, 2, 9, 5))),
     "SpatialPyramidPool2D max": (lambda: L.SpatialPyramidPool2D((1, 2, 4)), lambda: distinct((2, 2, 7, 9))),
     "SpatialPyramidPool2D avg": (lambda: L.SpatialPyramidPool2D((3, 1), "avg"), lambda: smooth((1, 3, 5, 7))),
+    # anti-aliased and learned max/average pooling
+    "BlurPool2D 3/2": (lambda: L.BlurPool2D(3, 2), lambda: smooth((2, 2, 5, 6))),
+    "BlurPool2D 4 rect stride": (lambda: L.BlurPool2D(4, (1, 2)), lambda: smooth((1, 2, 4, 5))),
+    "MaxBlurPool2D 2, 3/2": (lambda: L.MaxBlurPool2D(2, 3, 2), lambda: distinct((2, 2, 6, 7))),
+    "MaxBlurPool2D rect": (lambda: L.MaxBlurPool2D((3, 2), 5, (2, 1)), lambda: distinct((1, 2, 7, 6))),
+    "MixedPool2D 2": (lambda: L.MixedPool2D(2), lambda: distinct((2, 2, 6, 7))),
+    "MixedPool2D rect overlap": (lambda: L.MixedPool2D((3, 2), (1, 2)), lambda: distinct((1, 2, 5, 7))),
+    "GatedPool2D 2": (lambda: L.GatedPool2D(2), lambda: distinct((2, 2, 6, 7))),
+    "GatedPool2D rect overlap": (lambda: L.GatedPool2D((2, 3), 1), lambda: distinct((1, 2, 5, 6))),
 }
 
 
@@ -283,6 +292,11 @@ LAYERS = {
     "AdaptiveAvgPool2D": (lambda: L.AdaptiveAvgPool2D((3, 4)), (2, 2, 7, 6)),
     "AdaptiveMaxPool2D": (lambda: L.AdaptiveMaxPool2D((4, 3)), (2, 2, 7, 6)),
     "SpatialPyramidPool2D": (lambda: L.SpatialPyramidPool2D((1, 2, 4), "avg"), (2, 2, 7, 6)),
+    # anti-aliased and learned max/average pooling
+    "BlurPool2D": (lambda: L.BlurPool2D(3, (2, 1)), (2, 2, 7, 6)),
+    "MaxBlurPool2D": (lambda: L.MaxBlurPool2D((2, 3), 3, 2), (2, 2, 7, 6)),
+    "MixedPool2D": (lambda: L.MixedPool2D(3, 2), (2, 2, 7, 6)),
+    "GatedPool2D": (lambda: L.GatedPool2D((2, 3), 1), (2, 2, 7, 6)),
 }
 NAMES = list(LAYERS)
 
@@ -343,6 +357,11 @@ WRONG_NDIM = {
     "AdaptiveAvgPool2D": [(7, 6), (1, 2, 2, 7, 6)],
     "AdaptiveMaxPool2D": [(2, 7, 6), (2, 2, 1, 7, 6)],
     "SpatialPyramidPool2D": [(2, 7, 6), (1, 2, 2, 7, 6)],
+    # anti-aliased and learned max/average pooling
+    "BlurPool2D": [(2, 7, 6), (1, 2, 2, 7, 6)],
+    "MaxBlurPool2D": [(7, 6), (1, 2, 2, 7, 6)],
+    "MixedPool2D": [(2, 7, 6), (1, 2, 2, 7, 6)],
+    "GatedPool2D": [(2, 7, 6), (1, 2, 2, 7, 6)],
 }
 
 

@@ -26,7 +26,8 @@ from torch_twin import torch_network, torch_optimizer  # noqa: E402
 CONFIGS = ["max_pool", "avg_pool", "min_pool", "max_pool_overlap", "global_pool", "strided_conv", "allconv",
            "max_pool_bn", "global_pool_bn",
            # pooling family: LP, adaptive and spatial pyramid pooling
-           "lp_pool", "adaptive_max_pool", "adaptive_avg_pool", "spp"]
+           "lp_pool", "adaptive_max_pool", "adaptive_avg_pool", "spp",
+           "maxblur_pool", "mixed_pool", "gated_pool"]
 OPTIMIZER_OVERRIDES = {
     "sgd": ["train.optimizer.weight_decay=0.001"],
     "adam": ["train.optimizer={name: adam, lr: 0.001, weight_decay: 0.001}"],
@@ -98,7 +99,8 @@ def test_bench_train_caps_both_sides_and_takes_larger_inputs():
 
 def test_bench_pool_runs_and_prints_every_layer():
     out = _run("bench_pool.py", "--rounds", "1", "--no-torch")
-    for layer in ("max 2x2/2", "max 3x3/2", "avg 2x2/2", "min 2x2/2", "global avg", "global max"):
+    for layer in ("max 2x2/2", "max 3x3/2", "avg 2x2/2", "min 2x2/2", "global avg", "global max",
+                  "blur 3/2", "maxblur 2, 3/2", "mixed 2x2/2", "gated 2x2/2"):
         assert out.count(f"| {layer} |") == 2, layer
     for layer in ("frac max 3x3 r0.5", "stochastic 2x2/2", "stochastic 3x3/2"):   # random pooling
         assert out.count(f"| {layer} |") == 2, layer

@@ -24,6 +24,9 @@ from minicnn.layers.regularization import Dropout, Dropout2D
 # pooling family: LP, adaptive and spatial pyramid pooling
 from minicnn.layers.adaptive_pool import AdaptiveAvgPool2D, AdaptiveMaxPool2D, SpatialPyramidPool2D
 from minicnn.layers.lp_pool import LPPool2D
+# anti-aliased and learned max/average pooling
+from minicnn.layers.blurpool import BlurPool2D, MaxBlurPool2D
+from minicnn.layers.mixpool import GatedPool2D, MixedPool2D
 
 __all__ = [
     "Layer", "Conv2D", "Dense", "ReLU", "Softmax", "Flatten",
@@ -34,4 +37,6 @@ __all__ = [
     "BatchNorm2D", "BatchNorm1D", "Dropout", "Dropout2D", "LeakyReLU", "Tanh", "Sigmoid", "GELU",
     # pooling family: LP, adaptive and spatial pyramid pooling
     "LPPool2D", "AdaptiveAvgPool2D", "AdaptiveMaxPool2D", "SpatialPyramidPool2D",
+    # anti-aliased and learned max/average pooling
+    "BlurPool2D", "MaxBlurPool2D", "MixedPool2D", "GatedPool2D",
 ]
