@@ -9,7 +9,7 @@ Experiment file (YAML):
     out: ../runs/pooling_ablation              # experiment folder (optional)
     quick: {seeds: [0], set: [...]}            # what --quick changes (optional)
 
-Each run is ``fit(config, OUT/NAME/seedK)``, or ``fit(config, OUT/CELL/NAME/seedK)`` with
+Each run is ``fit_config(config, OUT/NAME/seedK)``, or ``fit_config(config, OUT/CELL/NAME/seedK)`` with
 a grid (minicnn.study.grid: CELL is the cell's folder name), in a worker of a
 ``concurrent.futures.Executor``: a local process pool by default, or a Dask
 cluster's (minicnn.study.cluster).  Each run takes its share of the cores inside
@@ -165,7 +165,7 @@ def run_one(run: Run, data_dir=None, threads=None, show_progress=False) -> dict:
     cannot kill, such as a remote cluster's).
     """
     from minicnn import threads as kernel_threads
-    from minicnn.train import fit
+    from minicnn.train import fit_config
 
     config = load_config(run.config_path, run.overrides)
     prefix = f"[{run.title}] "
@@ -184,7 +184,7 @@ def run_one(run: Run, data_dir=None, threads=None, show_progress=False) -> dict:
 
     share = cluster.threads_here(threads) if isinstance(threads, dict) else threads
     with kernel_threads.limit(share) if share else contextlib.nullcontext():
-        return fit(config, run.folder, data_dir=data_dir, resume=True, show_progress=show_progress, log=log)
+        return fit_config(config, run.folder, data_dir=data_dir, resume=True, show_progress=show_progress, log=log)
 
 
 def run_folder(run: Run) -> RunFolder:
