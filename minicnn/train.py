@@ -450,8 +450,10 @@ def peak_memory_mib() -> float:
 
 
 def _line(epochs: int, r: dict) -> str:
+    """One epoch's line; ``fit`` on arrays has no test set, and says nothing of one."""
     status = f"  DIVERGED (loss {r['train_loss']:.4g}: non-finite or above {DIVERGED_LOSS:g} nats)" if r["diverged"] else ""
+    test = "" if np.isnan(r["test_accuracy"]) else f"test {100 * r['test_accuracy']:.2f}%  "
     return (f"epoch {r['epoch']}/{epochs}  loss {r['train_loss']:.4f}  "
             f"train {100 * r['train_accuracy']:.2f}%  val {100 * r['val_accuracy']:.2f}%  "
-            f"test {100 * r['test_accuracy']:.2f}%  lr {r['lr']:.4g}  {r['train_seconds']:.1f} s  "
+            f"{test}lr {r['lr']:.4g}  {r['train_seconds']:.1f} s  "
             f"{r['images_per_second']:.0f} img/s{status}")
