@@ -47,7 +47,7 @@ class Conv2D(WeightedLayer):
         rng: a numpy Generator for the weights. Default: the Sequential's seed
             (a layer used alone draws from seed 0).
 
-    Params:
+    Weights (``params``):
         W: (out_channels, in_channels, kh, kw), He-normal; b: (out_channels,), zeros.
 
     Shape:

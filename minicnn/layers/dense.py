@@ -19,7 +19,7 @@ class Dense(WeightedLayer):
         rng: a numpy Generator for the weights. Default: the Sequential's seed
             (a layer used alone draws from seed 0).
 
-    Params:
+    Weights (``params``):
         W: (in_features, out_features), He-normal; b: (out_features,), zeros.
 
     Shape:
