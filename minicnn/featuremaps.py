@@ -29,7 +29,8 @@ CELL = 1.9        # inches per panel
 def stages(model, x: np.ndarray) -> list[tuple[str, object, np.ndarray, np.ndarray]]:
     """(label, layer, its input, its output) of every stage worth drawing, in order: the input
     (layer None), each conv block (a Conv2D, with the ReLU after it) and each pooling layer, as
-    long as the activations are (N, C, H, W) maps.
+    long as the activations are (N, C, H, W) maps; a global pooling layer's (N, C) output ends
+    them, given as one (N, 1, r, C / r) map (r the largest divisor of C up to its square root).
 
     Example::
 
@@ -54,8 +55,11 @@ def stages(model, x: np.ndarray) -> list[tuple[str, object, np.ndarray, np.ndarr
                 x = layers[i].forward(x, training=False)
             blocks += 1
             out.append((f"conv block {blocks}", layer, before, x))
-        elif "Pool" in type(layer).__name__ and x.ndim == 4:
-            out.append((type(layer).__name__, layer, before, x))
+        elif "Pool" in type(layer).__name__:
+            # a global pooling's (N, C) vector is drawn as one (rows, C / rows) map
+            rows = max(d for d in range(1, int(np.sqrt(x.shape[1])) + 1) if x.shape[1] % d == 0)
+            out.append((type(layer).__name__, layer, before,
+                        x if x.ndim == 4 else x.reshape(len(x), 1, rows, x.shape[1] // rows)))
         i += 1
     return out
 
@@ -99,7 +103,7 @@ def features_figure(runs: dict[str, list], images: np.ndarray) -> Figure:
             ax = axes[r, c]
             ax.set_axis_on()
             ax.imshow(_mosaic(out[n]), cmap="magma" if c else "gray", interpolation="nearest")
-            shape = "x".join(map(str, out.shape[1:]))
+            shape = "x".join(map(str, out.shape[1:])) if out.shape[1] > 1 or not c else f"{out[0].size} values"
             ax.set_title(f"{label}\n{shape}", fontsize=7)
             if c == 0:
                 ax.set_ylabel(f"{name}\nimage {n}" if len(runs) > 1 or name else f"image {n}", fontsize=8)

@@ -58,6 +58,11 @@ def test_stages_are_the_input_each_conv_block_and_each_pooling_layer():
         ("conv block 2", (2, 2, 3, 3)), ("AvgPool2D", (2, 2, 1, 1))]
     np.testing.assert_array_equal(found[1][3], np.maximum(model.layers[0](x), 0))  # after the ReLU
     np.testing.assert_array_equal(found[2][3], model.layers[2](found[1][3]))
+    pooled = mc.Sequential([mc.Conv2D(1, 6, 3), mc.ReLU(), mc.GlobalAvgPool2D(), mc.Dense(out_features=2)],
+                           (1, 5, 5), seed=0)
+    last = stages(pooled, x[:, :, :5, :5])[-1]
+    assert last[0] == "GlobalAvgPool2D" and last[3].shape == (2, 1, 2, 3)
+    np.testing.assert_array_equal(last[3].reshape(2, 6), pooled.layers[2](last[2]))
 
 
 def npz_run(tmp_path, tiny_data, name="run", pool="maxpool2d"):

@@ -20,8 +20,9 @@ def load_study(path) -> Study:
 
     Example::
 
-        >>> import minicnn as mc
-        >>> study = mc.load_study("experiments/results")          # the committed default study
+        >>> import pathlib, minicnn as mc
+        >>> committed = pathlib.Path(mc.__file__).parent.parent / "experiments" / "results"
+        >>> study = mc.load_study(committed)                      # the default study's committed results
         >>> study.variants
         ['max_pool', 'avg_pool', 'global_pool', 'strided_conv']
         >>> d = study.differences[""][1]                          # global_pool - max_pool
