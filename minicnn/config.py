@@ -21,7 +21,7 @@ import yaml
 
 import minicnn.layers as L
 from minicnn.errors import ConfigError, UserError
-from minicnn.layers.base import pair
+from minicnn.layers.base import WeightedLayer, pair
 from minicnn.model import Sequential, training_memory
 from minicnn.optim import OPTIMIZERS, SGD, Adam
 from minicnn.schema import (MAX_EPOCHS, MAX_SEED, MAX_SHIFT, REQUIRED, Bool, Choice, Grid, Int, IntList, ListOf,
@@ -454,10 +454,11 @@ def build_model(config: Config, dtype=np.float32, allocate: bool = True) -> Sequ
                 _infer(kwargs, "in_features", shape[0], file=config.file, path=path)
             if kind in PARAM_SHAPES and not allocate:
                 layer = _hollow(kind, kwargs, dtype)
-            elif kind in PARAM_SHAPES:  # built here as Sequential builds: input size from the shape, weights from rng
-                size = {"conv2d": "in_channels", "dense": "in_features"}[kind]
-                layer = cls(**{k: v for k, v in kwargs.items() if k != size}, dtype=dtype)
+            elif issubclass(cls, WeightedLayer):  # built as Sequential builds: size from the shape, weights from rng
+                layer = cls(**{k: v for k, v in kwargs.items() if k != cls.SIZE}, dtype=dtype)
                 layer.build(shape, rng)
+            elif kind in PARAM_SHAPES:
+                layer = cls(**kwargs, dtype=dtype, rng=rng)
             else:
                 layer = cls(**kwargs)
             if kind in ("maxpool2d", "minpool2d", "avgpool2d", "globalavgpool2d", "globalmaxpool2d") \

@@ -139,6 +139,8 @@ class WeightedLayer(Layer):
     made without ``rng`` (see minicnn.model.Sequential).
     """
 
+    SIZE = "in_size"  # the constructor's name for the input size (Conv2D: in_channels, Dense: in_features)
+
     def __init__(self, in_size, dtype, rng) -> None:
         super().__init__()
         self.dtype = np.dtype(dtype)

@@ -85,6 +85,8 @@ class Conv2D(WeightedLayer):
         self._buffers = {}
         super().__init__(None if in_channels is None else count(in_channels, "in_channels", "Conv2D"), dtype, rng)
 
+    SIZE = "in_channels"
+
     @property
     def in_channels(self):
         return self._in_size

@@ -43,6 +43,8 @@ class Dense(WeightedLayer):
         self._cache = None
         super().__init__(None if in_features is None else count(in_features, "in_features", "Dense"), dtype, rng)
 
+    SIZE = "in_features"
+
     @property
     def in_features(self):
         return self._in_size
