@@ -253,6 +253,11 @@ def fit(model: Sequential, x: np.ndarray, y: np.ndarray, *, val=None, epochs: in
         if images.shape[1:] != model.input_shape or labels.shape != images.shape[:1]:
             raise ValueError(f"fit: {name} holds images {images.shape} and labels {labels.shape}; the model "
                              f"takes (N, {', '.join(map(str, model.input_shape))}) images and (N,) labels")
+    classes = model.output_shape[0] if len(model.output_shape) == 1 else 0
+    for name, labels in (("y", y), ("val", y_val)):
+        if len(labels) and not 0 <= labels.min() <= labels.max() < classes:
+            raise ValueError(f"fit: {name} holds labels {labels.min()}..{labels.max()}; the model gives "
+                             f"{classes} class scores (output shape {model.output_shape})")
     splits = Splits(x, y, x_val, y_val, x[:0], y[:0])
     if optimizer is None or isinstance(optimizer, dict):
         spec = dict(optimizer or {"name": "sgd"})

@@ -130,6 +130,8 @@ def test_fit_refuses_arrays_that_do_not_fit_the_model():
     model = mc.Sequential([mc.Flatten(), mc.Dense(out_features=3)], (1, 3, 3), seed=1)
     with pytest.raises(ValueError, match="takes .N, 1, 3, 3. images"):
         mc.fit(model, np.zeros((4, 1, 4, 4), np.float32), np.zeros(4, int), epochs=1, batch_size=2, log=None)
+    with pytest.raises(ValueError, match="labels 0..3; the model gives 3 class scores"):
+        mc.fit(model, np.zeros((4, 1, 3, 3), np.float32), np.arange(4), epochs=1, batch_size=2, log=None)
 
 
 def test_history_figures_take_live_histories():
