@@ -1,6 +1,6 @@
 """Test accuracy per epoch on real data, minicnn against PyTorch on the same terms.
 
-For each seed, trains CONFIG with ``minicnn.train.fit`` (exactly what
+For each seed, trains CONFIG with ``minicnn.train.fit_config`` (exactly what
 ``minicnn train`` runs) and the same network in PyTorch starting from the same
 initial weights, on the config's data set (``data.dataset``: mnist,
 fashion_mnist or npz) and the same train/test split, with the same mini-batch
@@ -33,14 +33,14 @@ sys.path.insert(0, str(ROOT))
 
 from minicnn import data, schedules  # noqa: E402
 from minicnn.config import build_model, load_config  # noqa: E402
-from minicnn.train import fit, load_data, split  # noqa: E402
+from minicnn.train import fit_config, load_data, split  # noqa: E402
 from torch_twin import torch_network, torch_optimizer  # noqa: E402
 
 
 def minicnn_accuracies(config, dataset) -> list[float]:
-    """Test accuracy in % after each epoch of ``minicnn.train.fit``."""
+    """Test accuracy in % after each epoch of ``minicnn.train.fit_config``."""
     with tempfile.TemporaryDirectory() as out:
-        fit(config, out, data=dataset, log=lambda line: print("  minicnn", line, flush=True),
+        fit_config(config, out, data=dataset, log=lambda line: print("  minicnn", line, flush=True),
             show_progress=False)
         with open(pathlib.Path(out) / "metrics.csv", newline="") as f:
             return [100 * float(row["test_accuracy"]) for row in csv.DictReader(f)]

@@ -186,7 +186,7 @@ def minicnn_runner(config, x, y):
     rng = np.random.default_rng(1)
 
     def run(steps):
-        with threads.one_blas_thread():  # as minicnn.train.fit holds it
+        with threads.one_blas_thread():  # as minicnn.train.fit_config holds it
             return run_epochish(step, x, y, config.batch_size, steps, rng)
     return model, run
 

@@ -1,2 +1,42 @@
-"""minicnn: a small, fast, honest CNN framework for pooling studies on MNIST."""
+"""minicnn: a small, fast, honest CNN framework for pooling studies on MNIST.
+
+The public API, for notebooks and scripts (``import minicnn as mc``); the
+``minicnn`` command is one client of exactly these names.
+
+Example::
+
+    >>> import numpy as np, minicnn as mc
+    >>> model = mc.Sequential([mc.Conv2D(out_channels=4, kernel_size=3), mc.ReLU(), mc.MaxPool2D(2),
+    ...                        mc.Flatten(), mc.Dense(out_features=10)], input_shape=(1, 28, 28), seed=0)
+    >>> x = np.zeros((32, 1, 28, 28), np.float32)
+    >>> history = mc.fit(model, x, np.arange(32) % 10, epochs=1, batch_size=16, log=None)
+    >>> mc.predict(model, x).shape
+    (32,)
+"""
+from minicnn.config import from_config
+from minicnn.layers import (AvgPool2D, Conv2D, Dense, Flatten, GlobalAvgPool2D, GlobalMaxPool2D, Layer, MaxPool2D,
+                            MinPool2D, ReLU, Softmax)
+from minicnn.model import Sequential
+from minicnn.optim import SGD, Adam
+from minicnn.plots import history_figures, plot_history, plot_study, study_figures
+from minicnn.runs import History, load_run
+from minicnn.schedules import Constant, Cosine, Step, learning_rate
+from minicnn.featuremaps import show, show_figures
+from minicnn.study.load import load_study
+from minicnn.train import evaluate, fit, predict
+
 __version__ = "0.1.0"
+
+__all__ = [
+    # the model and its layers
+    "Sequential", "Layer", "Conv2D", "Dense", "ReLU", "Softmax", "Flatten",
+    "MaxPool2D", "AvgPool2D", "MinPool2D", "GlobalAvgPool2D", "GlobalMaxPool2D",
+    # optimizers and learning-rate schedules
+    "SGD", "Adam", "Constant", "Step", "Cosine", "learning_rate",
+    # training and evaluation
+    "fit", "evaluate", "predict", "History",
+    # configs, run and study folders
+    "from_config", "load_run", "load_study",
+    # figures
+    "plot_history", "plot_study", "history_figures", "study_figures", "show", "show_figures",
+]

@@ -1,4 +1,4 @@
-"""The ``minicnn`` command: train | ablate | plot | summary | data fetch.
+"""The ``minicnn`` command: train | ablate | plot | show | summary | data fetch.
 
 Exit status: 0 done; 2 bad input or a state the user must change (config,
 arguments, data, a folder in use or holding another run, a corrupt
@@ -61,6 +61,11 @@ def _parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plot", help="draw the figures of a run or experiment folder")
     pl.add_argument("folder")
 
+    sh = sub.add_parser("show", help="draw feature maps and max-pooling switches of a run or study's networks")
+    sh.add_argument("folder", help="a run folder, or an experiment folder (one row per variant)")
+    sh.add_argument("--images", type=int, default=4, help="test images to draw (default 4)")
+    _add_data_dir(sh)
+
     s = sub.add_parser("summary", help="print the model table of a config")
     s.add_argument("config")
     _add_set(s, "override a config key by its dotted path")
@@ -75,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _train(args) -> None:
     from minicnn.config import check_memory, load_config
-    from minicnn.train import fit
+    from minicnn.train import fit_config
 
     config = load_config(args.config, args.set)
     check_memory(config)
@@ -85,7 +90,7 @@ def _train(args) -> None:
     out = pathlib.Path(args.out or f"runs/{config.name}-{stamp}")
     print(f"run folder: {out}", file=sys.stderr)
     try:
-        summary = fit(config, out, data_dir=args.data_dir, resume=args.resume)
+        summary = fit_config(config, out, data_dir=args.data_dir, resume=args.resume)
     except KeyboardInterrupt as e:
         print(f"\n{_stopped(e)}; the last finished epoch is saved in {out}. Continue with:\n"
               f"  minicnn train {args.config} --out {out} --resume"
@@ -120,9 +125,16 @@ def _ablate(args) -> None:
 
 
 def _plot(args) -> None:
-    from minicnn.study.claims import plot_study
+    from minicnn.study.claims import draw_folder
 
-    for path in plot_study(args.folder):
+    for path in draw_folder(args.folder):
+        print(path)
+
+
+def _show(args) -> None:
+    from minicnn.featuremaps import show
+
+    for path in show(args.folder, images=args.images, data_dir=args.data_dir):
         print(path)
 
 
@@ -170,7 +182,7 @@ def _status(e: KeyboardInterrupt) -> int:
     return 128 + (e.signum if isinstance(e, Stopped) else signal.SIGINT)
 
 
-COMMANDS = {"train": _train, "ablate": _ablate, "plot": _plot, "summary": _summary, "data": _data}
+COMMANDS = {"train": _train, "ablate": _ablate, "plot": _plot, "show": _show, "summary": _summary, "data": _data}
 
 
 def main(argv=None) -> int:

@@ -9,7 +9,9 @@ expanded, so a hostile file fails in milliseconds with one line.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
+import inspect
 import math
 import os
 import pathlib
@@ -21,8 +23,9 @@ import yaml
 import minicnn.layers as L
 from minicnn import memory
 from minicnn.errors import ConfigError, UserError
-from minicnn.layers.base import pair
+from minicnn.layers.base import WeightedLayer, pair
 from minicnn.model import Sequential, training_memory
+from minicnn.optim import OPTIMIZERS, SGD, Adam
 from minicnn.schema import (MAX_EPOCHS, MAX_SEED, MAX_SHIFT, REQUIRED, Bool, Choice, Grid, Int, IntList, ListOf,
                             Nested, Number, NumberList, OrNull, Ratio, Records, Shape, Size, Text, TextList, Variant,
                             as_plain, clip, key, parse, show)
@@ -130,20 +133,25 @@ _UNIT = Number(0.0, 1.0)                   # [0, 1)
 _LR_DOC, _WD_DOC = "learning rate", "L2 penalty added to the gradient"
 
 
+_SGD = {k: p.default for k, p in inspect.signature(SGD).parameters.items()}    # the defaults live there
+_ADAM = {k: p.default for k, p in inspect.signature(Adam).parameters.items()}
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class SGDKeys:
-    lr: float = key(Number(0.0, open_low=True), 0.05, _LR_DOC)
-    momentum: float = key(_UNIT, 0.9, "heavy-ball momentum (the one default, with or without train.optimizer)")
-    weight_decay: float = key(Number(0.0), 0.0, _WD_DOC)
+    lr: float = key(Number(0.0, open_low=True), _SGD["lr"], _LR_DOC)
+    momentum: float = key(_UNIT, _SGD["momentum"], "heavy-ball momentum (the one default, with or without "
+                          "train.optimizer)")
+    weight_decay: float = key(Number(0.0), _SGD["weight_decay"], _WD_DOC)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class AdamKeys:
-    lr: float = key(Number(0.0, open_low=True), 0.001, _LR_DOC)
-    beta1: float = key(_UNIT, 0.9, "first-moment decay")
-    beta2: float = key(_UNIT, 0.999, "second-moment decay")
-    eps: float = key(Number(0.0, open_low=True), 1e-8, "added to the denominator")
-    weight_decay: float = key(Number(0.0), 0.0, _WD_DOC)
+    lr: float = key(Number(0.0, open_low=True), _ADAM["lr"], _LR_DOC)
+    beta1: float = key(_UNIT, _ADAM["beta1"], "first-moment decay")
+    beta2: float = key(_UNIT, _ADAM["beta2"], "second-moment decay")
+    eps: float = key(Number(0.0, open_low=True), _ADAM["eps"], "added to the denominator")
+    weight_decay: float = key(Number(0.0), _ADAM["weight_decay"], _WD_DOC)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -561,7 +569,8 @@ def _check_epochs_and_sizes(config: Config) -> None:
 def build_model(config: Config, dtype=np.float32, allocate: bool = True) -> Sequential:
     """Instantiate the layers, inferring in_channels / in_features by shape propagation.
 
-    Weights are drawn from one Generator seeded with config.seed, in layer order.
+    Weights are drawn from one Generator seeded with config.seed, in layer order, as
+    ``Sequential(layers, input_shape, seed=config.seed)`` draws them (the same numbers).
     ``allocate=False`` gives the same model without memory behind its weights
     (zero-stride views of the right shapes): enough for shapes, parameter
     counts, MACs and the memory estimate of ``summary``, whatever the size.
@@ -585,10 +594,15 @@ def build_model(config: Config, dtype=np.float32, allocate: bool = True) -> Sequ
                 _infer(kwargs, "in_features", shape[0], file=config.file, path=path)
             elif kind in ("batchnorm2d", "batchnorm1d"):
                 _infer(kwargs, "num_features", shape[0], file=config.file, path=path)
-            if kind in STATE_SHAPES:    # normalisation: no random draws, running state besides params
-                layer = cls(**kwargs, dtype=dtype) if allocate else _hollow(kind, kwargs, dtype)
+            if (kind in PARAM_SHAPES or kind in STATE_SHAPES) and not allocate:
+                layer = _hollow(kind, kwargs, dtype)
+            elif kind in STATE_SHAPES:    # normalisation: no random draws, running state besides params
+                layer = cls(**kwargs, dtype=dtype)
+            elif issubclass(cls, WeightedLayer):  # built as Sequential builds: size from the shape, weights from rng
+                layer = cls(**{k: v for k, v in kwargs.items() if k != cls.SIZE}, dtype=dtype)
+                layer.build(shape, rng)
             elif kind in PARAM_SHAPES:
-                layer = cls(**kwargs, dtype=dtype, rng=rng) if allocate else _hollow(kind, kwargs, dtype)
+                layer = cls(**kwargs, dtype=dtype, rng=rng)
             else:
                 layer = cls(**kwargs)
             if kind in ("maxpool2d", "minpool2d", "avgpool2d", "globalavgpool2d", "globalmaxpool2d",
@@ -609,6 +623,77 @@ def build_model(config: Config, dtype=np.float32, allocate: bool = True) -> Sequ
             raise ConfigError(config.file, path, f"{e} (input to this layer: {list(shape)})") from None
         built.append(layer)
     return Sequential(built, config.input_shape)
+
+
+def from_config(config, overrides=(), dtype=np.float32) -> Sequential:
+    """The model a config describes, its weights drawn from the config's ``seed``.
+
+    Args:
+        config: a YAML file's path, a config mapping (as the YAML file would hold it;
+            errors then name the file ``<dict>``), or a validated Config.
+        overrides: "KEY=VALUE" strings, as ``--set`` takes them (not for a Config).
+        dtype: the weights' type, float32 (default) or float64.
+
+    Returns:
+        A Sequential; ConfigError names the key path of the first problem.
+
+    Example::
+
+        >>> import minicnn as mc
+        >>> model = mc.from_config({"model": {"layers": [
+        ...     {"type": "conv2d", "out_channels": 4, "kernel_size": 3}, {"type": "relu"},
+        ...     {"type": "maxpool2d", "kernel_size": 2}, {"type": "flatten"},
+        ...     {"type": "dense", "out_features": 10}, {"type": "softmax"}]}})
+        >>> model.output_shape, model.n_params
+        ((10,), 6810)
+    """
+    return build_model(as_config(config, overrides), dtype)
+
+
+def model_section(model: Sequential) -> dict:
+    """The ``model`` section of a config that builds ``model``'s layers: {input_shape, layers}.
+
+    Every layer must be one of LAYER_CLASSES; its keys are read from the layer's attributes
+    (the constructor's arguments, resolved: a pooling stride of None is written as kernel_size).
+    """
+    types = {cls: kind for kind, cls in LAYER_CLASSES.items()}
+    layers = []
+    for i, layer in enumerate(model.layers):
+        kind = types.get(type(layer))
+        if kind is None:
+            raise TypeError(f"layer {i}: {type(layer).__name__} has no YAML type; a run folder's config "
+                            f"can only hold {', '.join(c.__name__ for c in LAYER_CLASSES.values())}")
+        keys = {f.name: getattr(layer, f.name) for f in dataclasses.fields(LAYERS[kind])}
+        layers.append({"type": kind, **{k: list(v) if isinstance(v, tuple) else v for k, v in keys.items()}})
+    return {"input_shape": list(model.input_shape), "layers": layers}
+
+
+def from_run_config(resolved: dict, file: str):
+    """(model, optimizer) that a run folder's config.yaml (as a mapping) describes: its ``model``
+    and ``seed``, and ``train.optimizer``; the data section is not read (nor checked against the model)."""
+    model = resolved.get("model")
+    if isinstance(model, dict) and isinstance(model.get("layers"), list):  # null: the key's default
+        model = {**model, "layers": [{k: v for k, v in layer.items() if v is not None} if isinstance(layer, dict)
+                                     else layer for layer in model["layers"]]}
+    raw = {"seed": resolved.get("seed", 0), "model": model,
+           "data": {"dataset": "npz", "path": file},  # npz: no bound on the input shape or class count
+           "train": {"optimizer": (resolved.get("train") or {}).get("optimizer", {"name": "sgd"})}}
+    config = validate(raw, file)
+    model = build_model(config)
+    return model, OPTIMIZERS[config.optimizer.name](model.parameters(), **config.optimizer.options)
+
+
+def as_config(config, overrides=()) -> Config:
+    """A Config from a path, a mapping (file ``<dict>``) or a Config (returned as it is)."""
+    if isinstance(config, Config):
+        if overrides:
+            raise TypeError("overrides apply to a config file or mapping, not to a validated Config")
+        return config
+    if isinstance(config, dict):
+        raw = copy.deepcopy(config)
+        apply_overrides(raw, overrides, "<dict>")
+        return validate(raw, "<dict>")
+    return load_config(config, overrides)
 
 
 # Parameter shapes of the layers with weights (DESIGN's public API), for _hollow.

@@ -12,6 +12,15 @@ from minicnn.layers import BatchNorm1D, BatchNorm2D, Conv2D, Layer, ReLU, Softma
 RELU_FUSING = (Conv2D, BatchNorm2D, BatchNorm1D)
 
 
+class LayerError(ValueError):
+    """A layer that does not fit the shape it is given: ``index``, ``layer``, ``input_shape``
+    (per example) and ``reason`` (the layer's own message)."""
+
+    def __init__(self, index: int, layer: Layer, input_shape: tuple[int, ...], reason: Exception) -> None:
+        self.index, self.layer, self.input_shape, self.reason = index, layer, tuple(input_shape), str(reason)
+        super().__init__(f"layer {index} ({type(layer).__name__}) on input {self.input_shape}: {reason}")
+
+
 @dataclasses.dataclass(frozen=True)
 class LayerRow:
     """One line of the summary: per-example output shape, cost, receptive field."""
@@ -25,10 +34,20 @@ class LayerRow:
 
 
 class Sequential:
-    """Layers applied in order to (N, *input_shape) batches.
+    """Layers applied in order to batches of ``input_shape`` examples.
 
-    ``input_shape`` is per example, e.g. (1, 28, 28); building checks that every
-    layer accepts the shape the previous one produces (ValueError otherwise).
+    Building the model walks the layers once with the per-example shape: each
+    layer infers the input size it was not given (Conv2D's ``in_channels``,
+    Dense's ``in_features``) and must accept the shape the one before it
+    produces (ValueError naming the layer otherwise).
+
+    Weights come from one place: ``seed``.  Every layer made without its own
+    ``rng`` draws its weights from ``np.random.default_rng(seed)`` (or from
+    ``seed`` itself, a numpy Generator), in layer order, when the model is
+    built; so a model built from a config with ``seed: k`` and the same layers
+    built here with ``seed=k`` start from the same weights.  ``seed=None``
+    leaves the weights a layer already holds as they are and draws those of
+    the layers still without (their input size left out) from seed 0.
 
     A Conv2D or BatchNorm directly followed by a ReLU runs as one step: the
     layer rectifies its output as it writes it (the convolution chunk by chunk
@@ -37,27 +56,48 @@ class Sequential:
     activation.  Outputs and gradients are bit for bit those of the two layers
     run apart, but for the bias gradient of a Winograd convolution, summed in
     another order; the ReLU layer itself is then not called.
+
+    Args:
+        layers: the layers, first to last.
+        input_shape: one example's shape, e.g. (1, 28, 28) (C, H, W) for images.
+        seed: an int or a numpy Generator for the weights (see above).
+
+    Shape:
+        - Input: (N, *input_shape)
+        - Output: (N, *output_shape)
+
+    Example::
+
+        >>> import numpy as np, minicnn as mc
+        >>> model = mc.Sequential([mc.Conv2D(out_channels=4, kernel_size=3), mc.ReLU(), mc.MaxPool2D(2),
+        ...                        mc.Flatten(), mc.Dense(out_features=10), mc.Softmax()], (1, 8, 8), seed=0)
+        >>> model(np.zeros((5, 1, 8, 8), np.float32)).shape
+        (5, 10)
+        >>> model.n_params, model.output_shape
+        (410, (10,))
     """
 
-    def __init__(self, layers: list[Layer], input_shape: tuple[int, ...]) -> None:
+    def __init__(self, layers: list[Layer], input_shape: tuple[int, ...], seed=None) -> None:
         self.layers = list(layers)
         self.input_shape = tuple(input_shape)
-        self.rows = self._propagate()
+        self.rows = self._propagate(seed)
         # indices of the ReLUs folded into the Conv2D or BatchNorm before them
         self.fused_relus = {i + 1 for i in range(len(self.layers) - 1)
                             if type(self.layers[i]) in RELU_FUSING and type(self.layers[i + 1]) is ReLU}
 
-    def _propagate(self) -> list[LayerRow]:
+    def _propagate(self, seed) -> list[LayerRow]:
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(0 if seed is None else seed)
         rows = []
         shape = self.input_shape
         rf, jump = (1, 1), (1, 1)
         for i, layer in enumerate(self.layers):
             try:
+                layer.build(shape, rng if seed is not None or layer.needs_build else None)
                 out = layer.output_shape(shape)
                 macs = layer.macs(shape)
                 window = layer.window(shape) if len(shape) == 3 else None
             except ValueError as e:
-                raise ValueError(f"layer {i} ({type(layer).__name__}) on input {shape}: {e}") from None
+                raise LayerError(i, layer, shape, e) from None
             if window is not None:
                 (kh, kw), (sh, sw) = window
                 rf = (rf[0] + (kh - 1) * jump[0], rf[1] + (kw - 1) * jump[1])
@@ -90,6 +130,23 @@ class Sequential:
             return self.output_shape_for(input_shape) == self.output_shape
         except ValueError:
             return False
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """``forward(x, training=False)``: the model's outputs for a batch, for inference."""
+        return self.forward(x, training=False)
+
+    def parameters(self) -> list[tuple[dict, dict, str]]:
+        """What an optimizer updates: (params, grads, key) for every parameter, in layer order.
+
+        Example::
+
+            >>> import minicnn as mc
+            >>> model = mc.Sequential([mc.Flatten(), mc.Dense(out_features=3)], (2, 2), seed=0)
+            >>> opt = mc.SGD(model.parameters(), lr=0.1)
+            >>> [key for _, _, key in model.parameters()]
+            ['W', 'b']
+        """
+        return self.slots()
 
     @property
     def output_shape(self) -> tuple[int, ...]:

@@ -17,10 +17,16 @@ def _fused(p, g, v) -> bool:
 
 
 class Optimizer:
+    """Base class: ``step()`` updates every slot from its gradient.
+
+    ``slots``: (params dict, grads dict, key) triples, ``Sequential.parameters()``.
+    ``lr`` is the rate of the next step (a schedule sets it before every batch);
+    ``base_lr``, the rate the optimizer was made with, is what schedules scale.
+    """
+
     def __init__(self, slots, lr: float) -> None:
-        """slots: list of (params dict, grads dict, key) triples, see Sequential.slots()."""
         self.slots = list(slots)
-        self.lr = float(lr)
+        self.lr = self.base_lr = float(lr)
         self.steps = 0
 
     def step(self) -> None:
@@ -40,9 +46,31 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    """v = momentum * v + (g + weight_decay * p);  p -= lr * v."""
+    r"""Stochastic gradient descent with heavy-ball momentum, PyTorch's ``torch.optim.SGD``.
 
-    def __init__(self, slots, lr: float, momentum: float = 0.0, weight_decay: float = 0.0) -> None:
+    .. math::
+        v \leftarrow \mu v + (g + \lambda p), \qquad p \leftarrow p - \eta v
+
+    with :math:`v` starting at the first step's gradient.  The defaults are
+    the config's (``train.optimizer`` of a YAML file): this signature is where
+    they are declared.
+
+    Args:
+        slots: what to update, ``model.parameters()``.
+        lr: learning rate :math:`\eta`. Default: 0.05.
+        momentum: :math:`\mu`, in [0, 1). Default: 0.9.
+        weight_decay: L2 penalty :math:`\lambda` added to the gradient. Default: 0.
+
+    Example::
+
+        >>> import numpy as np, minicnn as mc
+        >>> model = mc.Sequential([mc.Flatten(), mc.Dense(out_features=2)], (3,), seed=0)
+        >>> opt = mc.SGD(model.parameters(), lr=0.1)
+        >>> opt.momentum
+        0.9
+    """
+
+    def __init__(self, slots, lr: float = 0.05, momentum: float = 0.9, weight_decay: float = 0.0) -> None:
         super().__init__(slots, lr)
         self.momentum = float(momentum)
         self.weight_decay = float(weight_decay)
@@ -89,7 +117,27 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam (Kingma & Ba) with bias correction; weight decay added to the gradient."""
+    r"""Adam (Kingma & Ba) with bias correction, PyTorch's ``torch.optim.Adam``; weight decay is
+    added to the gradient.
+
+    .. math::
+        m \leftarrow \beta_1 m + (1 - \beta_1) g, \quad v \leftarrow \beta_2 v + (1 - \beta_2) g^2, \quad
+        p \leftarrow p - \eta \, \hat m / (\sqrt{\hat v} + \epsilon)
+
+    Args:
+        slots: what to update, ``model.parameters()``.
+        lr: learning rate :math:`\eta`. Default: 0.001.
+        beta1, beta2: moment decays. Default: 0.9, 0.999.
+        eps: added to the denominator. Default: 1e-8.
+        weight_decay: L2 penalty added to the gradient. Default: 0.
+
+    Example::
+
+        >>> import minicnn as mc
+        >>> model = mc.Sequential([mc.Dense(2, 2)], (2,), seed=0)
+        >>> mc.Adam(model.parameters()).lr
+        0.001
+    """
 
     def __init__(self, slots, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
                  eps: float = 1e-8, weight_decay: float = 0.0) -> None:

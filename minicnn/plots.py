@@ -1,8 +1,10 @@
-"""Figures from run folders (never from live objects), PNG via the Agg canvas.
+"""Figures of runs and studies, PNG via the Agg canvas: from the live objects the API gives
+(a History from ``fit`` or ``load_run``, a Study from ``load_study``) or from their folders.
 
-``plot_folder(DIR)`` draws an experiment folder (results.csv plus run folders)
-or a single run folder (metrics.csv).  Each ``*_figure`` function takes plain
-data and returns a matplotlib Figure, so tests can inspect the series drawn.
+``plot_history`` and ``plot_study`` draw the live objects; ``plot_folder(DIR)`` reads an
+experiment folder (results.csv plus run folders) or a single run folder (metrics.csv) into
+those same objects and draws them the same way.  Each ``*_figure`` function takes plain data
+and returns a matplotlib Figure, so tests can inspect the series drawn.
 
 A study with a grid (results.csv's ``cell`` column) gets one panel per cell in
 every figure, titled by the cell's label: statistics, curves and confusion
@@ -26,7 +28,8 @@ from matplotlib.transforms import Bbox
 from minicnn.confusion import read_run, row_normalised
 from minicnn.errors import UserError
 from minicnn.files import atomic_open, read_table
-from minicnn.results import aggregate, cell_labels, read_results, shift_keys
+from minicnn.results import Study, aggregate, cell_labels, read_results, shift_keys
+from minicnn.runs import History
 
 FIGSIZE = (6.4, 4.2)
 # the columns of metrics.csv the figures read, all numbers
@@ -324,34 +327,102 @@ def _key(row: dict):
     return (row["cell"], row["config"]) if row.get("cell") else row["config"]
 
 
-def plot_experiment(folder) -> list[pathlib.Path]:
-    """Draw the experiment figures from folder/results.csv and the run folders."""
+def study_figures(study) -> dict[str, Figure]:
+    """The figures of a study, {file name: Figure}, from the Study that ``load_study`` gives
+    (its ``rows``, ``stats``, ``metrics`` and ``confusion``); ``plot_study`` saves them.
+
+    val_accuracy.png and loss.png (curves per epoch, mean ± std over seeds), test_accuracy.png,
+    accuracy_vs_macs.png, shift_accuracy.png (when the runs were evaluated on shifted images)
+    and confusion.png (when the runs saved their confusion matrices).
+    """
+    figures = {"val_accuracy.png": val_accuracy_figure(study.metrics),
+               "test_accuracy.png": test_accuracy_figure(study.stats),
+               "loss.png": loss_figure(study.metrics), "accuracy_vs_macs.png": accuracy_vs_macs_figure(study.stats)}
+    if study.rows and shift_keys(study.rows):
+        figures["shift_accuracy.png"] = shift_figure(study.stats)
+    if study.confusion is not None:
+        figures["confusion.png"] = confusion_figure(*study.confusion)
+    return figures
+
+
+def history_figures(histories) -> dict[str, Figure]:
+    """Validation accuracy and loss per epoch, {file name: Figure}, of one History (``fit``,
+    ``load_run``) or of several to compare: {label: History, or [History per seed]}.
+
+    Example::
+
+        >>> import minicnn as mc
+        >>> h = mc.History([{"epoch": 1, "val_accuracy": 0.9, "train_loss": 0.5, "val_loss": 0.4}])
+        >>> sorted(mc.history_figures({"max pooling": h}))
+        ['loss.png', 'val_accuracy.png']
+    """
+    if not isinstance(histories, dict):
+        histories = {"run": histories}
+    metrics = {name: [r.rows for r in (h if isinstance(h, (list, tuple)) else [h])] for name, h in histories.items()}
+    return {"val_accuracy.png": val_accuracy_figure(metrics), "loss.png": loss_figure(metrics)}
+
+
+def save_all(figures: dict[str, Figure], folder) -> list[pathlib.Path]:
+    """Write {file name: Figure} into ``folder`` as PNG files; their paths."""
+    folder = pathlib.Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    return [save(fig, folder / name) for name, fig in figures.items()]
+
+
+def plot_history(histories, out=None) -> dict[str, Figure]:
+    """Draw ``history_figures(histories)``; with ``out``, also save them there as PNG files.
+
+    Example::
+
+        >>> import minicnn as mc
+        >>> h = mc.History([{"epoch": 1, "val_accuracy": 0.9, "train_loss": 0.5, "val_loss": 0.4}])
+        >>> figures = mc.plot_history(h)     # in a notebook, figures["loss.png"] shows itself
+        >>> figures["val_accuracy.png"].axes[0].get_ylabel()
+        'validation accuracy (%)'
+    """
+    figures = history_figures(histories)
+    if out is not None:
+        save_all(figures, out)
+    return figures
+
+
+def plot_study(study, out=None) -> dict[str, Figure]:
+    """Draw ``study_figures(study)`` for a Study (``load_study``); with ``out``, also save them
+    there as PNG files (``minicnn plot`` saves them into the study's folder)."""
+    figures = study_figures(study)
+    if out is not None:
+        save_all(figures, out)
+    return figures
+
+
+def read_study(folder) -> Study:
+    """A study folder's results.csv, the statistics per cell and variant, the runs' metrics and
+    confusion matrices: everything the figures draw (``load_study`` adds the paired differences)."""
     folder = pathlib.Path(folder)
     rows = read_results(folder / "results.csv")
     variants = list(dict.fromkeys(r["config"] for r in rows))
-    stats = aggregate(rows, variants)
     metrics = {}
     for r in rows:
         runs = metrics.setdefault(_key(r), [])
         if (folder / r["run_dir"] / "metrics.csv").exists():
             runs.append(read_table(folder / r["run_dir"] / "metrics.csv", METRIC_COLUMNS, METRIC_COLUMNS))
-    figures = [(val_accuracy_figure(metrics), "val_accuracy.png"), (test_accuracy_figure(stats), "test_accuracy.png"),
-               (loss_figure(metrics), "loss.png"), (accuracy_vs_macs_figure(stats), "accuracy_vs_macs.png")]
-    if rows and shift_keys(rows):
-        figures.append((shift_figure(stats), "shift_accuracy.png"))
-    confusion = _confusions(folder, rows)
-    if confusion:
-        figures.append((confusion_figure(*confusion), "confusion.png"))
-    return [save(fig, folder / name) for fig, name in figures]
+    return Study(folder, rows, variants, aggregate(rows, variants), metrics, _confusions(folder, rows))
+
+
+def plot_experiment(folder) -> list[pathlib.Path]:
+    """Draw the experiment figures from folder/results.csv and the run folders, into the folder."""
+    return save_all(study_figures(read_study(folder)), folder)
 
 
 def _confusions(folder: pathlib.Path, rows: list[dict]):
     """({variant: [counts per run]}, class names) from the runs' summary.json (minicnn.confusion),
     with a grid ({(cell, variant): [...]}, {cell: class names}); None when no run saved one.
-    Diverged runs are left out, as in the accuracy statistics."""
+    Diverged runs are left out, as in the accuracy statistics, and so are runs whose folder is
+    not there (a study's committed results.csv without its run folders)."""
     matrices, classes = {}, {}
     for r in rows:
-        found = None if str(r["diverged"]).lower() == "true" else read_run(folder / r["run_dir"])
+        gone = not (folder / r["run_dir"]).is_dir()
+        found = None if gone or str(r["diverged"]).lower() == "true" else read_run(folder / r["run_dir"])
         if found is None:
             continue
         counts, names = found
@@ -367,15 +438,14 @@ def _confusions(folder: pathlib.Path, rows: list[dict]):
 
 
 def plot_run(folder) -> list[pathlib.Path]:
+    """val_accuracy.png and loss.png of a run folder, from its metrics.csv, into the folder."""
     folder = pathlib.Path(folder)
     rows = read_table(folder / "metrics.csv", METRIC_COLUMNS, METRIC_COLUMNS)
-    name = folder.name
-    metrics = {name: [rows]}
-    return [save(val_accuracy_figure(metrics), folder / "val_accuracy.png"),
-            save(loss_figure(metrics), folder / "loss.png")]
+    return save_all(history_figures({folder.name: History(rows)}), folder)
 
 
 def plot_folder(folder) -> list[pathlib.Path]:
+    """``minicnn plot``: the figures of an experiment folder (results.csv) or a run folder (metrics.csv)."""
     folder = pathlib.Path(folder)
     if (folder / "results.csv").exists():
         return plot_experiment(folder)

@@ -6,7 +6,9 @@ taken within one cell, never across cells.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
+import pathlib
 import statistics
 
 from minicnn import probes
@@ -58,6 +60,27 @@ def _typed(text, kind: str):
     if not (math.isnan(value) or math.isfinite(value) and value >= 0 and (kind != "fraction" or value <= 1)):
         raise ValueError(text)
     return value
+
+
+@dataclasses.dataclass
+class Study:
+    """A study's results read back (``load_study``).
+
+    ``rows``: results.csv, one dict per run; ``variants``: the configs in order;
+    ``stats``: per grid cell and variant, mean and std over seeds (``aggregate``);
+    ``metrics``: {variant, or (cell, variant): [metrics rows of each run]};
+    ``confusion``: the runs' confusion matrices and class names (None if none saved);
+    ``differences``: {cell: [paired difference of each variant to the first, test accuracy]},
+    "" the cell of a study without a grid.
+    """
+
+    folder: pathlib.Path
+    rows: list[dict]
+    variants: list[str]
+    stats: list[dict]
+    metrics: dict
+    confusion: tuple | None
+    differences: dict = dataclasses.field(default_factory=dict)
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:

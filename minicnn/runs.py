@@ -34,6 +34,7 @@ killed holder never leaves a folder locked.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import io
 import json
@@ -49,6 +50,7 @@ from typing import Sequence
 import numpy as np
 import yaml
 
+from minicnn.config import from_run_config
 from minicnn.errors import UserError
 from minicnn.files import (FILE_MODE, TEMPORARY_NAME, check_writable, remove_temporaries, write_csv, write_json,
                            write_npz, write_text)
@@ -414,3 +416,96 @@ def _difference(old_text: str, new_text: str) -> str:
 def _short(value) -> str:
     text = json.dumps(value, default=str)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+@dataclasses.dataclass
+class History:
+    """What training gives back: one dict per epoch, the run's summary and its folder.
+
+    ``rows`` have metrics.csv's columns (``train_loss``, ``train_accuracy``,
+    ``val_loss``, ``val_accuracy``, ``test_loss``, ``test_accuracy``, ``lr``,
+    ``train_seconds``, ``images_per_second``, ``diverged``); ``history`` is the
+    same by column, Keras's ``History.history``.  ``summary`` is summary.json's
+    dict (None for a run not finished); ``folder`` the run folder (None when
+    ``fit`` was given no ``out``).
+
+    Example::
+
+        >>> import minicnn as mc
+        >>> h = mc.History([{"epoch": 1, "val_accuracy": 0.5}, {"epoch": 2, "val_accuracy": 0.75}])
+        >>> h.history["val_accuracy"], len(h)
+        ([0.5, 0.75], 2)
+    """
+
+    rows: list[dict]
+    summary: dict | None = None
+    folder: pathlib.Path | None = None
+
+    @property
+    def history(self) -> dict[str, list]:
+        keys = list(dict.fromkeys(k for r in self.rows for k in r))
+        return {k: [r.get(k) for r in self.rows] for k in keys}
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+@dataclasses.dataclass
+class Run:
+    """A run folder read back (``load_run``): its resolved ``config`` (config.yaml as a mapping),
+    its ``history`` (metrics per epoch and the summary) and the trained ``model`` (the last
+    checkpoint's weights)."""
+
+    folder: pathlib.Path
+    config: dict
+    history: History
+    model: object
+
+    @property
+    def summary(self) -> dict | None:
+        return self.history.summary
+
+
+def load_run(path) -> Run:
+    """Read a run folder that ``minicnn train`` or ``fit(..., out=...)`` wrote.
+
+    Args:
+        path: the run folder (config.yaml, checkpoint.npz, metrics.csv, summary.json).
+
+    Returns:
+        A Run: ``config``, ``history`` (its ``rows`` and ``summary``), ``model``, with the
+        weights of the last finished epoch. UserError when the folder is not a run's or its
+        checkpoint does not fit its config.
+
+    Example::
+
+        >>> import numpy as np, minicnn as mc, tempfile, pathlib
+        >>> model = mc.Sequential([mc.Flatten(), mc.Dense(out_features=2)], (1, 2, 2), seed=0)
+        >>> x, y = np.zeros((8, 1, 2, 2), np.float32), np.arange(8) % 2
+        >>> out = pathlib.Path(tempfile.mkdtemp()) / "run"
+        >>> _ = mc.fit(model, x, y, epochs=2, batch_size=4, out=out, log=None)
+        >>> run = mc.load_run(out)
+        >>> len(run.history), np.array_equal(run.model.layers[1].params["W"], model.layers[1].params["W"])
+        (2, True)
+    """
+    folder = pathlib.Path(path)
+    file = folder / CONFIG
+    try:
+        config = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{folder}: not a run folder (no {CONFIG})") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise UserError(f"{file}: cannot read it ({e})") from None
+    if not isinstance(config, dict):
+        raise UserError(f"{file}: expected a mapping, got {type(config).__name__}")
+    model, optimizer = from_run_config(config, str(file))
+    expected = {f"model.{k}": v for k, v in model.state_dict().items()}
+    expected.update({f"optim.{k}": v for k, v in optimizer.state_dict().items()})
+    try:
+        arrays = _read_checkpoint(folder / CHECKPOINT, expected)
+        rows = _check_rows(arrays.pop("metrics"), METRIC_FIELDS)
+    except (OSError, ValueError) as e:
+        raise UserError(f"{folder / CHECKPOINT}: cannot read this run's checkpoint: {e}") from None
+    model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
+    summary = RunFolder(folder, file.read_text(encoding="utf-8")).summary() if (folder / SUMMARY).exists() else None
+    return Run(folder, config, History(rows, summary, folder), model)

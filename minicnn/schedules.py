@@ -22,6 +22,7 @@ The trainer sets ``optimizer.lr = learning_rate(...)`` before every batch; metri
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 # name -> {key: default}; None marks a required key
@@ -32,12 +33,68 @@ SCHEDULES = {
 }
 
 
-def resolve(schedule: dict | None) -> dict:
-    """The schedule with its defaults filled in ({"name": "constant"} for None).
+@dataclasses.dataclass(frozen=True)
+class Constant:
+    """The optimizer's ``lr`` for every batch (``{name: constant}``, the default).
+
+    Example::
+
+        >>> import minicnn as mc
+        >>> mc.learning_rate(mc.Constant(), 0.05, step=10, batches_per_epoch=5, epochs=3)
+        0.05
+    """
+
+    name = "constant"
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """``lr * gamma ** (e // step_epochs)`` in epoch e (``{name: step, step_epochs, gamma}``).
+
+    Args:
+        step_epochs: epochs between two multiplications by gamma.
+        gamma: the factor, in (0, 1]. Default: 0.1.
+
+    Example::
+
+        >>> import minicnn as mc
+        >>> round(mc.learning_rate(mc.Step(step_epochs=2), 0.05, step=10, batches_per_epoch=5, epochs=3), 6)
+        0.005
+    """
+
+    step_epochs: int
+    gamma: float = 0.1
+    name = "step"
+
+
+@dataclasses.dataclass(frozen=True)
+class Cosine:
+    """A linear warm-up over ``warmup_epochs``, then half a cosine down towards 0 over the rest of
+    the run (``{name: cosine, warmup_epochs}``; the formula is in this module's docstring).
+
+    Args:
+        warmup_epochs: epochs of linear rise from lr / W to lr (W the warm-up batches). Default: 0.
+
+    Example::
+
+        >>> import minicnn as mc
+        >>> [round(mc.learning_rate(mc.Cosine(), 1.0, t, 2, 2), 3) for t in range(4)]
+        [1.0, 0.854, 0.5, 0.146]
+    """
+
+    warmup_epochs: float = 0
+    name = "cosine"
+
+
+def resolve(schedule) -> dict:
+    """The schedule with its defaults filled in ({"name": "constant"} for None): ``schedule`` a
+    mapping as a config's ``train.schedule``, or a Constant, Step or Cosine.
 
     ValueError(key, message) for an unknown name or key, a missing key or a bad value;
     ``key`` is the path below ``train.schedule`` ("name", "gamma", ...), for the caller's message.
     """
+    if dataclasses.is_dataclass(schedule):
+        schedule = {"name": schedule.name, **dataclasses.asdict(schedule)}
     schedule = dict(schedule or {"name": "constant"})
     name = schedule.pop("name", None)
     if name not in SCHEDULES:
@@ -72,8 +129,25 @@ def _check(s: dict) -> None:
         raise ValueError("warmup_epochs", f"expected a number >= 0, got {s['warmup_epochs']!r}")
 
 
-def learning_rate(schedule: dict | None, base_lr: float, step: int, batches_per_epoch: int, epochs: int) -> float:
-    """The learning rate of batch ``step`` (module docstring); ``schedule`` as ``resolve`` returns it."""
+def learning_rate(schedule, base_lr: float, step: int, batches_per_epoch: int, epochs: int) -> float:
+    """The learning rate of batch ``step`` (0-based over the whole run) from the optimizer's
+    ``base_lr``: the formulas of this module's docstring.
+
+    Args:
+        schedule: as ``resolve`` returns it, or a Constant, Step or Cosine (None: constant).
+        base_lr: the optimizer's learning rate.
+        step: the batch's global index, epoch ``step // batches_per_epoch``.
+        batches_per_epoch: batches in one epoch.
+        epochs: epochs of the run.
+
+    Example::
+
+        >>> import minicnn as mc
+        >>> mc.learning_rate({"name": "step", "step_epochs": 1, "gamma": 0.5}, 0.1, 3, 2, 4)
+        0.05
+    """
+    if dataclasses.is_dataclass(schedule):
+        schedule = resolve(schedule)
     name = (schedule or {"name": "constant"})["name"]
     if name == "constant":
         return float(base_lr)

@@ -181,7 +181,7 @@ def test_a_study_reports_its_claims_and_draws_them_from_its_folder(tmp_path, fak
     assert json.loads((out / "claims.json").read_text())[1]["metric"] == "generalisation_gap"
     assert (out / "claims.png").exists()
     (out / "claims.png").unlink()
-    assert out / "claims.png" in claims.plot_study(out)  # redrawn from the folder alone
+    assert out / "claims.png" in claims.draw_folder(out)  # redrawn from the folder alone
 
 
 def test_the_family_study_loads_with_its_claims():

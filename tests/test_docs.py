@@ -106,3 +106,24 @@ def test_the_readmes_default_study_tables_are_the_committed_results():
                for metric in ("test_accuracy", "shift_2", "shift_4")]
     for v in variants[1:]:
         assert f"| {v} | {' | '.join(c[v] for c in columns)} |" in default, v
+
+
+def test_the_readmes_notebook_snippet_runs_on_small_arrays():
+    """The ten lines of "In a notebook", run as they stand on random arrays in place of MNIST."""
+    import numpy as np
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## In a notebook\n")[1].split("\n## ")[0]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    assert len(code.strip().splitlines()) <= 10
+    rng = np.random.default_rng(0)
+    names = {"x_train": rng.integers(0, 256, (96, 1, 28, 28), dtype=np.uint8), "y_train": rng.integers(0, 10, 96),
+             "x_val": rng.integers(0, 256, (32, 1, 28, 28), dtype=np.uint8), "y_val": rng.integers(0, 10, 32)}
+    exec(compile(code, "README.md", "exec"), names)
+    assert len(names["history"]) == 2 and len(names["history"].history["val_accuracy"]) == 2
+    assert names["model"].layers[3].in_channels == 16
+
+
+def test_the_readmes_test_command_runs_the_docstrings():
+    readme = (ROOT / "README.md").read_text()
+    assert 'pip install -e ".[test]" && python -m pytest -q --doctest-modules minicnn tests' in readme

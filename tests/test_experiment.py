@@ -83,7 +83,7 @@ def fake_data(monkeypatch, tiny_data):
         calls["load"] += 1
         return tiny_data
 
-    real_fit, real_epoch = minicnn.train.fit, minicnn.train.train_epoch
+    real_fit, real_epoch = minicnn.train.fit_config, minicnn.train.train_epoch
 
     def fit(config, out_dir, **kwargs):
         calls["fit"] += 1
@@ -95,7 +95,7 @@ def fake_data(monkeypatch, tiny_data):
         return real_epoch(*args, **kwargs)
 
     monkeypatch.setattr(minicnn.data, "load_dataset", load)
-    monkeypatch.setattr(minicnn.train, "fit", fit)
+    monkeypatch.setattr(minicnn.train, "fit_config", fit)
     monkeypatch.setattr(minicnn.train, "train_epoch", train_epoch)
     return calls
 
@@ -362,7 +362,7 @@ def test_resume_rewrites_a_stale_metrics_csv(tmp_path, tiny_mnist, monkeypatch):
     from minicnn.config import validate
 
     config = validate(study_config("max"), "max.yaml")
-    minicnn.train.fit(config, tmp_path / "whole", mnist=tiny_mnist, log=lambda line: None)
+    minicnn.train.fit_config(config, tmp_path / "whole", mnist=tiny_mnist, log=lambda line: None)
     real_write_csv = minicnn.runs.write_csv
     writes = {"metrics": 0}
 
@@ -375,9 +375,9 @@ def test_resume_rewrites_a_stale_metrics_csv(tmp_path, tiny_mnist, monkeypatch):
 
     monkeypatch.setattr(minicnn.runs, "write_csv", killed_before_the_second_metrics_csv)
     with pytest.raises(KeyboardInterrupt):
-        minicnn.train.fit(config, tmp_path / "cut", mnist=tiny_mnist, log=lambda line: None)
+        minicnn.train.fit_config(config, tmp_path / "cut", mnist=tiny_mnist, log=lambda line: None)
     monkeypatch.setattr(minicnn.runs, "write_csv", real_write_csv)
-    minicnn.train.fit(config, tmp_path / "cut", mnist=tiny_mnist, resume=True, log=lambda line: None)
+    minicnn.train.fit_config(config, tmp_path / "cut", mnist=tiny_mnist, resume=True, log=lambda line: None)
     assert len(read_csv(tmp_path / "cut" / "metrics.csv")) == len(read_csv(tmp_path / "whole" / "metrics.csv")) == 2
 
 
@@ -418,14 +418,14 @@ def test_a_diverged_run_is_recorded_and_the_study_goes_on(tmp_path, fake_data):
 
 def test_a_failing_run_does_not_stop_the_study(tmp_path, fake_data, monkeypatch):
     path = write_study(tmp_path, TWO, seeds=[0, 1])
-    counting = minicnn.train.fit
+    counting = minicnn.train.fit_config
 
     def flaky(config, out_dir, **kwargs):
         if config.name == "max" and config.seed == 0:
             raise RuntimeError("disk on fire")
         return counting(config, out_dir, **kwargs)
 
-    monkeypatch.setattr(minicnn.train, "fit", flaky)
+    monkeypatch.setattr(minicnn.train, "fit_config", flaky)
     lines = []
     with pytest.raises(RunsFailed, match="1 of 4 runs failed") as failed:
         run_experiment(path, executor=InProcess(), log=lines.append)

@@ -6,7 +6,7 @@ import pytest
 from minicnn.config import load_config
 from minicnn.data import fashion_mnist
 from minicnn.errors import DataError
-from minicnn.train import fit
+from minicnn.train import fit_config
 
 CONFIGS = pathlib.Path(__file__).resolve().parent.parent / "configs"
 
@@ -21,7 +21,7 @@ def test_max_pool_reaches_85_5_percent_on_fashion_mnist_after_one_epoch(tmp_path
         pytest.skip(f"Fashion-MNIST cannot be had on this machine: {e}")
     config = load_config(CONFIGS / "max_pool.yaml", ["data.dataset=fashion_mnist", "train.epochs=1",
                                                       "eval.shifts=[]"])
-    summary = fit(config, tmp_path, data=dataset, log=print)
+    summary = fit_config(config, tmp_path, data=dataset, log=print)
     print(f"test accuracy {summary['test_accuracy']:.4f}, {summary['images_per_second']:.0f} images/s")
     assert summary["train_images"] == 55000 and summary["diverged"] is False
     assert summary["dataset"] == "fashion_mnist" and summary["data_sha256"] == fashion_mnist.FASHION_MNIST_SHA256

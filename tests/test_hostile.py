@@ -73,14 +73,14 @@ def test_train_never_writes_into_a_folder_another_tool_wrote(tmp_path, run_cli):
 
 
 def test_train_uses_an_empty_folder_and_resumes_its_own(tmp_path, fake_data):
-    from minicnn.train import fit
+    from minicnn.train import fit_config
 
     out = tmp_path / "empty"
     out.mkdir()
     config = load_config(write_config(tmp_path, tiny_config(train={"epochs": 1})))
-    first = fit(config, out, log=lambda line: None)
+    first = fit_config(config, out, log=lambda line: None)
     (out / "notes.txt").write_text("a file of the user's beside a run of minicnn's\n")
-    assert fit(config, out, resume=True, log=lambda line: None) == first
+    assert fit_config(config, out, resume=True, log=lambda line: None) == first
     assert (out / "notes.txt").exists()
 
 

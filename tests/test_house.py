@@ -21,7 +21,7 @@ FLOORS = [
     ("config", ["minicnn.config", "minicnn.schema"]),
     ("runs", ["minicnn.runs", "minicnn.confusion"]),
     ("train", ["minicnn.train", "minicnn.progress", "minicnn.probes", "minicnn.results"]),
-    ("plots", ["minicnn.plots", "minicnn.show"]),
+    ("plots", ["minicnn.plots", "minicnn.featuremaps"]),
     ("study", ["minicnn.study"]),
     ("api", ["minicnn"]),  # the package root: the table of contents of the public API
     ("cli", ["minicnn.cli", "minicnn.__main__"]),

@@ -43,13 +43,13 @@ def randomize_params(layer, seed=7):
 
 # name -> (make layer, make input); every layer of minicnn.layers is here.
 GRAD_CASES = {
-    "Conv2D stride pad rect": (lambda: L.Conv2D(3, 4, (3, 2), stride=(2, 1), padding=(1, 2)),
+    "Conv2D stride pad rect": (lambda: L.Conv2D(3, 4, (3, 2), stride=(2, 1), padding=(1, 2), dtype=np.float64),
                                lambda: smooth((2, 3, 7, 6))),
-    "Conv2D plain": (lambda: L.Conv2D(2, 3, 3), lambda: smooth((2, 2, 5, 5))),
-    "Conv2D 1x1 stride 2": (lambda: L.Conv2D(3, 2, 1, stride=2), lambda: smooth((1, 3, 5, 4))),
-    "Conv2D big pad": (lambda: L.Conv2D(1, 2, (2, 3), stride=(1, 2), padding=(2, 3)),
+    "Conv2D plain": (lambda: L.Conv2D(2, 3, 3, dtype=np.float64), lambda: smooth((2, 2, 5, 5))),
+    "Conv2D 1x1 stride 2": (lambda: L.Conv2D(3, 2, 1, stride=2, dtype=np.float64), lambda: smooth((1, 3, 5, 4))),
+    "Conv2D big pad": (lambda: L.Conv2D(1, 2, (2, 3), stride=(1, 2), padding=(2, 3), dtype=np.float64),
                        lambda: smooth((2, 1, 3, 4))),
-    "Dense": (lambda: L.Dense(5, 4), lambda: smooth((3, 5))),
+    "Dense": (lambda: L.Dense(5, 4, dtype=np.float64), lambda: smooth((3, 5))),
     "ReLU 4d": (L.ReLU, lambda: away_from_zero((2, 3, 4, 5))),
     "ReLU 2d": (L.ReLU, lambda: away_from_zero((4, 6))),
     "Softmax": (L.Softmax, lambda: smooth((3, 6))),
@@ -187,7 +187,7 @@ CONV_CASES = [
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape, out_channels, kernel, stride, padding", CONV_CASES)
 def test_conv2d_forward_matches_reference(shape, out_channels, kernel, stride, padding, dtype):
-    layer = randomize_params(L.Conv2D(shape[1], out_channels, kernel, stride, padding))
+    layer = randomize_params(L.Conv2D(shape[1], out_channels, kernel, stride, padding, dtype=np.float64))
     x = smooth(shape).astype(dtype)
     y = layer.forward(x)
     expected = ref.conv2d_forward(x, layer.params["W"], layer.params["b"], stride, padding)
@@ -196,7 +196,7 @@ def test_conv2d_forward_matches_reference(shape, out_channels, kernel, stride, p
 
 
 def test_conv2d_hand_value():
-    layer = L.Conv2D(1, 1, 2, padding=1)
+    layer = L.Conv2D(1, 1, 2, padding=1, dtype=np.float64)
     layer.params["W"][...] = [[[[1.0, 2.0], [3.0, 4.0]]]]
     layer.params["b"][...] = 0.5
     y = layer.forward(np.array([[[[1.0, 10.0]]]]))          # 1x2 image -> 2x3 output
@@ -206,7 +206,7 @@ def test_conv2d_hand_value():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_dense_forward_matches_reference(dtype):
-    layer = randomize_params(L.Dense(5, 3))
+    layer = randomize_params(L.Dense(5, 3, dtype=np.float64))
     x = smooth((4, 5)).astype(dtype)
     assert_close(layer.forward(x), ref.dense_forward(x, layer.params["W"], layer.params["b"]), dtype)
 
@@ -226,13 +226,13 @@ def test_relu_softmax_flatten_values():
 # ------------------------------------------------- parameters and dtype --
 
 def test_rng_and_dtype_keywords():
-    a = L.Conv2D(2, 3, 3, rng=np.random.default_rng(5))
-    b = L.Conv2D(2, 3, 3, rng=np.random.default_rng(5))
-    c = L.Conv2D(2, 3, 3, rng=np.random.default_rng(6))
+    a = L.Conv2D(2, 3, 3, rng=np.random.default_rng(5), dtype=np.float64)
+    b = L.Conv2D(2, 3, 3, rng=np.random.default_rng(5), dtype=np.float64)
+    c = L.Conv2D(2, 3, 3, rng=np.random.default_rng(6), dtype=np.float64)
     np.testing.assert_array_equal(a.params["W"], b.params["W"])
     assert not np.array_equal(a.params["W"], c.params["W"])
-    d = L.Dense(4, 2, rng=np.random.default_rng(5))
-    e = L.Dense(4, 2, rng=np.random.default_rng(6))
+    d = L.Dense(4, 2, rng=np.random.default_rng(5), dtype=np.float64)
+    e = L.Dense(4, 2, rng=np.random.default_rng(6), dtype=np.float64)
     assert not np.array_equal(d.params["W"], e.params["W"])
     for layer in [L.Conv2D(2, 3, 3, dtype=np.float32), L.Dense(4, 2, dtype=np.float32)]:
         for key in ("W", "b"):
@@ -242,7 +242,7 @@ def test_rng_and_dtype_keywords():
 
 def test_params_are_used_in_place():
     """The optimizer updates params in place: the layer must see the change."""
-    conv, dense = L.Conv2D(1, 1, 1), L.Dense(1, 1)
+    conv, dense = L.Conv2D(1, 1, 1, dtype=np.float64), L.Dense(1, 1, dtype=np.float64)
     for layer, x in [(conv, np.ones((1, 1, 2, 2))), (dense, np.ones((1, 1)))]:
         layer.params["W"] *= 0
         layer.params["W"] += 2.0
@@ -251,7 +251,7 @@ def test_params_are_used_in_place():
 
 
 def test_grads_are_overwritten_not_accumulated():
-    layer = randomize_params(L.Conv2D(2, 2, 3, padding=1))
+    layer = randomize_params(L.Conv2D(2, 2, 3, padding=1, dtype=np.float64))
     x = smooth((2, 2, 4, 4))
     dy = smooth(layer.forward(x).shape, seed=3)
     layer.backward(dy)
@@ -264,8 +264,8 @@ def test_grads_are_overwritten_not_accumulated():
 
 # A layer and a valid input shape for it, for the dtype and bad-input tests.
 LAYERS = {
-    "Conv2D": (lambda: L.Conv2D(2, 3, 3, stride=(1, 2), padding=1), (2, 2, 6, 7)),
-    "Dense": (lambda: L.Dense(6, 4), (3, 6)),
+    "Conv2D": (lambda: L.Conv2D(2, 3, 3, stride=(1, 2), padding=1, dtype=np.float64), (2, 2, 6, 7)),
+    "Dense": (lambda: L.Dense(6, 4, dtype=np.float64), (3, 6)),
     "ReLU": (L.ReLU, (2, 3, 4, 5)),
     "Softmax": (L.Softmax, (3, 5)),
     "Flatten": (L.Flatten, (2, 3, 4, 5)),

@@ -8,7 +8,7 @@ import pytest
 
 from minicnn import data
 from minicnn.config import load_config
-from minicnn.train import fit
+from minicnn.train import fit_config
 
 CONFIGS = pathlib.Path(__file__).resolve().parent.parent / "configs"
 
@@ -17,7 +17,7 @@ CONFIGS = pathlib.Path(__file__).resolve().parent.parent / "configs"
 def test_max_pool_reaches_97_5_percent_after_one_epoch(tmp_path):
     mnist = data.load_mnist()
     config = load_config(CONFIGS / "max_pool.yaml", ["train.epochs=1", "eval.shifts=[]"])
-    summary = fit(config, tmp_path, mnist=mnist, log=print)
+    summary = fit_config(config, tmp_path, mnist=mnist, log=print)
     print(f"test accuracy {summary['test_accuracy']:.4f}, {summary['images_per_second']:.0f} images/s")
     assert summary["train_images"] == 55000 and summary["diverged"] is False
     assert summary["test_accuracy"] >= 0.975

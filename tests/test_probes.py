@@ -12,7 +12,7 @@ from minicnn import probes
 from minicnn.config import EvalKeys, build_model, load_config
 from minicnn.layers.base import Layer
 from minicnn.model import Sequential
-from minicnn.train import Splits, evaluate, fit
+from minicnn.train import Splits, evaluate, fit_config
 from conftest import tiny_config
 
 
@@ -219,7 +219,7 @@ def test_a_run_records_every_probe_in_summary_json(tmp_path, tiny_mnist):
     from minicnn.config import validate
 
     raw = tiny_config(eval={"canvases": [28, 40], "gaussian_sigmas": [0.2], "salt_pepper": [0.1]})
-    summary = fit(validate(raw, "tiny.yaml"), tmp_path, mnist=tiny_mnist, log=lambda line: None)
+    summary = fit_config(validate(raw, "tiny.yaml"), tmp_path, mnist=tiny_mnist, log=lambda line: None)
     assert summary["canvas_accuracy"] == {"28": summary["test_accuracy"], "40": None}  # flatten + dense
     assert set(summary["noise_accuracy"]) == {"gaussian_0.2", "salt_pepper_0.1"}
     assert 0 <= summary["consistency"] <= 1

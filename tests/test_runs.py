@@ -30,7 +30,7 @@ from minicnn.config import validate
 from minicnn.errors import UserError
 from minicnn.files import read_csv
 from minicnn.runs import FolderLock, RunFolder
-from minicnn.train import fit, peak_memory_mib
+from minicnn.train import fit_config, peak_memory_mib
 
 from test_experiment import InProcess, TWO, write_study
 from test_experiment import study_config as tiny_config
@@ -56,7 +56,7 @@ def files(folder: pathlib.Path) -> dict[str, bytes]:
 def finished(tmp_path, tiny_mnist):
     """A finished 1-epoch run of the max-pooling config, and the bytes of its files."""
     folder = tmp_path / "run"
-    fit(config(), folder, mnist=tiny_mnist, log=quiet)
+    fit_config(config(), folder, mnist=tiny_mnist, log=quiet)
     return folder, files(folder)
 
 
@@ -80,14 +80,14 @@ def test_resume_into_a_finished_run_of_another_config_is_refused(finished, tiny_
     folder, before = finished
     with pytest.raises(UserError, match=r"different config \(model\.layers\[2\]\.type is \"maxpool2d\" there, "
                                         r"\"avgpool2d\" here\)"):
-        fit(config("avgpool2d"), folder, mnist=tiny_mnist, resume=True, log=quiet)
+        fit_config(config("avgpool2d"), folder, mnist=tiny_mnist, resume=True, log=quiet)
     assert files(folder) == before
 
 
 def test_resume_with_more_epochs_on_a_finished_run_is_refused(finished, tiny_mnist):
     folder, before = finished
     with pytest.raises(UserError, match=r"train\.epochs is 1 there, 2 here"):
-        fit(config(**{"train.epochs": 2}), folder, mnist=tiny_mnist, resume=True, log=quiet)
+        fit_config(config(**{"train.epochs": 2}), folder, mnist=tiny_mnist, resume=True, log=quiet)
     assert files(folder) == before
 
 
@@ -103,7 +103,7 @@ def test_cli_train_resume_into_another_configs_folder_exits_2(finished, run_cli,
 
 def test_resume_of_a_finished_run_returns_its_summary_without_training(finished, tiny_mnist):
     folder, before = finished
-    summary = fit(config(), folder, mnist=None, resume=True, log=quiet)   # no data needed
+    summary = fit_config(config(), folder, mnist=None, resume=True, log=quiet)   # no data needed
     assert summary == json.loads(before["summary.json"])
     assert files(folder) == before
 
@@ -113,7 +113,7 @@ def test_resume_of_a_finished_run_returns_its_summary_without_training(finished,
 def test_a_finished_run_is_not_replaced_without_resume(finished, tiny_mnist):
     folder, before = finished
     with pytest.raises(UserError, match="already holds a finished run.*--resume.*delete the folder"):
-        fit(config(), folder, mnist=tiny_mnist, log=quiet)
+        fit_config(config(), folder, mnist=tiny_mnist, log=quiet)
     assert files(folder) == before
 
 
@@ -124,10 +124,10 @@ def test_an_unfinished_run_is_not_replaced_without_resume(tmp_path, tiny_mnist):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        fit(config(**{"train.epochs": 2}), folder, mnist=tiny_mnist, log=stop)
+        fit_config(config(**{"train.epochs": 2}), folder, mnist=tiny_mnist, log=stop)
     before = files(folder)
     with pytest.raises(UserError, match="already holds an unfinished run.*--resume to continue it"):
-        fit(config(**{"train.epochs": 2}), folder, mnist=tiny_mnist, log=quiet)
+        fit_config(config(**{"train.epochs": 2}), folder, mnist=tiny_mnist, log=quiet)
     assert files(folder) == before
 
 
@@ -135,9 +135,9 @@ def test_a_held_folder_is_refused_naming_the_holder(tmp_path, tiny_mnist):
     folder = tmp_path / "run"
     with FolderLock(folder, "run folder"):
         with pytest.raises(UserError, match=rf"run folder {folder} is in use by process {os.getpid()} on "):
-            fit(config(), folder, mnist=tiny_mnist, log=quiet)
+            fit_config(config(), folder, mnist=tiny_mnist, log=quiet)
     assert not folder.joinpath("config.yaml").exists()
-    fit(config(), folder, mnist=tiny_mnist, log=quiet)                # released: free again
+    fit_config(config(), folder, mnist=tiny_mnist, log=quiet)                # released: free again
     assert sorted(p.name for p in folder.iterdir()) == ["checkpoint.npz", "config.yaml", "metrics.csv",
                                                         "summary.json"]
 
@@ -151,7 +151,7 @@ def test_the_lock_is_held_while_the_run_trains(tmp_path, tiny_mnist):
             FolderLock(folder).acquire()
         seen.append(line)
 
-    fit(config(**{"train.epochs": 2}), folder, mnist=tiny_mnist, log=try_to_take_it)
+    fit_config(config(**{"train.epochs": 2}), folder, mnist=tiny_mnist, log=try_to_take_it)
     assert len(seen) == 2
 
 
@@ -242,7 +242,7 @@ CORRUPTIONS = {
 def two_epochs(tmp_path, tiny_mnist):
     """A finished 2-epoch run whose summary.json is removed: --resume would finish it from its checkpoint."""
     folder = tmp_path / "run"
-    fit(config(**{"train.epochs": 2}), folder, mnist=tiny_mnist, log=quiet)
+    fit_config(config(**{"train.epochs": 2}), folder, mnist=tiny_mnist, log=quiet)
     (folder / "summary.json").unlink()
     return folder
 
@@ -262,7 +262,7 @@ def test_a_corrupt_checkpoint_is_refused_before_anything_is_loaded(two_epochs, t
         monkeypatch.setattr(cls, "load_state_dict", lambda self, state, real=real: (loaded.append(1), real(self, state)))
     with pytest.raises(UserError, match=rf"checkpoint.npz: cannot resume from this checkpoint: .*({words})"
                                         r".*delete it to start the run over"):
-        fit(config(**{"train.epochs": 2}), two_epochs, mnist=tiny_mnist, resume=True, log=quiet)
+        fit_config(config(**{"train.epochs": 2}), two_epochs, mnist=tiny_mnist, resume=True, log=quiet)
     assert loaded == [], "state was loaded from a checkpoint that does not fit"
     assert files(two_epochs) == before, "a refused resume changed the folder"
 
@@ -277,7 +277,7 @@ def test_cli_resume_from_a_corrupt_checkpoint_exits_2(two_epochs, run_cli, tmp_p
 
 
 def test_an_intact_checkpoint_resumes(two_epochs, tiny_mnist):
-    summary = fit(config(**{"train.epochs": 2}), two_epochs, mnist=tiny_mnist, resume=True, log=quiet)
+    summary = fit_config(config(**{"train.epochs": 2}), two_epochs, mnist=tiny_mnist, resume=True, log=quiet)
     assert summary["epochs"] == 2 and summary["test_accuracy"] > 0.5
 
 
@@ -305,17 +305,17 @@ def disk_full(monkeypatch):
 
 def test_a_full_disk_is_one_message_and_the_last_epoch_stays_resumable(tmp_path, tiny_mnist, disk_full):
     folder = tmp_path / "run"
-    whole = fit(config(**{"train.epochs": 2}), tmp_path / "whole", mnist=tiny_mnist, log=quiet)
+    whole = fit_config(config(**{"train.epochs": 2}), tmp_path / "whole", mnist=tiny_mnist, log=quiet)
     disk_full.update(name="checkpoint.npz", at=2)
     with pytest.raises(UserError) as error:
-        fit(config(**{"train.epochs": 2}), folder, mnist=tiny_mnist, log=quiet)
+        fit_config(config(**{"train.epochs": 2}), folder, mnist=tiny_mnist, log=quiet)
     size = len((tmp_path / "whole" / "checkpoint.npz").read_bytes())
     message = str(error.value)
     assert message.startswith(f"disk full: cannot write checkpoint.npz in {folder} (")
     assert f"{size / 1024:.1f} KiB needed" in message and " free)" in message
     assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")], "a temporary file was left"
     assert len(read_csv(folder / "metrics.csv")) == 1                     # epoch 1 is intact
-    resumed = fit(config(**{"train.epochs": 2}), folder, mnist=tiny_mnist, resume=True, log=quiet)
+    resumed = fit_config(config(**{"train.epochs": 2}), folder, mnist=tiny_mnist, resume=True, log=quiet)
     timing = {"train_seconds", "seconds_per_epoch", "images_per_second", "peak_memory_mib", "probe_seconds"}
     assert {k: v for k, v in resumed.items() if k not in timing} == {k: v for k, v in whole.items() if k not in timing}
 
@@ -332,14 +332,14 @@ def test_cli_on_a_full_disk_exits_2_with_one_line(tmp_path, run_cli, disk_full):
 
 def test_cli_ablate_with_failed_runs_prints_a_table_and_exits_1(tmp_path, run_cli, monkeypatch):
     monkeypatch.setattr(minicnn.study.experiment, "process_pool", lambda jobs: _in_process())
-    real_fit = minicnn.train.fit
+    real_fit = minicnn.train.fit_config
 
     def flaky(config, out_dir, **kwargs):
         if config.seed == 1:
             raise RuntimeError(f"disk on fire in {config.name}")
         return real_fit(config, out_dir, **kwargs)
 
-    monkeypatch.setattr(minicnn.train, "fit", flaky)
+    monkeypatch.setattr(minicnn.train, "fit_config", flaky)
     path = write_study(tmp_path, TWO, seeds=[0, 1])
     status, out, err = run_cli("ablate", path)
     assert status == 1, err
@@ -359,7 +359,7 @@ def test_cli_ablate_whose_runs_all_fail_ends_in_the_table(tmp_path, run_cli, mon
     def broken(config, out_dir, **kwargs):
         raise UserError(f"the run folder {out_dir} is in use by process 1 on elsewhere")
 
-    monkeypatch.setattr(minicnn.train, "fit", broken)
+    monkeypatch.setattr(minicnn.train, "fit_config", broken)
     status, _, err = run_cli("ablate", write_study(tmp_path, TWO, seeds=[0]))
     assert status == 1 and "Traceback" not in err
     assert "2 of 2 runs failed" in err and "max seed 0  the run folder" in err
@@ -387,7 +387,7 @@ def test_a_dead_worker_is_a_reason_in_the_table():
 # ---------------------------------------------------------------- 6. strict JSON, memory
 
 def test_summary_json_is_strict_json_when_a_split_is_empty(tmp_path, tiny_mnist):
-    summary = fit(config(**{"data.val_size": 0}), tmp_path, mnist=tiny_mnist, log=quiet)
+    summary = fit_config(config(**{"data.val_size": 0}), tmp_path, mnist=tiny_mnist, log=quiet)
 
     def refuse(constant):
         raise ValueError(f"{constant} is not JSON")

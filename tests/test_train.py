@@ -1,4 +1,4 @@
-"""fit(): run folder, determinism, exact resume, divergence, unwritable folders."""
+"""fit_config(): run folder, determinism, exact resume, divergence, unwritable folders."""
 import json
 import os
 
@@ -9,7 +9,7 @@ from conftest import tiny_config
 from minicnn.config import validate
 from minicnn.errors import UserError
 from minicnn.files import read_csv
-from minicnn.train import fit
+from minicnn.train import fit_config
 
 SMALL = tiny_config("small", seed=3, data={"train_size": None},
                     train={"epochs": 3, "batch_size": 32}, eval={"shifts": [0, 2]})
@@ -23,7 +23,7 @@ def config(**train):
 
 def test_run_folder_and_learning(tmp_path, tiny_mnist):
     lines = []
-    summary = fit(config(), tmp_path, mnist=tiny_mnist, log=lines.append)
+    summary = fit_config(config(), tmp_path, mnist=tiny_mnist, log=lines.append)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.npz", "config.yaml", "metrics.csv", "summary.json"]
     assert len(lines) == 3 and lines[0].startswith("epoch 1/3")
     rows = read_csv(tmp_path / "metrics.csv")
@@ -40,8 +40,8 @@ def test_run_folder_and_learning(tmp_path, tiny_mnist):
 
 
 def test_same_config_and_seed_give_the_same_numbers(tmp_path, tiny_mnist):
-    a = fit(config(epochs=2), tmp_path / "a", mnist=tiny_mnist, log=lambda s: None)
-    b = fit(config(epochs=2), tmp_path / "b", mnist=tiny_mnist, log=lambda s: None)
+    a = fit_config(config(epochs=2), tmp_path / "a", mnist=tiny_mnist, log=lambda s: None)
+    b = fit_config(config(epochs=2), tmp_path / "b", mnist=tiny_mnist, log=lambda s: None)
     for key in ("test_accuracy", "val_accuracy", "train_loss", "shift_accuracy"):
         assert a[key] == b[key]
     with np.load(tmp_path / "a" / "checkpoint.npz") as x, np.load(tmp_path / "b" / "checkpoint.npz") as y:
@@ -52,16 +52,16 @@ def test_same_config_and_seed_give_the_same_numbers(tmp_path, tiny_mnist):
 
 
 def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, tiny_mnist):
-    whole = fit(config(), tmp_path / "whole", mnist=tiny_mnist, log=lambda s: None)
+    whole = fit_config(config(), tmp_path / "whole", mnist=tiny_mnist, log=lambda s: None)
 
     def stop_after_first_epoch(line):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        fit(config(), tmp_path / "cut", mnist=tiny_mnist, log=stop_after_first_epoch)
+        fit_config(config(), tmp_path / "cut", mnist=tiny_mnist, log=stop_after_first_epoch)
     assert len(read_csv(tmp_path / "cut" / "metrics.csv")) == 1
     assert not (tmp_path / "cut" / "summary.json").exists()
-    resumed = fit(config(), tmp_path / "cut", mnist=tiny_mnist, resume=True, log=lambda s: None)
+    resumed = fit_config(config(), tmp_path / "cut", mnist=tiny_mnist, resume=True, log=lambda s: None)
     skip = {"train_seconds", "seconds_per_epoch", "images_per_second", "peak_memory_mib", "probe_seconds"}
     assert {k: v for k, v in resumed.items() if k not in skip} == {k: v for k, v in whole.items() if k not in skip}
     before = [r["test_accuracy"] for r in read_csv(tmp_path / "whole" / "metrics.csv")]
@@ -71,7 +71,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, tiny_mnist):
 
 def test_divergence_is_recorded_not_raised(tmp_path, tiny_mnist):
     lines = []
-    summary = fit(config(optimizer={"name": "sgd", "lr": 100.0, "momentum": 0.9}), tmp_path,
+    summary = fit_config(config(optimizer={"name": "sgd", "lr": 100.0, "momentum": 0.9}), tmp_path,
                   mnist=tiny_mnist, log=lines.append)
     assert summary["diverged"] is True
     assert summary["epochs"] == 1
@@ -82,9 +82,9 @@ def test_divergence_is_recorded_not_raised(tmp_path, tiny_mnist):
 
 
 def test_folder_holding_another_run_is_refused(tmp_path, tiny_mnist):
-    fit(config(epochs=1), tmp_path, mnist=tiny_mnist, log=lambda s: None)
+    fit_config(config(epochs=1), tmp_path, mnist=tiny_mnist, log=lambda s: None)
     with pytest.raises(UserError, match="different config"):
-        fit(config(epochs=2), tmp_path, mnist=tiny_mnist, log=lambda s: None)
+        fit_config(config(epochs=2), tmp_path, mnist=tiny_mnist, log=lambda s: None)
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
@@ -92,7 +92,7 @@ def test_unwritable_folder_fails_before_training(tmp_path, tiny_mnist):
     tmp_path.chmod(0o500)
     try:
         with pytest.raises(UserError, match="cannot write"):
-            fit(config(), tmp_path / "run", mnist=tiny_mnist)
+            fit_config(config(), tmp_path / "run", mnist=tiny_mnist)
     finally:
         tmp_path.chmod(0o700)
 
@@ -100,4 +100,4 @@ def test_unwritable_folder_fails_before_training(tmp_path, tiny_mnist):
 def test_folder_that_is_a_file_fails_before_training(tmp_path, tiny_mnist):
     (tmp_path / "run").write_text("not a folder")
     with pytest.raises(UserError, match="cannot write"):
-        fit(config(), tmp_path / "run", mnist=tiny_mnist)
+        fit_config(config(), tmp_path / "run", mnist=tiny_mnist)

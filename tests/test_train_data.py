@@ -1,4 +1,4 @@
-"""fit() on the config's data set: schedules per batch, shift augmentation, exact resume of
+"""fit_config() on the config's data set: schedules per batch, shift augmentation, exact resume of
 both, your own .npz images end to end, and data errors reaching the CLI as exit-2 one-liners.
 Small data made here; no test needs a real data set."""
 import hashlib
@@ -16,7 +16,7 @@ from minicnn import schedules
 from minicnn.config import load_config, validate
 from minicnn.errors import UserError
 from minicnn.files import read_csv
-from minicnn.train import fit
+from minicnn.train import fit_config
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 TIMING = {"train_seconds", "images_per_second", "seconds_per_epoch", "peak_memory_mib", "probe_seconds"}
@@ -52,7 +52,7 @@ def recorded_rates(monkeypatch) -> list[float]:
                                       {"name": "constant"}], ids=lambda s: s["name"])
 def test_every_batch_gets_its_scheduled_rate_and_metrics_show_the_last(tmp_path, tiny_data, monkeypatch, schedule):
     rates = recorded_rates(monkeypatch)
-    fit(config(train={"schedule": schedule}), tmp_path, data=tiny_data, log=quiet)
+    fit_config(config(train={"schedule": schedule}), tmp_path, data=tiny_data, log=quiet)
     expected = [schedules.learning_rate(schedule, 0.05, t, BATCHES, EPOCHS) for t in range(BATCHES * EPOCHS)]
     assert rates == expected
     lr_column = [float(r["lr"]) for r in read_csv(tmp_path / "metrics.csv")]
@@ -68,18 +68,18 @@ def test_augmentation_only_with_a_shift_and_reproducible(tmp_path, tiny_data, mo
         with np.load(folder / "checkpoint.npz") as z:
             return {k: z[k] for k in z.files if k != "metrics"}
 
-    plain = fit(config(), tmp_path / "plain", data=tiny_data, log=quiet)
+    plain = fit_config(config(), tmp_path / "plain", data=tiny_data, log=quiet)
     real_rng = minicnn.data.augment_rng
     drawn = []
     monkeypatch.setattr(minicnn.data, "augment_rng", lambda seed, epoch: drawn.append(epoch) or real_rng(seed, epoch))
-    zero = fit(config(data={"augment": {"shift": 0}}), tmp_path / "zero", data=tiny_data, log=quiet)
+    zero = fit_config(config(data={"augment": {"shift": 0}}), tmp_path / "zero", data=tiny_data, log=quiet)
     assert drawn == []                               # shift 0 draws nothing ...
     assert {k: v for k, v in zero.items() if k not in TIMING} == {k: v for k, v in plain.items() if k not in TIMING}
     assert all(np.array_equal(a, b) for a, b in zip(weights(tmp_path / "plain").values(),
                                                     weights(tmp_path / "zero").values()))  # ... and changes nothing
-    a = fit(config(data={"augment": {"shift": 2}}), tmp_path / "a", data=tiny_data, log=quiet)
+    a = fit_config(config(data={"augment": {"shift": 2}}), tmp_path / "a", data=tiny_data, log=quiet)
     assert drawn == [0, 1, 2]                        # one generator per epoch
-    b = fit(config(data={"augment": {"shift": 2}}), tmp_path / "b", data=tiny_data, log=quiet)
+    b = fit_config(config(data={"augment": {"shift": 2}}), tmp_path / "b", data=tiny_data, log=quiet)
     wa, wb, w0 = weights(tmp_path / "a"), weights(tmp_path / "b"), weights(tmp_path / "plain")
     assert all(np.array_equal(wa[k], wb[k]) for k in wa)           # same seed: the same shifts
     assert a["train_loss"] == b["train_loss"] and a["confusion"] == b["confusion"]
@@ -96,7 +96,7 @@ def test_shifts_are_applied_to_each_batch_in_order(tmp_path, tiny_data, monkeypa
         seen.append((images.copy(), out))
         return out
     monkeypatch.setattr(minicnn.data, "shift_batch", spy)
-    fit(config(data={"augment": {"shift": 3}}, train={"epochs": 1}), tmp_path, data=tiny_data, log=quiet)
+    fit_config(config(data={"augment": {"shift": 3}}, train={"epochs": 1}), tmp_path, data=tiny_data, log=quiet)
     assert len(seen) == BATCHES
     rng = minicnn.data.augment_rng(1, 0)
     for images, out in seen:
@@ -108,14 +108,14 @@ def test_shifts_are_applied_to_each_batch_in_order(tmp_path, tiny_data, monkeypa
 def test_resumed_run_with_schedule_and_augmentation_is_identical(tmp_path, tiny_data):
     """Interrupted after epoch 1, then resumed: metrics, checkpoint and summary exactly as uninterrupted."""
     cfg = config(data={"augment": {"shift": 2}}, train={"schedule": {"name": "cosine", "warmup_epochs": 1}})
-    whole = fit(cfg, tmp_path / "whole", data=tiny_data, log=quiet)
+    whole = fit_config(cfg, tmp_path / "whole", data=tiny_data, log=quiet)
 
     def stop(line):
         raise KeyboardInterrupt
     with pytest.raises(KeyboardInterrupt):
-        fit(cfg, tmp_path / "cut", data=tiny_data, log=stop)
+        fit_config(cfg, tmp_path / "cut", data=tiny_data, log=stop)
     assert len(read_csv(tmp_path / "cut" / "metrics.csv")) == 1
-    resumed = fit(cfg, tmp_path / "cut", data=tiny_data, resume=True, log=quiet)
+    resumed = fit_config(cfg, tmp_path / "cut", data=tiny_data, resume=True, log=quiet)
 
     def untimed(summary):
         return {k: v for k, v in summary.items() if k not in TIMING}
@@ -131,7 +131,7 @@ def test_resumed_run_with_schedule_and_augmentation_is_identical(tmp_path, tiny_
 
 
 def test_summary_names_the_data_the_blas_and_the_confusion(tmp_path, tiny_data):
-    summary = fit(config(train={"epochs": 1}), tmp_path, data=tiny_data, log=quiet)
+    summary = fit_config(config(train={"epochs": 1}), tmp_path, data=tiny_data, log=quiet)
     assert summary["dataset"] == "mnist" and summary["data_sha256"] == tiny_data.sha256
     assert summary["classes"] == [str(k) for k in range(10)]
     counts = np.array(summary["confusion"])
@@ -143,7 +143,7 @@ def test_summary_names_the_data_the_blas_and_the_confusion(tmp_path, tiny_data):
 
 def test_the_epoch_line_says_what_diverged_means(tmp_path, tiny_data):
     lines = []
-    fit(config(train={"optimizer": {"name": "sgd", "lr": 100.0}}), tmp_path, data=tiny_data, log=lines.append)
+    fit_config(config(train={"optimizer": {"name": "sgd", "lr": 100.0}}), tmp_path, data=tiny_data, log=lines.append)
     assert "DIVERGED (loss" in lines[-1] and "non-finite or above 100 nats" in lines[-1]
 
 

@@ -10,7 +10,18 @@ from minicnn.layers.base import Layer, check_array, check_grad, require_forward
 
 
 class ReLU(Layer):
-    """max(x, 0).  Shape: any (N, ...) -> the same."""
+    r"""Rectified linear unit, elementwise: :math:`y = \max(x, 0)`.
+
+    Shape:
+        - Input: :math:`(N, *)`, any shape
+        - Output: the input's shape
+
+    Example::
+
+        >>> import numpy as np, minicnn as mc
+        >>> mc.ReLU()(np.array([[-1.0, 0.0, 2.0]]))
+        array([[0., 0., 2.]])
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -213,10 +224,20 @@ GELU_KAPPA = 0.044715
 
 
 class Softmax(Layer):
-    """Row-wise softmax over features.  Shape: (N, K) -> (N, K), rows sum to 1.
+    r"""Softmax over each example's K scores: :math:`y_k = e^{x_k} / \sum_j e^{x_j}`.
 
     Training folds it into the cross-entropy loss (see minicnn.losses), so this
     layer's own backward is only used when it is trained on its own.
+
+    Shape:
+        - Input: :math:`(N, K)`
+        - Output: :math:`(N, K)`, each row summing to 1
+
+    Example::
+
+        >>> import numpy as np, minicnn as mc
+        >>> mc.Softmax()(np.log(np.array([[1.0, 3.0]])))
+        array([[0.25, 0.75]])
     """
 
     def __init__(self) -> None:

@@ -24,22 +24,52 @@ import numpy as np
 from minicnn import _im2col
 from minicnn.layers import winograd
 from minicnn.layers.gemm import pack
-from minicnn.layers.base import Layer, check_array, check_grad, count, pair, require_forward
-from minicnn.layers.init import he_normal
+from minicnn.layers.base import WeightedLayer, check_array, check_grad, count, pair, require_forward
 
 
-class Conv2D(Layer):
-    """Cross-correlation with learned filters, zero padding.
+class Conv2D(WeightedLayer):
+    r"""2-D cross-correlation of the input with learned filters, after zero padding.
 
-    Params: W (out_channels, in_channels, kh, kw), b (out_channels,).
-    Shape: (N, in_channels, H, W) -> (N, out_channels, H_out, W_out),
-    H_out = floor((H + 2 * ph - kh) / sh) + 1.
+    .. math::
+        y[n, o, i, j] = b[o] + \sum_{c, u, v} W[o, c, u, v] \, x_p[n, c, s_h i + u, s_w j + v]
+
+    where :math:`x_p` is the input padded with ``padding`` zeros on each side.
+
+    Args:
+        in_channels: channels of the input; None (or left out, with the other
+            arguments given by name) to infer them from the input shape when a
+            Sequential builds the layer.
+        out_channels: filters, the channels of the output.
+        kernel_size: filter height and width, an int or an (h, w) pair.
+        stride: step between windows, an int or an (h, w) pair. Default: 1.
+        padding: zeros added on each side, an int or an (h, w) pair. Default: 0.
+        dtype: float32 (default) or float64, the weights' type.
+        rng: a numpy Generator for the weights. Default: the Sequential's seed
+            (a layer used alone draws from seed 0).
+
+    Weights (``params``):
+        W: (out_channels, in_channels, kh, kw), He-normal; b: (out_channels,), zeros.
+
+    Shape:
+        - Input: :math:`(N, C_{in}, H_{in}, W_{in})`
+        - Output: :math:`(N, C_{out}, H_{out}, W_{out})`, where
+          :math:`H_{out} = \lfloor (H_{in} + 2 p_h - k_h) / s_h \rfloor + 1`, and the same for W.
+
+    Example::
+
+        >>> import numpy as np, minicnn as mc
+        >>> conv = mc.Conv2D(1, 8, 3, padding=1)
+        >>> conv(np.zeros((2, 1, 28, 28), np.float32)).shape
+        (2, 8, 28, 28)
+        >>> mc.Conv2D(out_channels=8, kernel_size=3).in_channels is None   # inferred when built
+        True
     """
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
-                 *, dtype=np.float64, rng=None) -> None:
-        super().__init__()
-        self.in_channels = count(in_channels, "in_channels", "Conv2D")
+    def __init__(self, in_channels=None, out_channels=None, kernel_size=None, stride=1, padding=0,
+                 *, dtype=np.float32, rng=None) -> None:
+        if out_channels is None or kernel_size is None:
+            raise TypeError("Conv2D: out_channels and kernel_size are required, e.g. Conv2D(1, 32, 3) "
+                            "or Conv2D(out_channels=32, kernel_size=3)")
         self.out_channels = count(out_channels, "out_channels", "Conv2D")
         self.kernel_size = pair(kernel_size, "kernel_size", "Conv2D")
         self.stride = pair(stride, "stride", "Conv2D")
@@ -50,16 +80,31 @@ class Conv2D(Layer):
             raise ValueError(f"Conv2D: stride must be positive, got {self.stride}")
         if min(self.padding) < 0:
             raise ValueError(f"Conv2D: padding must be non-negative, got {self.padding}")
-        kh, kw = self.kernel_size
-        fan_in = self.in_channels * kh * kw
-        self.params = {
-            "W": he_normal((self.out_channels, self.in_channels, kh, kw), fan_in, dtype, rng),
-            "b": np.zeros(self.out_channels, dtype=dtype),
-        }
-        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
         self._cache = None
         self._relu_out = None    # the output, when forward applied ReLU (see forward)
         self._buffers = {}
+        super().__init__(None if in_channels is None else count(in_channels, "in_channels", "Conv2D"), dtype, rng)
+
+    SIZE = "in_channels"
+
+    @property
+    def in_channels(self):
+        return self._in_size
+
+    @in_channels.setter
+    def in_channels(self, value):
+        self._in_size = value
+
+    def _shapes(self):
+        return {"W": (self.out_channels, self.in_channels, *self.kernel_size), "b": (self.out_channels,)}
+
+    def _fan_in(self):
+        return self.in_channels * self.kernel_size[0] * self.kernel_size[1]
+
+    def _infer(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"Conv2D: expects a (C, H, W) feature map per example, got shape {tuple(input_shape)}")
+        return count(int(input_shape[0]), "in_channels", "Conv2D")
 
     def _describe(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -69,6 +114,8 @@ class Conv2D(Layer):
         if len(input_shape) != 3:
             raise ValueError(f"Conv2D: expects a (C, H, W) feature map per example, got shape {tuple(input_shape)}")
         c, h, w = input_shape
+        if self.in_channels is None:
+            raise ValueError("Conv2D: in_channels is not known yet: give it, or build the layer in a Sequential")
         if c != self.in_channels:
             raise ValueError(f"Conv2D: expects {self.in_channels} input channels, got {c}")
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding

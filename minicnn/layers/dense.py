@@ -4,33 +4,73 @@ from __future__ import annotations
 import numpy as np
 
 from minicnn import threads
-from minicnn.layers.base import Layer, check_array, check_grad, count, require_forward
+from minicnn.layers.base import WeightedLayer, check_array, check_grad, count, require_forward
 from minicnn.layers.gemm import matmul_parts
-from minicnn.layers.init import he_normal
 
 
-class Dense(Layer):
-    """y = x @ W + b.
+class Dense(WeightedLayer):
+    r"""Fully connected layer: :math:`y = x W + b`.
 
-    Params: W (in_features, out_features), b (out_features,).
-    Shape: (N, in_features) -> (N, out_features).
+    Args:
+        in_features: size of each input example; None (or left out, with
+            ``out_features`` given by name) to infer it when a Sequential builds the layer.
+        out_features: size of each output example.
+        dtype: float32 (default) or float64, the weights' type.
+        rng: a numpy Generator for the weights. Default: the Sequential's seed
+            (a layer used alone draws from seed 0).
+
+    Weights (``params``):
+        W: (in_features, out_features), He-normal; b: (out_features,), zeros.
+
+    Shape:
+        - Input: :math:`(N, H_{in})` with :math:`H_{in}` = in_features
+        - Output: :math:`(N, H_{out})` with :math:`H_{out}` = out_features
+
+    Example::
+
+        >>> import numpy as np, minicnn as mc
+        >>> dense = mc.Dense(20, 10)
+        >>> dense(np.ones((4, 20), np.float32)).shape
+        (4, 10)
+        >>> dense.params["W"].dtype
+        dtype('float32')
     """
 
-    def __init__(self, in_features, out_features, *, dtype=np.float64, rng=None) -> None:
-        super().__init__()
-        self.in_features = count(in_features, "in_features", "Dense")
+    def __init__(self, in_features=None, out_features=None, *, dtype=np.float32, rng=None) -> None:
+        if out_features is None:
+            raise TypeError("Dense: out_features is required, e.g. Dense(128, 10) or Dense(out_features=10)")
         self.out_features = count(out_features, "out_features", "Dense")
-        self.params = {
-            "W": he_normal((self.in_features, self.out_features), self.in_features, dtype, rng),
-            "b": np.zeros(self.out_features, dtype=dtype),
-        }
-        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
         self._cache = None
+        super().__init__(None if in_features is None else count(in_features, "in_features", "Dense"), dtype, rng)
+
+    SIZE = "in_features"
+
+    @property
+    def in_features(self):
+        return self._in_size
+
+    @in_features.setter
+    def in_features(self, value):
+        self._in_size = value
+
+    def _shapes(self):
+        return {"W": (self.in_features, self.out_features), "b": (self.out_features,)}
+
+    def _fan_in(self):
+        return self.in_features
+
+    def _infer(self, input_shape):
+        if len(input_shape) != 1:
+            raise ValueError(f"Dense: expects flat (features,) examples, got shape {tuple(input_shape)} "
+                             "(add a Flatten before it)")
+        return count(int(input_shape[0]), "in_features", "Dense")
 
     def _describe(self) -> str:
         return f"{self.in_features}, {self.out_features}"
 
     def output_shape(self, input_shape):
+        if self.in_features is None:
+            raise ValueError("Dense: in_features is not known yet: give it, or build the layer in a Sequential")
         if tuple(input_shape) != (self.in_features,):
             raise ValueError(
                 f"Dense: expects ({self.in_features},) features per example, got shape "

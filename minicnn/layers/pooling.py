@@ -90,28 +90,119 @@ class _ExtremePool2D(_Pool2D):
 
 
 class MaxPool2D(_ExtremePool2D):
-    """Max pooling; pads with -inf; on ties the first maximum (row-major) wins.
+    r"""2-D max pooling over each feature map, PyTorch's ``nn.MaxPool2d``.
 
-    Shape: (N, C, H_in, W_in) -> (N, C, H_out, W_out),
-    H_out = floor((H_in + 2 * padding - kernel_size) / stride) + 1.
+    .. math::
+        y[n, c, i, j] = \max_{u < k_h, v < k_w} x_p[n, c, s_h i + u, s_w j + v]
+
+    where :math:`x_p` is the input padded with -inf.  Each output keeps its
+    "switch", the input position its maximum came from (``switches``); on ties
+    the first maximum in row-major order wins and takes the whole gradient, and
+    overlapping windows add their gradients.
+
+    Args:
+        kernel_size: window height and width, an int or an (h, w) pair.
+        stride: step between windows, an int or an (h, w) pair. Default: kernel_size.
+        padding: rows and columns added on each side, at most half the window. Default: 0.
+
+    Shape:
+        - Input: :math:`(N, C, H_{in}, W_{in})`
+        - Output: :math:`(N, C, H_{out}, W_{out})`, where
+          :math:`H_{out} = \lfloor (H_{in} + 2 p_h - k_h) / s_h \rfloor + 1`, and the same for W.
+
+    Example::
+
+        >>> import numpy as np, minicnn as mc
+        >>> pool = mc.MaxPool2D(2)
+        >>> x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
+        >>> pool(x)[0, 0]
+        array([[ 5.,  7.],
+               [13., 15.]], dtype=float32)
+        >>> mc.MaxPool2D(3, stride=2, padding=1)(np.zeros((2, 8, 28, 28), np.float32)).shape
+        (2, 8, 14, 14)
     """
+
+    def switches(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The output and, for every output, the input position its maximum came from.
+
+        Args:
+            x: (N, C, H, W) float32 or float64.
+
+        Returns:
+            (y, rows, cols): y (N, C, H_out, W_out) as ``forward`` gives it, and int64
+            arrays of y's shape with the row and column of x (in 0..H-1, 0..W-1) of each
+            output's maximum (the first in row-major order on ties).
+
+        Example::
+
+            >>> import numpy as np, minicnn as mc
+            >>> x = np.array([[[[1, 9, 2, 0], [3, 4, 8, 5]]]], np.float32)
+            >>> y, rows, cols = mc.MaxPool2D(2).switches(x)
+            >>> rows[0, 0].tolist(), cols[0, 0].tolist()
+            ([[0, 1]], [[1, 2]])
+        """
+        y = self.forward(x, training=True)
+        argmax = self._cache[0].astype(np.int64)
+        self._cache = None
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        oh, ow = y.shape[2:]
+        rows = np.arange(oh)[:, None] * sh - ph + argmax // kw
+        cols = np.arange(ow)[None, :] * sw - pw + argmax % kw
+        return y, rows, cols
 
 
 class MinPool2D(_ExtremePool2D):
-    """Min pooling, the mirror of MaxPool2D: pads with +inf, first minimum wins.
+    r"""2-D min pooling, the mirror of MaxPool2D: the minimum of each window, padding with +inf,
+    the first minimum (row-major) winning ties and taking the gradient.
 
-    Shape: (N, C, H_in, W_in) -> (N, C, H_out, W_out), as MaxPool2D.
+    Args:
+        kernel_size: window height and width, an int or an (h, w) pair.
+        stride: step between windows, an int or an (h, w) pair. Default: kernel_size.
+        padding: rows and columns added on each side, at most half the window. Default: 0.
+
+    Shape:
+        - Input: :math:`(N, C, H_{in}, W_{in})`
+        - Output: :math:`(N, C, H_{out}, W_{out})`, where
+          :math:`H_{out} = \lfloor (H_{in} + 2 p_h - k_h) / s_h \rfloor + 1`, and the same for W.
+
+    Example::
+
+        >>> import numpy as np, minicnn as mc
+        >>> mc.MinPool2D(2)(np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4))[0, 0]
+        array([[ 0.,  2.],
+               [ 8., 10.]], dtype=float32)
     """
 
     _minimum = True
 
 
 class AvgPool2D(_Pool2D):
-    """Average pooling; pads with zeros.
+    r"""2-D average pooling over each feature map, PyTorch's ``nn.AvgPool2d``.
 
-    Divides by kh * kw when count_include_pad (PyTorch's default), else by the
-    number of input elements under the window.
-    Shape: (N, C, H_in, W_in) -> (N, C, H_out, W_out), as MaxPool2D.
+    .. math::
+        y[n, c, i, j] = \frac{1}{d} \sum_{u < k_h, v < k_w} x_p[n, c, s_h i + u, s_w j + v]
+
+    where :math:`x_p` is the input padded with zeros and :math:`d = k_h k_w`
+    (``count_include_pad``, PyTorch's default), else the number of input
+    elements under the window.
+
+    Args:
+        kernel_size: window height and width, an int or an (h, w) pair.
+        stride: step between windows, an int or an (h, w) pair. Default: kernel_size.
+        padding: rows and columns added on each side, at most half the window. Default: 0.
+        count_include_pad: count the padding in the divisor. Default: True.
+
+    Shape:
+        - Input: :math:`(N, C, H_{in}, W_{in})`
+        - Output: :math:`(N, C, H_{out}, W_{out})`, where
+          :math:`H_{out} = \lfloor (H_{in} + 2 p_h - k_h) / s_h \rfloor + 1`, and the same for W.
+
+    Example::
+
+        >>> import numpy as np, minicnn as mc
+        >>> mc.AvgPool2D(2)(np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4))[0, 0]
+        array([[ 2.5,  4.5],
+               [10.5, 12.5]], dtype=float32)
     """
 
     def __init__(self, kernel_size, stride=None, padding=0, count_include_pad=True) -> None:
@@ -165,7 +256,18 @@ class _GlobalPool2D(Layer):
 
 
 class GlobalAvgPool2D(_GlobalPool2D):
-    """Mean over each feature map.  Shape: (N, C, H, W) -> (N, C)."""
+    r"""The mean of each feature map: :math:`y[n, c] = \frac{1}{HW} \sum_{i, j} x[n, c, i, j]`.
+
+    Shape:
+        - Input: :math:`(N, C, H, W)`
+        - Output: :math:`(N, C)`
+
+    Example::
+
+        >>> import numpy as np, minicnn as mc
+        >>> mc.GlobalAvgPool2D()(np.arange(8, dtype=np.float32).reshape(1, 2, 2, 2))
+        array([[1.5, 5.5]], dtype=float32)
+    """
 
     def forward(self, x, training=True):
         planes = self._planes(x)
@@ -184,7 +286,19 @@ class GlobalAvgPool2D(_GlobalPool2D):
 
 
 class GlobalMaxPool2D(_GlobalPool2D):
-    """Maximum over each feature map (first on ties).  Shape: (N, C, H, W) -> (N, C)."""
+    r"""The maximum of each feature map: :math:`y[n, c] = \max_{i, j} x[n, c, i, j]` (the first
+    maximum in row-major order takes the gradient).
+
+    Shape:
+        - Input: :math:`(N, C, H, W)`
+        - Output: :math:`(N, C)`
+
+    Example::
+
+        >>> import numpy as np, minicnn as mc
+        >>> mc.GlobalMaxPool2D()(np.arange(8, dtype=np.float32).reshape(1, 2, 2, 2))
+        array([[3., 7.]], dtype=float32)
+    """
 
     def forward(self, x, training=True):
         planes = self._planes(x)

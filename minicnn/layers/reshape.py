@@ -7,7 +7,18 @@ from minicnn.layers.base import Layer, check_array, check_grad, require_forward
 
 
 class Flatten(Layer):
-    """Shape: (N, d1, d2, ...) -> (N, d1 * d2 * ...)."""
+    r"""Each example as one flat vector, from feature maps to a Dense layer (row-major order).
+
+    Shape:
+        - Input: :math:`(N, d_1, d_2, \ldots)`
+        - Output: :math:`(N, d_1 d_2 \cdots)`
+
+    Example::
+
+        >>> import numpy as np, minicnn as mc
+        >>> mc.Flatten()(np.zeros((2, 3, 4, 4), np.float32)).shape
+        (2, 48)
+    """
 
     def __init__(self) -> None:
         super().__init__()

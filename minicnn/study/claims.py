@@ -173,7 +173,7 @@ def load(folder) -> tuple[ClaimKeys, ...]:
         raise UserError(f"{path}: not the claims file minicnn writes ({show(str(e))})") from None
 
 
-def plot_study(folder) -> list[pathlib.Path]:
+def draw_folder(folder) -> list[pathlib.Path]:
     """``minicnn plot`` of a folder: the figures of minicnn.plots.plot_folder, and for a study
     folder whose experiment file had claims, claims.png (the forest plot) drawn from its
     results.csv and the claims ``save`` kept there."""

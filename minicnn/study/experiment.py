@@ -11,7 +11,7 @@ Experiment file (YAML):
     claims: [{text: ..., metric: consistency, variant: avg_pool, baseline: max_pool,
               direction: higher}]               # tested in report.md (optional; minicnn.claims)
 
-Each run is ``fit(config, OUT/NAME/seedK)``, or ``fit(config, OUT/CELL/NAME/seedK)`` with
+Each run is ``fit_config(config, OUT/NAME/seedK)``, or ``fit_config(config, OUT/CELL/NAME/seedK)`` with
 a grid (minicnn.study.grid: CELL is the cell's folder name), in a worker of a
 ``concurrent.futures.Executor``: a local process pool by default, or a Dask
 cluster's (minicnn.study.cluster).  Each run takes its share of the cores inside
@@ -182,7 +182,7 @@ def run_one(run: Run, data_dir=None, threads=None, show_progress=False) -> dict:
     cannot kill, such as a remote cluster's).
     """
     from minicnn import threads as kernel_threads
-    from minicnn.train import fit
+    from minicnn.train import fit_config
 
     config = load_config(run.config_path, run.overrides)
     prefix = f"[{run.title}] "
@@ -201,7 +201,7 @@ def run_one(run: Run, data_dir=None, threads=None, show_progress=False) -> dict:
 
     share = cluster.threads_here(threads) if isinstance(threads, dict) else threads
     with kernel_threads.limit(share) if share else contextlib.nullcontext():
-        return fit(config, run.folder, data_dir=data_dir, resume=True, show_progress=show_progress, log=log)
+        return fit_config(config, run.folder, data_dir=data_dir, resume=True, show_progress=show_progress, log=log)
 
 
 def run_folder(run: Run) -> RunFolder:
@@ -363,7 +363,7 @@ def _write_results(exp: Experiment, folders: dict[Run, RunFolder], log) -> list[
     claims.save(exp.out, exp.claims)
     write_report(exp.out / "report.md", exp, aggregate(rows, exp.variants), rows)
     if rows:  # no finished run: nothing to draw
-        for figure in claims.plot_study(exp.out):
+        for figure in claims.draw_folder(exp.out):
             log(f"figure: {figure}")
     log(f"report: {exp.out / 'report.md'}")
     return rows
