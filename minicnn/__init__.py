@@ -14,8 +14,11 @@ Example::
     (32,)
 """
 from minicnn.config import from_config
-from minicnn.layers import (AvgPool2D, Conv2D, Dense, Flatten, GlobalAvgPool2D, GlobalMaxPool2D, Layer, MaxPool2D,
-                            MinPool2D, ReLU, Softmax)
+from minicnn.layers import (AdaptiveAvgPool2D, AdaptiveMaxPool2D, AvgPool2D, BatchNorm1D, BatchNorm2D,
+                            BlurPool2D, Conv2D, Dense, Dropout, Dropout2D, Flatten, FractionalMaxPool2D, GELU,
+                            GatedPool2D, GlobalAvgPool2D, GlobalMaxPool2D, LPPool2D, Layer, LeakyReLU,
+                            MaxBlurPool2D, MaxPool2D, MinPool2D, MixedPool2D, ReLU, Sigmoid, Softmax,
+                            SpatialPyramidPool2D, StochasticPool2D, Tanh)
 from minicnn.model import Sequential
 from minicnn.optim import SGD, Adam
 from minicnn.plots import history_figures, plot_history, plot_study, study_figures
@@ -31,6 +34,11 @@ __all__ = [
     # the model and its layers
     "Sequential", "Layer", "Conv2D", "Dense", "ReLU", "Softmax", "Flatten",
     "MaxPool2D", "AvgPool2D", "MinPool2D", "GlobalAvgPool2D", "GlobalMaxPool2D",
+    # the pooling family
+    "FractionalMaxPool2D", "StochasticPool2D", "LPPool2D", "AdaptiveAvgPool2D", "AdaptiveMaxPool2D",
+    "SpatialPyramidPool2D", "BlurPool2D", "MaxBlurPool2D", "MixedPool2D", "GatedPool2D",
+    # normalisation, regularisation, activations
+    "BatchNorm2D", "BatchNorm1D", "Dropout", "Dropout2D", "LeakyReLU", "Tanh", "Sigmoid", "GELU",
     # optimizers and learning-rate schedules
     "SGD", "Adam", "Constant", "Step", "Cosine", "learning_rate",
     # training and evaluation

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import minicnn as mc
+import minicnn.layers as L
 from conftest import tiny_config
 from minicnn.config import load_config, validate
 from minicnn.train import fit_config
@@ -15,7 +16,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 PUBLIC = {"Sequential", "Layer", "Conv2D", "Dense", "ReLU", "Softmax", "Flatten", "MaxPool2D", "AvgPool2D",
           "MinPool2D", "GlobalAvgPool2D", "GlobalMaxPool2D", "SGD", "Adam", "Constant", "Step", "Cosine",
           "learning_rate", "fit", "evaluate", "predict", "History", "from_config", "load_run", "load_study",
-          "plot_history", "plot_study", "history_figures", "study_figures", "show", "show_figures"}
+          "plot_history", "plot_study", "history_figures", "study_figures", "show", "show_figures"} | set(L.__all__)
 
 
 def test_the_package_root_imports_and_lists_exactly_the_public_names():
