@@ -21,14 +21,31 @@ from minicnn.layers import (AdaptiveAvgPool2D, AdaptiveMaxPool2D, AvgPool2D, Bat
                             SpatialPyramidPool2D, StochasticPool2D, Tanh)
 from minicnn.model import Sequential
 from minicnn.optim import SGD, Adam
-from minicnn.plots import history_figures, plot_history, plot_study, study_figures
 from minicnn.runs import History, load_run
 from minicnn.schedules import Constant, Cosine, Step, learning_rate
-from minicnn.featuremaps import show, show_figures
-from minicnn.study.load import load_study
 from minicnn.train import evaluate, fit, predict
 
 __version__ = "0.1.0"
+
+# Public names whose modules draw with matplotlib, imported on first use: every command of the
+# CLI imports this package, and most of them (train, summary, a refused config) draw nothing.
+LAZY = {"plot_history": "minicnn.plots", "plot_study": "minicnn.plots", "history_figures": "minicnn.plots",
+        "study_figures": "minicnn.plots", "show": "minicnn.featuremaps", "show_figures": "minicnn.featuremaps",
+        "load_study": "minicnn.study.load"}
+
+
+def __getattr__(name):
+    if name not in LAZY:
+        raise AttributeError(f"module 'minicnn' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(LAZY))
 
 __all__ = [
     # the model and its layers

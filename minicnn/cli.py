@@ -15,7 +15,6 @@ import os
 import pathlib
 import signal
 import sys
-import warnings
 
 
 class _Parser(argparse.ArgumentParser):
@@ -195,9 +194,8 @@ def main(argv=None) -> int:
     from minicnn.errors import UserError  # ConfigError and DataError included
 
     try:
-        with warnings.catch_warnings():  # of a bad MINICNN_KERNEL_THREADS: said in one line below
-            warnings.simplefilter("ignore")
-            from minicnn.threads import check_environment
+        from minicnn.threads import check_environment
+
         check_environment()
         isa.level()  # MINICNN_ISA: an unknown level, or one this CPU cannot run, stops every command here
         COMMANDS[args.command](args)

@@ -60,8 +60,15 @@ def parse(value: str, best: str) -> str:
 
 def register(setter) -> None:
     """Called by each kernel module at import with its ``_set_isa``: sets the
-    module's level now and on every ``override``."""
-    setter(LEVELS.index(level()))
+    module's level now and on every ``override``.
+
+    A bad MINICNN_ISA does not fail the import (the CLI imports every kernel before
+    it can print one line): the module stays portable, and ``level()`` raises the
+    UserError, which the CLI's first step and every training run call."""
+    try:
+        setter(LEVELS.index(level()))
+    except UserError:
+        setter(LEVELS.index("portable"))
     _setters.append(setter)
 
 

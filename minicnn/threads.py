@@ -67,11 +67,13 @@ def _kernel_threads() -> int:
 
 
 def _from_environment() -> tuple[int, Exception | None]:
-    """(KERNEL_THREADS, the UserError of a bad MINICNN_KERNEL_THREADS or None), warning of the error."""
+    """(KERNEL_THREADS, the UserError of a bad MINICNN_KERNEL_THREADS or None).
+
+    Nothing is said at import: the CLI imports the whole package before it can print its one
+    line (``check_environment``), and a library user hears of it when training (``warn_environment``)."""
     try:
         return _kernel_threads(), None
     except Exception as e:  # noqa: BLE001 - UserError; the library goes on with the CPU count
-        warnings.warn(f"{e}; using {os.cpu_count() or 1} threads", RuntimeWarning, stacklevel=3)
         return os.cpu_count() or 1, e
 
 
@@ -79,6 +81,12 @@ def check_environment() -> None:
     """Raise the UserError of a MINICNN_KERNEL_THREADS found bad at import (the CLI's first step)."""
     if _ENVIRONMENT_ERROR is not None:
         raise _ENVIRONMENT_ERROR
+
+
+def warn_environment() -> None:
+    """Warn (once: Python's default filter) of a bad MINICNN_KERNEL_THREADS; training's first step."""
+    if _ENVIRONMENT_ERROR is not None:
+        warnings.warn(f"{_ENVIRONMENT_ERROR}; using {KERNEL_THREADS} threads", RuntimeWarning, stacklevel=3)
 
 
 KERNEL_THREADS, _ENVIRONMENT_ERROR = _from_environment()

@@ -375,7 +375,9 @@ def _train(config: Config, dataset: datasets.Dataset, splits: Splits, run: RunFo
 def run_epochs(model, optimizer, splits: Splits, rows: list[dict], *, epochs: int, batch_size: int, seed: int,
                schedule: dict, augment_shift: int, eval_batch_size: int, label: str, show_progress=None,
                epoch_done=None) -> np.ndarray | None:
-    """The fit core, for the config-driven run and ``fit`` alike: train from epoch ``len(rows)`` to
+    """
+    isa.level()  # a bad MINICNN_ISA (the kernels stayed portable at import) is the caller's error
+    threads.warn_environment()The fit core, for the config-driven run and ``fit`` alike: train from epoch ``len(rows)`` to
     ``epochs``, appending one metric row per epoch to ``rows`` and calling ``epoch_done(rows)``.
 
     Each epoch shuffles with ``default_rng([seed, epoch])``, draws its augmentation from

@@ -1,6 +1,7 @@
 """The notebook API (``import minicnn as mc``): its table of contents, one set of defaults, and
 ``fit`` on arrays giving exactly the numbers of the config-driven run."""
 import ast
+import importlib
 import pathlib
 
 import numpy as np
@@ -22,7 +23,8 @@ PUBLIC = {"Sequential", "Layer", "Conv2D", "Dense", "ReLU", "Softmax", "Flatten"
 def test_the_package_root_imports_and_lists_exactly_the_public_names():
     tree = ast.parse((ROOT / "minicnn" / "__init__.py").read_text())
     imported = {a.asname or a.name for node in tree.body if isinstance(node, ast.ImportFrom) for a in node.names}
-    assert set(mc.__all__) == PUBLIC == imported
+    assert set(mc.__all__) == PUBLIC == imported | set(mc.LAZY)
+    assert all(getattr(mc, name) is getattr(importlib.import_module(module), name) for name, module in mc.LAZY.items())
     assert len(mc.__all__) == len(PUBLIC)
 
 

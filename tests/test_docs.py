@@ -127,3 +127,11 @@ def test_the_readmes_notebook_snippet_runs_on_small_arrays():
 def test_the_readmes_test_command_runs_the_docstrings():
     readme = (ROOT / "README.md").read_text()
     assert 'pip install -e ".[test]" && python -m pytest -q --doctest-modules minicnn tests' in readme
+
+
+def test_ci_runs_the_readmes_test_command_verbatim():
+    """The README's second command is what CI runs on a fresh machine, word for word."""
+    readme = (ROOT / "README.md").read_text()
+    command = re.findall(r"```bash\n(.*?)\n```", readme, re.S)[1]
+    assert command.startswith("pip install") and "pytest" in command
+    assert command in (ROOT / ".ci" / "run").read_text().splitlines()

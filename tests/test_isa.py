@@ -91,7 +91,9 @@ def test_cli_refuses_a_bad_level_in_one_line_with_status_2(value, message):
 
 
 def test_python_gets_a_user_error_and_a_capped_process_reports_its_level():
-    result = run_minicnn("bogus", code="import minicnn.layers")
+    result = run_minicnn("bogus", code="import minicnn.layers, minicnn.isa as i, minicnn._conv as c;"
+                                        "print(c.gemm_kernel()); i.level()")
+    assert result.stdout.split() == ["plain"]       # imported, every kernel held to portable, then refused
     assert result.returncode == 1 and "minicnn.errors.UserError: MINICNN_ISA='bogus'" in result.stderr
     result = run_minicnn("portable", code="import minicnn.layers, minicnn.isa as i, minicnn._conv as c;"
                                            "print(i.level(), c.gemm_kernel())")
