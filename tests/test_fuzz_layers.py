@@ -355,11 +355,15 @@ def fuzz_case(data, stats):
     if kind == "AvgPool2D":
         args["count_include_pad"] = data.draw(st.sampled_from([True, False] * 4 + [np.True_, 1, 0, None, "yes"]),
                                               label="count_include_pad")
+    # an input size of None is a lazy layer that Sequential sizes (tests/test_api.py), not a bad
+    # argument: here it becomes a string, still the wrong type
     if kind == "Conv2D":
         args["in_channels"] = scalar("in_channels", 1, 3)
+        args["in_channels"] = "3" if args["in_channels"] is None else args["in_channels"]
         args["out_channels"] = scalar("out_channels", 1, 4)
     if kind == "Dense":
         args["in_features"] = scalar("in_features", 1, 8)
+        args["in_features"] = "8" if args["in_features"] is None else args["in_features"]
         args["out_features"] = scalar("out_features", 1, 6)
 
     expected, geo = expect_constructor(kind, args)
@@ -401,6 +405,8 @@ def fuzz_case(data, stats):
     if kind == "Dense" and ndim == 2 and data.draw(st.integers(0, 4), label="F mismatch") < 4:
         f = as_int(args["in_features"])
         shape[1] = f if f is not None and f > 0 else shape[1]
+    if kind == "Softmax" and ndim == 2 and data.draw(st.integers(0, 19), label="no classes") == 0:
+        shape[1] = 0     # an edge once found wrong: drawn on purpose, not left to 3 expected hits in 3,000
     if kind == "Conv2D" and ndim == 4:
         shape[0], shape[1] = min(shape[0], 2), min(shape[1], 3)    # keep the loop reference quick
     shape = tuple(shape)
