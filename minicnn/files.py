@@ -128,6 +128,18 @@ def read_csv(path) -> list[dict[str, str]]:
 TABLE_MAX_BYTES = 64 << 20  # a results.csv of 10,000 runs is about 3 MB
 
 
+def read_regular(path, limit: int) -> bytes:
+    """The bytes of ``path``; OSError if it is not a regular file or holds more than ``limit`` bytes
+    (it reads at most ``limit + 1`` of them)."""
+    with open(path, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise OSError("not a regular file")
+        raw = f.read(limit + 1)
+    if len(raw) > limit:
+        raise OSError(f"larger than {limit >> 20} MiB")
+    return raw
+
+
 def read_table(path, columns=(), numbers=()) -> list[dict[str, str]]:
     """Rows of a CSV file minicnn wrote; UserError naming the file if it is not one (or not a
     regular file of at most TABLE_MAX_BYTES).
@@ -139,12 +151,7 @@ def read_table(path, columns=(), numbers=()) -> list[dict[str, str]]:
     """
     path = pathlib.Path(path)
     try:
-        with open(path, "rb") as f:
-            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                raise OSError("not a regular file")
-            raw = f.read(TABLE_MAX_BYTES + 1)
-        if len(raw) > TABLE_MAX_BYTES:
-            raise OSError(f"larger than {TABLE_MAX_BYTES >> 20} MiB")
+        raw = read_regular(path, TABLE_MAX_BYTES)
         reader = csv.DictReader(io.StringIO(raw.decode("utf-8"), newline=""))
         rows = list(reader)
         fields = reader.fieldnames or []

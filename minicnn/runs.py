@@ -42,7 +42,6 @@ import math
 import os
 import pathlib
 import socket
-import stat
 import time
 import zipfile
 from typing import Sequence
@@ -52,8 +51,8 @@ import yaml
 
 from minicnn.config import from_run_config
 from minicnn.errors import UserError
-from minicnn.files import (FILE_MODE, TEMPORARY_NAME, check_writable, remove_temporaries, write_csv, write_json,
-                           write_npz, write_text)
+from minicnn.files import (FILE_MODE, TEMPORARY_NAME, check_writable, read_regular, remove_temporaries, write_csv,
+                           write_json, write_npz, write_text)
 
 CONFIG, CHECKPOINT, METRICS, SUMMARY, LOCK = "config.yaml", "checkpoint.npz", "metrics.csv", "summary.json", ".lock"
 # Metric rows are JSON in the checkpoint; about 300 characters an epoch.  This bounds what
@@ -287,13 +286,7 @@ def read_summary(path, required: Sequence[str] = ()) -> dict:
     path = pathlib.Path(path)
     again = "delete it and resume the run to write it again from checkpoint.npz"
     try:
-        with open(path, "rb") as f:
-            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                raise ValueError("not a regular file")
-            raw = f.read(SUMMARY_MAX_BYTES + 1)
-        if len(raw) > SUMMARY_MAX_BYTES:
-            raise ValueError(f"larger than {SUMMARY_MAX_BYTES >> 20} MiB")
-        summary = json.loads(raw.decode("utf-8"))
+        summary = json.loads(read_regular(path, SUMMARY_MAX_BYTES).decode("utf-8"))
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
         raise UserError(f"{path}: cannot read it ({str(e)[:200]}); {again}") from None
     if not isinstance(summary, dict):
