@@ -20,25 +20,19 @@
 #include <stdint.h>
 #include <string.h>
 
-static inline void mc_column_max_f32(const float *row, float *cm, int32_t *cr, ptrdiff_t W, int32_t i)
-{
-    for (ptrdiff_t j = 0; j < W; j++) {
-        float v = row[j], c = cm[j];
-        int take = (v > c) | (v != v);
-        cm[j] = take ? v : c;
-        cr[j] = take ? i : cr[j];
-    }
+#define MC_COLUMN_MAX(NAME, T)                                                                   \
+static inline void NAME(const T *row, T *cm, int32_t *cr, ptrdiff_t W, int32_t i)                \
+{                                                                                                \
+    for (ptrdiff_t j = 0; j < W; j++) {                                                          \
+        T v = row[j], c = cm[j];                                                                 \
+        int take = (v > c) | (v != v);                                                           \
+        cm[j] = take ? v : c;                                                                    \
+        cr[j] = take ? i : cr[j];                                                                \
+    }                                                                                            \
 }
 
-static inline void mc_column_max_f64(const double *row, double *cm, int32_t *cr, ptrdiff_t W, int32_t i)
-{
-    for (ptrdiff_t j = 0; j < W; j++) {
-        double v = row[j], c = cm[j];
-        int take = (v > c) | (v != v);
-        cm[j] = take ? v : c;
-        cr[j] = take ? i : cr[j];
-    }
-}
+MC_COLUMN_MAX(mc_column_max_f32, float)
+MC_COLUMN_MAX(mc_column_max_f64, double)
 
 /* Two short passes instead of one serial lexicographic scan (whose every step waited on the
  * last, 30% of the forward's time): the bin's maximum (maxss), then the smallest flat position
