@@ -21,11 +21,11 @@ DEPENDS = {
     "_team": ["minicnn/_team.h", "minicnn/_team.pxd"],
     "_optim": ["minicnn/_team.pxd"],
     "_batchnorm": ["minicnn/_team.pxd"],
-    "_conv": ["minicnn/_isa.h", "minicnn/_isa.pxd", "minicnn/_gemm.h", "minicnn/_gemm.pxd", "minicnn/_team.pxd", "minicnn/_winograd.h", "minicnn/_winograd_impl.h", "minicnn/_winograd_avx512.h"],
+    "_conv": ["minicnn/_isa.h", "minicnn/_isa.pxd", "minicnn/_gemm.h", "minicnn/_gemm.pxd", "minicnn/_team.pxd", "minicnn/_winograd.h", "minicnn/_winograd_impl.h", "minicnn/_each_type.h", "minicnn/_winograd_avx512.h"],
     "_adaptive_pool": ["minicnn/_adaptive_pool.h"],
     "_blurpool": ["minicnn/_poolrows.h", "minicnn/_poolrows.pxd"],
     "_mixpool": ["minicnn/_poolrows.h", "minicnn/_poolrows.pxd"],
-    "_random_pool": ["minicnn/_random_pool.h", "minicnn/_random_pool_impl.h"],
+    "_random_pool": ["minicnn/_random_pool.h", "minicnn/_random_pool_impl.h", "minicnn/_each_type.h"],
 }
 
 extensions = [

@@ -22,16 +22,7 @@ static inline double mc_positive_f64(double a) { return a > 0 ? a : 0; }
 #endif
 #define MC_POSITIVE(a) MC_NAME(mc_positive)(a)
 
-#define MC_T float
-#define MC_NAME(f) f##_f32
-#include "_random_pool_impl.h"
-#undef MC_T
-#undef MC_NAME
-
-#define MC_T double
-#define MC_NAME(f) f##_f64
-#include "_random_pool_impl.h"
-#undef MC_T
-#undef MC_NAME
+#define MC_IMPL "_random_pool_impl.h"
+#include "_each_type.h"
 
 #endif

@@ -71,17 +71,8 @@ static ptrdiff_t mc_wino_scratch(ptrdiff_t H, ptrdiff_t W, int ph, int pw)
       *restrict name##12 = (base) + 12 * (stride), *restrict name##13 = (base) + 13 * (stride), \
       *restrict name##14 = (base) + 14 * (stride), *restrict name##15 = (base) + 15 * (stride);
 
-#define MC_T float
-#define MC_NAME(f) f##_f32
-#include "_winograd_impl.h"
-#undef MC_T
-#undef MC_NAME
-
-#define MC_T double
-#define MC_NAME(f) f##_f64
-#include "_winograd_impl.h"
-#undef MC_T
-#undef MC_NAME
+#define MC_IMPL "_winograd_impl.h"
+#include "_each_type.h"
 
 #include "_winograd_avx512.h"
 
