@@ -72,6 +72,19 @@ cdef Py_ssize_t* _bounds(const Py_ssize_t[::1] oh, const Py_ssize_t[::1] ow, Py_
     return b
 
 
+cdef Py_ssize_t* _bounds_and_row(const Py_ssize_t[::1] oh, const Py_ssize_t[::1] ow, Py_ssize_t H, Py_ssize_t W,
+                                 double** row) noexcept nogil:
+    """_bounds, and in *row a scratch row of W doubles; NULL, with nothing left to free, when out
+    of memory.  free() both."""
+    row[0] = <double*>malloc(W * sizeof(double))
+    cdef Py_ssize_t* b = _bounds(oh, ow, H, W)
+    if row[0] == NULL or b == NULL:
+        free(row[0])
+        free(b)
+        return NULL
+    return b
+
+
 # ------------------------------------------------------------------ average --
 
 cdef inline void _average_plane(
@@ -112,11 +125,8 @@ def average_forward(const floating[:, :, ::1] x, floating[:, ::1] y,
     if P == 0 or S == 0:
         return
     with nogil:
-        colsum = <double*>malloc(W * sizeof(double))
-        bounds = _bounds(oh, ow, H, W)
-        if colsum == NULL or bounds == NULL:
-            free(colsum)
-            free(bounds)
+        bounds = _bounds_and_row(oh, ow, H, W, &colsum)
+        if bounds == NULL:
             with gil:
                 raise MemoryError()
         for q in range(P):
@@ -163,11 +173,8 @@ def average_backward(const floating[:, ::1] dy, floating[:, :, ::1] dx,
     if P == 0 or H == 0 or W == 0:
         return
     with nogil:
-        rowgrad = <double*>malloc(W * sizeof(double))
-        bounds = _bounds(oh, ow, H, W)
-        if rowgrad == NULL or bounds == NULL:
-            free(rowgrad)
-            free(bounds)
+        bounds = _bounds_and_row(oh, ow, H, W, &rowgrad)
+        if bounds == NULL:
             with gil:
                 raise MemoryError()
         for q in range(P):
