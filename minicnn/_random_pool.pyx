@@ -120,6 +120,11 @@ def fractional_max_forward(
 
 # ------------------------------------------------------------- stochastic --
 
+cdef inline bint _unrolled(bint fast, int kh, int kw, int sh, int sw) noexcept nogil:
+    """Whether the stochastic kernels take their unrolled loop: 2x2 windows, stride 2, ``fast``."""
+    return fast and kh == 2 and kw == 2 and sh == 2 and sw == 2
+
+
 def stochastic_forward(
     const floating[:, :, ::1] x, const double[:, :, ::1] u, floating[:, :, ::1] y,
     int32_t[:, :, ::1] index, int kh, int kw, int sh, int sw, bint fast=True,
@@ -132,7 +137,7 @@ def stochastic_forward(
     """
     cdef Py_ssize_t P = x.shape[0], W = x.shape[2]
     cdef Py_ssize_t OH = y.shape[1], OW = y.shape[2], p
-    cdef bint two = fast and kh == 2 and kw == 2 and sh == 2 and sw == 2
+    cdef bint two = _unrolled(fast, kh, kw, sh, sw)
     if P == 0 or OH == 0 or OW == 0:
         return
     with nogil:
@@ -158,7 +163,7 @@ def stochastic_eval_forward(
     """
     cdef Py_ssize_t P = x.shape[0], W = x.shape[2]
     cdef Py_ssize_t OH = y.shape[1], OW = y.shape[2], p
-    cdef bint two = fast and kh == 2 and kw == 2 and sh == 2 and sw == 2
+    cdef bint two = _unrolled(fast, kh, kw, sh, sw)
     if P == 0 or OH == 0 or OW == 0:
         return
     with nogil:
