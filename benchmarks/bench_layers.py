@@ -39,6 +39,7 @@ os.environ["MINICNN_KERNEL_THREADS"] = str(THREADS)
 import numpy as np  # noqa: E402
 
 import minicnn.layers as L  # noqa: E402
+from torch_twin import optional_torch  # noqa: E402
 
 SHAPE = (128, 32, 28, 28)
 
@@ -75,13 +76,7 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=THREADS, help="minicnn and PyTorch threads (default: CPUs)")
     ap.add_argument("--no-torch", action="store_true")
     args = ap.parse_args(argv)
-    torch = None
-    if not args.no_torch:
-        try:
-            import torch
-            torch.set_num_threads(args.threads)
-        except ImportError:
-            print("torch not importable: minicnn figures only")
+    torch = None if args.no_torch else optional_torch(args.threads)
     print(f"BatchNorm2D fwd+bwd, training, {SHAPE} float32, {args.threads} thread(s), median of "
           f"{args.rounds} x 5 calls, ms\n")
     print("| layer | minicnn | PyTorch | PyTorch / minicnn |")

@@ -113,7 +113,7 @@ from minicnn import threads  # noqa: E402
 from minicnn.config import build_model, load_config  # noqa: E402
 from minicnn.losses import softmax_cross_entropy  # noqa: E402
 from minicnn.optim import OPTIMIZERS  # noqa: E402
-from torch_twin import torch_network, torch_optimizer  # noqa: E402
+from torch_twin import optional_torch, torch_network, torch_optimizer  # noqa: E402
 
 POOL_SIZE = 4096  # synthetic training images the batches are drawn from
 clock = time.perf_counter  # --clock cpu: time.thread_time (one thread only)
@@ -407,13 +407,7 @@ def main(argv=None):
     overrides = ([f"model.input_shape=[{','.join(map(str, args.input))}]", "data.dataset=npz",
                   "data.path=random.npz"] if args.input else [])
 
-    torch = None
-    if not args.no_torch:
-        try:
-            import torch
-            torch.set_num_threads(args.threads)
-        except ImportError:
-            print("torch not importable: minicnn figures only")
+    torch = None if args.no_torch else optional_torch(args.threads)
     print(f"threads {args.threads}, steps {args.steps} x {args.repeats} repetitions (median), {args.clock} clock"
           + (f", torch {torch.__version__} ({torch_isa(torch)})" if torch else "") + f"; {kernels()}")
     peak = peak_flop_rate(args.threads)

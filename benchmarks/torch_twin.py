@@ -6,6 +6,17 @@ needs it.
 from __future__ import annotations
 
 
+def optional_torch(threads: int):
+    """torch, set to ``threads`` threads, or None (saying so) where it cannot be imported."""
+    try:
+        import torch
+    except ImportError:
+        print("torch not importable: minicnn figures only")
+        return None
+    torch.set_num_threads(threads)
+    return torch
+
+
 def torch_network(model, torch):
     """The same layers in torch.nn with minicnn's weights (and running statistics) and dtype; a final
     Softmax is dropped.  Dropout layers draw their own masks, at the same rate."""
