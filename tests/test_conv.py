@@ -53,6 +53,20 @@ GEMM_SHAPES = [(1, 1, 1), (8, 32, 32), (7, 5, 33), (13, 300, 70), (64, 32, 3136 
                (9, 1, 17), (33, 257, 15), (6, 16, 16), (16, 40, 48)]
 
 
+def gemm_case(rng, m, k, n, layout):
+    """Random float32 A (m, k) and B (k, n), the one ``layout`` names ("a_transposed",
+    "b_transposed") column-major; their float64 product; gamma_(K+1) |A||B|, the error bound."""
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    if layout == "a_transposed":
+        a = np.asfortranarray(a)                  # column-major: A read across strides
+    if layout == "b_transposed":
+        b = np.asfortranarray(b)                  # B packed from a strided view
+    exact = a.astype(np.float64) @ b.astype(np.float64)
+    bound = gamma(k + 1) * (np.abs(a).astype(np.float64) @ np.abs(b))
+    return a, b, exact, bound
+
+
 def test_plain_kernel_runs_everywhere_and_auto_picks_the_best():
     assert "plain" in RUNNABLE
     best = "avx512" if "avx512" in RUNNABLE else "avx2" if "avx2" in RUNNABLE else "plain"
@@ -63,16 +77,9 @@ def test_plain_kernel_runs_everywhere_and_auto_picks_the_best():
 @pytest.mark.parametrize("m, k, n", GEMM_SHAPES)
 @pytest.mark.parametrize("layout", ["rows", "a_transposed", "b_transposed"])
 def test_sgemm_matches_float64_product(kernel, m, k, n, layout):
-    a = RNG.standard_normal((m, k)).astype(np.float32)
-    b = RNG.standard_normal((k, n)).astype(np.float32)
-    if layout == "a_transposed":
-        a = np.asfortranarray(a)                  # column-major: A read across strides
-    if layout == "b_transposed":
-        b = np.asfortranarray(b)                  # B packed from a strided view
+    a, b, exact, bound = gemm_case(RNG, m, k, n, layout)
     c = np.full((m, n), np.nan, dtype=np.float32)  # overwritten, never read
     _conv.sgemm(a, b, c, kernel=_conv.KERNELS[kernel])
-    exact = a.astype(np.float64) @ b.astype(np.float64)
-    bound = gamma(k + 1) * (np.abs(a).astype(np.float64) @ np.abs(b))
     assert np.all(np.abs(c - exact) <= bound)
 
 

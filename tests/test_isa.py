@@ -200,14 +200,7 @@ def test_gemm_at_each_level_within_the_stated_bound(level, m, k, n, layout):
     """The kernel each level picks, and the portable one, within gamma_(K+1) |A||B| of
     the exact product (an FMA rounds once, a multiply and an add twice: not the same bits)."""
     runnable(level)
-    a = RNG.standard_normal((m, k)).astype(np.float32)
-    b = RNG.standard_normal((k, n)).astype(np.float32)
-    if layout == "a_transposed":
-        a = np.asfortranarray(a)                  # column-major: A read across strides
-    if layout == "b_transposed":
-        b = np.asfortranarray(b)                  # B packed from a strided view
-    exact = a.astype(np.float64) @ b.astype(np.float64)
-    bound = test_conv.gamma(k + 1) * (np.abs(a).astype(np.float64) @ np.abs(b))
+    a, b, exact, bound = test_conv.gemm_case(RNG, m, k, n, layout)
     for lv in (level, "portable"):
         c = np.full((m, n), np.nan, dtype=np.float32)
         with isa.override(lv):
