@@ -18,6 +18,7 @@ import math
 import pathlib
 
 import numpy as np
+import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
@@ -69,6 +70,14 @@ def _panels(title: str, xlabel: str, ylabel: str, cells: list[str]):
     return fig, axes
 
 
+def _colour(i: int):
+    """The i-th variant's colour: matplotlib's ten default colours, then ten darker ones of
+    tab20b (a family study has more than ten variants; "C10" would repeat "C0")."""
+    extra = matplotlib.colormaps["tab20b"].colors[::2]
+    palette = [f"C{k}" for k in range(10)] + list(extra)
+    return palette[i % len(palette)]
+
+
 def _split(items: dict) -> tuple[dict[str, dict], dict[str, str]]:
     """({cell: {variant: item}}, {variant: colour}) from items keyed by variant (cell "") or by
     (cell, variant); colours follow the variants' first appearance."""
@@ -76,7 +85,7 @@ def _split(items: dict) -> tuple[dict[str, dict], dict[str, str]]:
     for key, item in items.items():
         cell, variant = key if isinstance(key, tuple) else ("", key)
         by_cell.setdefault(cell, {})[variant] = item
-        colours.setdefault(variant, f"C{len(colours)}")
+        colours.setdefault(variant, _colour(len(colours)))
     return by_cell or {"": {}}, colours
 
 
@@ -85,7 +94,7 @@ def _split_stats(stats: list[dict]) -> tuple[dict[str, list[dict]], dict[str, st
     by_cell, colours = {}, {}
     for s in stats:
         by_cell.setdefault(s.get("cell", ""), []).append(s)
-        colours.setdefault(s["config"], f"C{len(colours)}")
+        colours.setdefault(s["config"], _colour(len(colours)))
     return by_cell or {"": []}, colours
 
 

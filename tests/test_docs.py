@@ -135,3 +135,20 @@ def test_ci_runs_the_readmes_test_command_verbatim():
     command = re.findall(r"```bash\n(.*?)\n```", readme, re.S)[1]
     assert command.startswith("pip install") and "pytest" in command
     assert command in (ROOT / ".ci" / "run").read_text().splitlines()
+
+
+def test_the_readmes_new_layers_table_is_the_committed_results():
+    """The README's table of the new layers, recomputed from experiments/results/new_layers/results.csv."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Results: the new layers, one seed each")[1].split("\n## ")[0]
+    rows = read_csv(ROOT / "experiments" / "results" / "new_layers" / "results.csv")
+    assert len(rows) == 15
+
+    def pct(value):
+        return "n/a" if value in ("", None) else f"{100 * float(value):.2f}"
+
+    for r in rows:
+        line = (f"| {r['config']} | {pct(r['test_accuracy'])} | {int(float(r['params'])):,} | "
+                f"{float(r['seconds_per_epoch']):.1f} | {pct(r['consistency'])} | {pct(r['shift_4'])} | "
+                f"{pct(r['canvas_56'])} | {pct(r['generalisation_gap'])} |")
+        assert line in section, r["config"]

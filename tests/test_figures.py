@@ -138,3 +138,10 @@ def test_report_without_a_second_seed_has_no_comparison(tmp_path):
     rows = make_study(tmp_path, seeds=(0,))
     report.write_report(tmp_path / "report.md", Exp, result_rows.aggregate(rows, Exp.variants), rows)
     assert "Paired differences" not in (tmp_path / "report.md").read_text()
+
+
+def test_twenty_variants_get_twenty_colours():
+    """A family study has more than matplotlib's ten default colours' worth of variants; the first
+    ten stay the default ones, so the figures of smaller studies keep their colours."""
+    assert [plots._colour(i) for i in range(10)] == [f"C{i}" for i in range(10)]
+    assert len({str(plots._colour(i)) for i in range(20)}) == 20
