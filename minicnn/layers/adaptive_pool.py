@@ -14,7 +14,7 @@ import numpy as np
 from minicnn import _adaptive_pool
 from minicnn import threads
 from minicnn.layers.base import MAX_GEOMETRY, Layer, check_array, check_grad, count, pair, require_forward
-from minicnn.layers.pooling import _spatial_shape
+from minicnn.layers.pooling import MaxPool2D, _spatial_shape
 
 
 def bins(size: int, out: int) -> tuple[np.ndarray, np.ndarray]:
@@ -160,6 +160,29 @@ class AdaptiveMaxPool2D(_AdaptivePool2D):
     """
 
     _maximum = True
+
+    def __init__(self, output_size) -> None:
+        super().__init__(output_size)
+        self._plain = None   # the MaxPool2D the last forward ran, when the bins tiled the map
+
+    def forward(self, x, training=True):
+        x = check_array(x, "AdaptiveMaxPool2D", 4)
+        (h, w), (oh, ow) = x.shape[2:], self.output_size
+        self._plain = None
+        if h % oh or w % ow or x.size == 0:
+            return super().forward(x, training)
+        # bins of (H/OH) x (W/OW) with that stride: max pooling exactly (same ties and NaN rule,
+        # tests/test_pool_family_adaptive.py), whose kernel is faster
+        self._cache = None
+        plain = MaxPool2D((h // oh, w // ow))
+        y = plain.forward(x, training)
+        self._plain = plain if training else None
+        return y
+
+    def backward(self, dy):
+        if self._plain is not None:
+            return self._plain.backward(dy)
+        return super().backward(dy)
 
 
 class SpatialPyramidPool2D(_GridPool2D):
