@@ -186,7 +186,8 @@ def test_a_study_reports_its_claims_and_draws_them_from_its_folder(tmp_path, fak
 
 def test_the_family_study_loads_with_its_claims():
     exp = load_experiment(ROOT / "experiments" / "pooling_family.yaml")
-    assert exp.variants[0] == "max_pool" and len(exp.variants) == 7 and len(exp.cells) == 3
-    assert len(exp.runs) == 7 * 3 * 5 and len(exp.claims) == 10
+    assert exp.variants[0] == "max_pool" and len(exp.variants) == 12 and len(exp.cells) == 3
+    assert len(exp.runs) == 12 * 3 * 5 and len(exp.claims) == 16
+    assert {"stochastic_pool", "fractional_max_pool", "mixed_pool", "gated_pool", "maxblur_pool"} <= set(exp.variants)
     assert {c.metric for c in exp.claims} >= {"consistency", "gaussian_0.2", "salt_pepper_0.1", "canvas_56",
                                               "generalisation_gap", "test_accuracy"}
