@@ -78,6 +78,15 @@ def _colour(i: int):
     return palette[i % len(palette)]
 
 
+def _legend(ax) -> None:
+    """The legend inside the panel for a few series; beside it for more than eight, where it
+    would cover the curves."""
+    if len(ax.get_legend_handles_labels()[1]) > 8:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    else:
+        ax.legend()
+
+
 def _split(items: dict) -> tuple[dict[str, dict], dict[str, str]]:
     """({cell: {variant: item}}, {variant: colour}) from items keyed by variant (cell "") or by
     (cell, variant); colours follow the variants' first appearance."""
@@ -121,7 +130,7 @@ def val_accuracy_figure(metrics) -> Figure:
             ax.plot(x, 100 * mean, marker="o", label=variant, color=colours[variant])
             ax.fill_between(x, 100 * (mean - std), 100 * (mean + std), color=colours[variant], alpha=0.2)
         ax.xaxis.get_major_locator().set_params(integer=True)
-        ax.legend()
+        _legend(ax)
     return fig
 
 
@@ -137,7 +146,7 @@ def loss_figure(metrics) -> Figure:
                 ax.plot(val[variant][0], val[variant][1], linestyle="--", color=colours[variant])
         ax.set_yscale("log")
         ax.xaxis.get_major_locator().set_params(integer=True)
-        ax.legend()
+        _legend(ax)
     return fig
 
 
@@ -155,7 +164,9 @@ def test_accuracy_figure(stats: list[dict]) -> Figure:
                         color=colours[s["config"]])
             if np.isfinite(mean):
                 ax.annotate(f"{mean:.2f}", (i, mean), textcoords="offset points", xytext=(12, -4))
-        ax.set_xticks(range(len(names)), names)
+        # more than a few names side by side would run into each other: slant them
+        ax.set_xticks(range(len(names)), names, rotation=40 if len(names) > 5 else 0,
+                      ha="right" if len(names) > 5 else "center")
         ax.set_xlim(-0.5, len(names) - 0.5)
         ax.margins(y=0.15)
     return fig
@@ -173,7 +184,7 @@ def shift_figure(stats: list[dict]) -> Figure:
             std = np.array([0.0 if math.isnan(s[k][1]) else 100 * s[k][1] for k in keys])
             ax.errorbar(x, mean, yerr=std, marker="o", capsize=4, label=s["config"], color=colours[s["config"]])
         ax.xaxis.get_major_locator().set_params(integer=True)
-        ax.legend()
+        _legend(ax)
     return fig
 
 
