@@ -120,7 +120,7 @@ class Sequential:
             try:
                 shape = tuple(layer.output_shape(shape))
             except ValueError as e:
-                raise ValueError(f"layer {i} ({type(layer).__name__}) on input {shape}: {e}") from None
+                raise LayerError(i, layer, shape, e) from None
         return shape
 
     def accepts(self, input_shape: tuple[int, ...]) -> bool:
